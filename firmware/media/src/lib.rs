@@ -1,0 +1,24 @@
+//! Sans-IO media core of roomcast.
+//!
+//! Everything here turns bytes and timestamps into bytes and decisions; nothing
+//! reads a clock, a socket or a file, so the same code runs in the daemon, in
+//! tests, under a fuzzer and on bare metal (`--no-default-features`, which
+//! needs only `alloc`).
+//!
+//! * [`time`]: the 90 kHz media clock shared by MPEG-TS, H.264 and HLS.
+//! * [`h264`]: Annex-B splitting and SPS parsing (ISO/IEC 14496-10).
+//! * [`ts`]: an MPEG-TS muxer for one H.264 stream (ISO/IEC 13818-1).
+//! * [`hls`]: a live media playlist and a keyframe segmenter (RFC 8216).
+//!
+//! Panics: none of the public functions panic on any input; untrusted bytes
+//! are read with bounds checks and malformed data becomes an error or is
+//! skipped, as each function documents.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod h264;
+pub mod hls;
+pub mod time;
+pub mod ts;

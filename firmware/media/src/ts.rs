@@ -1,0 +1,610 @@
+//! MPEG-2 transport stream muxer for one H.264 video stream
+//! (ISO/IEC 13818-1; H.264 carriage per §2.14 / Amd.3).
+//!
+//! Implements the pieces a live encoder needs and nothing more:
+//!
+//! * transport packet header and adaptation field (§2.4.3.2, §2.4.3.4),
+//!   including the PCR (§2.4.3.5) and stuffing;
+//! * the PAT (§2.4.4.3) and a PMT (§2.4.4.8) with one `stream_type` 0x1B
+//!   stream, each in a single packet, with the section CRC (Annex A);
+//! * PES packets (§2.4.3.6/2.4.3.7) carrying one access unit each.
+//!
+//! The muxer never fails and never panics: any access unit, even an empty or
+//! malformed one, produces whole 188-byte packets.
+
+use alloc::vec::Vec;
+
+use crate::h264::{split_annexb, NalType};
+use crate::time::Ticks90k;
+
+/// Size of every transport packet.
+pub const PACKET_SIZE: usize = 188;
+
+const SYNC_BYTE: u8 = 0x47;
+/// Bytes of the fixed packet header.
+const HEADER_SIZE: usize = 4;
+/// Payload room in a packet with no adaptation field.
+const MAX_PAYLOAD: usize = PACKET_SIZE - HEADER_SIZE;
+/// `stream_type` for ISO/IEC 14496-10 video (table 2-34).
+const STREAM_TYPE_H264: u8 = 0x1b;
+/// `stream_id` for the first video stream (table 2-22).
+const STREAM_ID_VIDEO: u8 = 0xe0;
+/// An access unit delimiter with `primary_pic_type` 7 ("any slice type"),
+/// prefixed with a 4-byte start code. The AVC-in-TS rules (§2.14.1) require
+/// every access unit to start with one, and some hardware decoders rely on it.
+const AUD: [u8; 6] = [0x00, 0x00, 0x00, 0x01, 0x09, 0xf0];
+
+/// CRC lookup table for [`crc32_mpeg2`], built at compile time.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = (i as u32) << 24;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 0x8000_0000 != 0 {
+                (c << 1) ^ 0x04c1_1db7
+            } else {
+                c << 1
+            };
+            bit += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// The CRC_32 of PSI sections (Annex A): polynomial 0x04C11DB7, initial value
+/// all ones, MSB first, no final inversion. A section including its CRC
+/// checks to 0.
+pub fn crc32_mpeg2(data: &[u8]) -> u32 {
+    data.iter().fold(0xffff_ffff, |crc, &b| {
+        (crc << 8) ^ CRC_TABLE[usize::from((crc >> 24) as u8 ^ b)]
+    })
+}
+
+/// Identifiers written into the tables.
+///
+/// PIDs are 13-bit; higher bits are ignored. The defaults are the ones most
+/// muxers use, which keeps captures easy to compare.
+#[derive(Debug, Clone, Copy)]
+pub struct TsConfig {
+    /// PID carrying the PMT.
+    pub pmt_pid: u16,
+    /// PID carrying the video PES packets and the PCR.
+    pub video_pid: u16,
+    /// `program_number` in PAT and PMT.
+    pub program_number: u16,
+    /// `transport_stream_id` in the PAT.
+    pub transport_stream_id: u16,
+}
+
+impl Default for TsConfig {
+    fn default() -> Self {
+        TsConfig {
+            pmt_pid: 0x1000,
+            video_pid: 0x100,
+            program_number: 1,
+            transport_stream_id: 1,
+        }
+    }
+}
+
+impl TsConfig {
+    /// Whether the PIDs are usable: distinct, 13-bit, and clear of the PAT
+    /// (0), the reserved range (1..=0xF) and the null PID (0x1FFF); program
+    /// number 0 is reserved for the network PID.
+    pub fn is_valid(&self) -> bool {
+        let ok = |pid: u16| (0x10..0x1fff).contains(&pid);
+        ok(self.pmt_pid)
+            && ok(self.video_pid)
+            && self.pmt_pid != self.video_pid
+            && self.program_number != 0
+    }
+}
+
+/// Turns timestamped Annex B access units into transport packets.
+///
+/// Sans-IO: every call appends whole packets to the caller's buffer.
+#[derive(Debug, Clone)]
+pub struct TsMuxer {
+    cfg: TsConfig,
+    cc_pat: u8,
+    cc_pmt: u8,
+    cc_video: u8,
+}
+
+impl TsMuxer {
+    /// A muxer with all continuity counters at 0.
+    pub fn new(cfg: TsConfig) -> Self {
+        TsMuxer {
+            cfg,
+            cc_pat: 0,
+            cc_pmt: 0,
+            cc_video: 0,
+        }
+    }
+
+    /// The configuration this muxer writes.
+    pub fn config(&self) -> &TsConfig {
+        &self.cfg
+    }
+
+    /// Writes PAT then PMT (one packet each, stuffed with 0xFF), advancing their continuity counters.
+    pub fn write_tables(&mut self, out: &mut Vec<u8>) {
+        let pat = self.pat_section();
+        write_psi(out, 0, next_cc(&mut self.cc_pat), &pat);
+        let pmt = self.pmt_section();
+        write_psi(out, self.cfg.pmt_pid, next_cc(&mut self.cc_pmt), &pmt);
+    }
+
+    /// Writes one access unit (Annex-B bytes, as given) as a single PES on the video PID.
+    ///
+    /// * If `keyframe`, PAT and PMT go first so a receiver joining here can
+    ///   decode, and the first packet sets `random_access_indicator`.
+    /// * The first packet of every PES carries a PCR equal to the DTS
+    ///   (base = DTS mod 2^33, extension 0). This puts the system clock at
+    ///   the decode time as the access unit starts arriving, i.e. a zero
+    ///   decoder-buffer delay: the timestamps stay exactly as captured, which
+    ///   the sinks rely on, and live receivers (HLS players, SRT gateways)
+    ///   buffer on their own. A caller that needs a strict T-STD margin can
+    ///   add a constant to both PTS and DTS.
+    /// * An AUD is inserted in front unless the access unit already starts
+    ///   with one.
+    /// * PES: `stream_id` 0xE0, `PES_packet_length` 0 (unbounded, allowed
+    ///   only for video, §2.4.3.7), `data_alignment_indicator` set, PTS only
+    ///   when `pts == dts`, else PTS and DTS.
+    /// * The last packet is filled out with adaptation-field stuffing.
+    pub fn write_video(
+        &mut self,
+        pts: Ticks90k,
+        dts: Ticks90k,
+        keyframe: bool,
+        annexb: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        if keyframe {
+            self.write_tables(out);
+        }
+
+        let mut pes_header = [0u8; 19];
+        let header_len = write_pes_header(&mut pes_header, pts, dts);
+        let has_aud = split_annexb(annexb).next().and_then(NalType::of) == Some(NalType::Aud);
+        let aud: &[u8] = if has_aud { &[] } else { &AUD };
+        let mut payload = Chain {
+            parts: [pes_header.get(..header_len).unwrap_or(&[]), aud, annexb],
+        };
+
+        // Adaptation field of the first packet: flags + PCR, 7 bytes.
+        let mut pcr_af = [0u8; 7];
+        pcr_af[0] = 0x10 | if keyframe { 0x40 } else { 0 }; // PCR_flag, random_access_indicator
+        write_pcr(&mut pcr_af[1..], dts.wrapped33(), 0);
+
+        let total = payload.len();
+        out.reserve((total / (MAX_PAYLOAD - 8)).saturating_add(1).saturating_mul(PACKET_SIZE));
+
+        let pid = self.cfg.video_pid;
+        let mut first = true;
+        loop {
+            let af: &[u8] = if first { &pcr_af } else { &[] };
+            let cc = next_cc(&mut self.cc_video);
+            write_pes_packet(out, pid, first, cc, af, &mut payload);
+            first = false;
+            if payload.is_empty() {
+                break;
+            }
+        }
+    }
+
+    // Layouts kept one field per line, as in the syntax tables.
+    #[rustfmt::skip]
+    fn pat_section(&self) -> Vec<u8> {
+        let [tsid_hi, tsid_lo] = self.cfg.transport_stream_id.to_be_bytes();
+        let [prog_hi, prog_lo] = self.cfg.program_number.to_be_bytes();
+        let [pid_hi, pid_lo] = (self.cfg.pmt_pid & 0x1fff).to_be_bytes();
+        finish_section(&[
+            0x00,             // table_id: program_association_section
+            0xb0, 0x00,       // section_syntax_indicator, '0', reserved, section_length (filled in)
+            tsid_hi, tsid_lo, // transport_stream_id
+            0xc1,             // reserved, version_number 0, current_next_indicator 1
+            0x00, 0x00,       // section_number, last_section_number
+            prog_hi, prog_lo, // program_number
+            0xe0 | pid_hi, pid_lo, // reserved, program_map_PID
+        ])
+    }
+
+    #[rustfmt::skip]
+    fn pmt_section(&self) -> Vec<u8> {
+        let [prog_hi, prog_lo] = self.cfg.program_number.to_be_bytes();
+        let [pid_hi, pid_lo] = (self.cfg.video_pid & 0x1fff).to_be_bytes();
+        finish_section(&[
+            0x02,             // table_id: TS_program_map_section
+            0xb0, 0x00,       // section_syntax_indicator, '0', reserved, section_length (filled in)
+            prog_hi, prog_lo, // program_number
+            0xc1,             // reserved, version_number 0, current_next_indicator 1
+            0x00, 0x00,       // section_number, last_section_number
+            0xe0 | pid_hi, pid_lo, // reserved, PCR_PID = the video PID
+            0xf0, 0x00,       // reserved, program_info_length 0
+            STREAM_TYPE_H264, // stream_type
+            0xe0 | pid_hi, pid_lo, // reserved, elementary_PID
+            0xf0, 0x00,       // reserved, ES_info_length 0
+        ])
+    }
+}
+
+/// Returns the counter to use and advances it (4 bits, §2.4.3.3). Every
+/// packet this muxer writes has a payload, so every packet advances it.
+fn next_cc(cc: &mut u8) -> u8 {
+    let now = *cc & 0x0f;
+    *cc = (now + 1) & 0x0f;
+    now
+}
+
+/// Fills in `section_length` and appends the CRC.
+fn finish_section(body: &[u8]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(body.len() + 4);
+    s.extend_from_slice(body);
+    // Bytes after the length field, CRC included; sections here are tiny.
+    let len = (body.len() - 3 + 4) as u16;
+    if let Some(b) = s.get_mut(1) {
+        *b |= (len >> 8) as u8 & 0x0f;
+    }
+    if let Some(b) = s.get_mut(2) {
+        *b = len as u8;
+    }
+    let crc = crc32_mpeg2(&s);
+    s.extend_from_slice(&crc.to_be_bytes());
+    s
+}
+
+fn write_header(out: &mut Vec<u8>, pid: u16, pusi: bool, has_af: bool, cc: u8) {
+    let [pid_hi, pid_lo] = (pid & 0x1fff).to_be_bytes();
+    out.extend_from_slice(&[
+        SYNC_BYTE,
+        if pusi { 0x40 } else { 0 } | pid_hi,
+        pid_lo,
+        // not scrambled; adaptation_field_control 01 (payload) or 11 (both)
+        if has_af { 0x30 } else { 0x10 } | (cc & 0x0f),
+    ]);
+}
+
+/// One packet holding a whole PSI section: pointer_field 0, the section, 0xFF fill (§2.4.4).
+fn write_psi(out: &mut Vec<u8>, pid: u16, cc: u8, section: &[u8]) {
+    let start = out.len();
+    write_header(out, pid, true, false, cc);
+    out.push(0x00); // pointer_field
+    out.extend_from_slice(section);
+    out.resize(start + PACKET_SIZE, 0xff);
+}
+
+/// Writes one PES-carrying packet, taking as much of `payload` as fits and
+/// stuffing the adaptation field when what is left is shorter than the room.
+fn write_pes_packet(
+    out: &mut Vec<u8>,
+    pid: u16,
+    first: bool,
+    cc: u8,
+    af_body: &[u8],
+    payload: &mut Chain<'_>,
+) {
+    let af_size = if af_body.is_empty() {
+        0
+    } else {
+        1 + af_body.len()
+    };
+    let room = MAX_PAYLOAD - af_size;
+    let take = payload.len().min(room);
+    let stuffing = room - take;
+    let has_af = af_size > 0 || stuffing > 0;
+    write_header(out, pid, first, has_af, cc);
+    if af_size > 0 {
+        out.push((af_body.len() + stuffing) as u8); // adaptation_field_length
+        out.extend_from_slice(af_body);
+        out.resize(out.len() + stuffing, 0xff);
+    } else if stuffing == 1 {
+        out.push(0); // a zero-length adaptation field is one byte of stuffing
+    } else if stuffing > 1 {
+        out.push((stuffing - 1) as u8);
+        out.push(0x00); // no flags
+        out.resize(out.len() + stuffing - 2, 0xff);
+    }
+    payload.take_into(take, out);
+}
+
+/// Writes the PES header (§2.4.3.7) into `buf`, returning its length.
+fn write_pes_header(buf: &mut [u8; 19], pts: Ticks90k, dts: Ticks90k) -> usize {
+    let with_dts = pts != dts;
+    buf[..6].copy_from_slice(&[0x00, 0x00, 0x01, STREAM_ID_VIDEO, 0x00, 0x00]);
+    buf[6] = 0x84; // '10', not scrambled, priority 0, data_alignment_indicator 1
+    buf[7] = if with_dts { 0xc0 } else { 0x80 }; // PTS_DTS_flags
+    buf[8] = if with_dts { 10 } else { 5 }; // PES_header_data_length
+    if with_dts {
+        write_timestamp(&mut buf[9..14], 0b0011, pts.wrapped33());
+        write_timestamp(&mut buf[14..19], 0b0001, dts.wrapped33());
+        19
+    } else {
+        write_timestamp(&mut buf[9..14], 0b0010, pts.wrapped33());
+        14
+    }
+}
+
+/// A 33-bit PTS or DTS in its 5-byte form: 4-bit prefix, then 3+15+15 bits
+/// each followed by a marker bit.
+fn write_timestamp(buf: &mut [u8], prefix: u8, ts: u64) {
+    let bytes = [
+        (prefix << 4) | (((ts >> 30) & 0x07) as u8) << 1 | 1,
+        (ts >> 22) as u8,
+        (((ts >> 15) & 0x7f) as u8) << 1 | 1,
+        (ts >> 7) as u8,
+        ((ts & 0x7f) as u8) << 1 | 1,
+    ];
+    for (dst, src) in buf.iter_mut().zip(bytes) {
+        *dst = src;
+    }
+}
+
+/// The 6-byte PCR: 33-bit base, 6 reserved ones, 9-bit extension.
+fn write_pcr(buf: &mut [u8], base: u64, ext: u16) {
+    let bytes = [
+        (base >> 25) as u8,
+        (base >> 17) as u8,
+        (base >> 9) as u8,
+        (base >> 1) as u8,
+        ((base & 1) as u8) << 7 | 0x7e | ((ext >> 8) & 1) as u8,
+        ext as u8,
+    ];
+    for (dst, src) in buf.iter_mut().zip(bytes) {
+        *dst = src;
+    }
+}
+
+/// The PES as three borrowed pieces, so the access unit is copied once,
+/// straight into the packets, instead of first into a PES buffer.
+struct Chain<'a> {
+    parts: [&'a [u8]; 3],
+}
+
+impl Chain<'_> {
+    fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.is_empty())
+    }
+
+    fn take_into(&mut self, mut n: usize, out: &mut Vec<u8>) {
+        for part in self.parts.iter_mut() {
+            let k = n.min(part.len());
+            let (head, tail) = part.split_at(k);
+            out.extend_from_slice(head);
+            *part = tail;
+            n -= k;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// A whole packet: `head` followed by `fill` up to 188 bytes.
+    fn packet(head: &[u8], fill: u8) -> Vec<u8> {
+        let mut p = head.to_vec();
+        p.resize(PACKET_SIZE, fill);
+        p
+    }
+
+    #[test]
+    fn crc_check_value() {
+        assert_eq!(crc32_mpeg2(b"123456789"), 0x0376_e6e7);
+        assert_eq!(crc32_mpeg2(b""), 0xffff_ffff);
+    }
+
+    const PAT: [u8; 21] = [
+        0x47, 0x40, 0x00, 0x10, // sync, PUSI + PID 0, payload only, CC 0
+        0x00, // pointer_field
+        0x00, 0xb0, 0x0d, // table_id 0, section_length 13
+        0x00, 0x01, // transport_stream_id 1
+        0xc1, 0x00, 0x00, // version 0, current, section 0 of 0
+        0x00, 0x01, 0xf0, 0x00, // program 1 -> PMT PID 0x1000
+        0x2a, 0xb1, 0x04, 0xb2, // CRC_32
+    ];
+
+    const PMT: [u8; 26] = [
+        0x47, 0x50, 0x00, 0x10, // PUSI + PID 0x1000, CC 0
+        0x00, // pointer_field
+        0x02, 0xb0, 0x12, // table_id 2, section_length 18
+        0x00, 0x01, // program_number 1
+        0xc1, 0x00, 0x00, // version 0, current, section 0 of 0
+        0xe1, 0x00, // PCR_PID 0x100
+        0xf0, 0x00, // program_info_length 0
+        0x1b, 0xe1, 0x00, 0xf0, 0x00, // H.264 on PID 0x100, no descriptors
+        0x15, 0xbd, 0x4d, 0x56, // CRC_32
+    ];
+
+    #[test]
+    fn pat_and_pmt_bytes() {
+        let mut mux = TsMuxer::new(TsConfig::default());
+        let mut out = Vec::new();
+        mux.write_tables(&mut out);
+        assert_eq!(out.len(), 2 * PACKET_SIZE);
+        assert_eq!(&out[..PACKET_SIZE], &packet(&PAT, 0xff)[..]);
+        assert_eq!(&out[PACKET_SIZE..], &packet(&PMT, 0xff)[..]);
+        // A section checks to zero including its CRC.
+        assert_eq!(crc32_mpeg2(&PAT[5..]), 0);
+        assert_eq!(crc32_mpeg2(&PMT[5..]), 0);
+        // Second round: continuity counters advanced to 1.
+        out.clear();
+        mux.write_tables(&mut out);
+        assert_eq!(out[3], 0x11);
+        assert_eq!(out[PACKET_SIZE + 3], 0x11);
+    }
+
+    #[test]
+    fn timestamp_encoding() {
+        let mut b = [0u8; 5];
+        write_timestamp(&mut b, 0b0010, Ticks90k(90_000).wrapped33());
+        assert_eq!(b, [0x21, 0x00, 0x05, 0xbf, 0x21]);
+        // Above 2^32, and unwrapped one full cycle higher: same bytes.
+        write_timestamp(
+            &mut b,
+            0b0011,
+            Ticks90k(0x1_2345_6789 + (1 << 33)).wrapped33(),
+        );
+        assert_eq!(b, [0x39, 0x8d, 0x15, 0xcf, 0x13]);
+        write_timestamp(&mut b, 0b0001, 0x1_2345_6789 - 3000);
+        assert_eq!(b, [0x19, 0x8d, 0x15, 0xb7, 0xa3]);
+        write_timestamp(&mut b, 0b0010, (1 << 33) - 1);
+        assert_eq!(b, [0x2f, 0xff, 0xff, 0xff, 0xff]);
+
+        let mut p = [0u8; 6];
+        write_pcr(&mut p, 90_000, 0);
+        assert_eq!(p, [0x00, 0x00, 0xaf, 0xc8, 0x7e, 0x00]);
+        write_pcr(&mut p, (1 << 33) - 1, 299);
+        assert_eq!(p, [0xff, 0xff, 0xff, 0xff, 0xff, 0x2b]);
+    }
+
+    const IDR_AU: [u8; 10] = [0x00, 0x00, 0x00, 0x01, 0x65, 0x88, 0x84, 0x00, 0x33, 0xff];
+
+    #[test]
+    fn small_keyframe_in_one_packet() {
+        let mut mux = TsMuxer::new(TsConfig::default());
+        let mut out = Vec::new();
+        mux.write_video(Ticks90k(90_000), Ticks90k(90_000), true, &IDR_AU, &mut out);
+        assert_eq!(out.len(), 3 * PACKET_SIZE);
+        assert_eq!(&out[..PACKET_SIZE], &packet(&PAT, 0xff)[..]);
+        assert_eq!(&out[PACKET_SIZE..2 * PACKET_SIZE], &packet(&PMT, 0xff)[..]);
+
+        let mut want = vec![
+            0x47, 0x41, 0x00, 0x30, // PUSI + PID 0x100, adaptation + payload, CC 0
+            153,  // adaptation_field_length: 7 + 146 stuffing
+            0x50, // random_access_indicator, PCR_flag
+            0x00, 0x00, 0xaf, 0xc8, 0x7e, 0x00, // PCR base 90000, ext 0
+        ];
+        want.resize(4 + 1 + 153, 0xff);
+        want.extend_from_slice(&[
+            0x00, 0x00, 0x01, 0xe0, 0x00, 0x00, // start code, stream_id, length 0
+            0x84, 0x80, 0x05, // data_alignment, PTS only, 5 header bytes
+            0x21, 0x00, 0x05, 0xbf, 0x21, // PTS 90000
+            0x00, 0x00, 0x00, 0x01, 0x09, 0xf0, // inserted AUD
+        ]);
+        want.extend_from_slice(&IDR_AU);
+        assert_eq!(want.len(), PACKET_SIZE);
+        assert_eq!(&out[2 * PACKET_SIZE..], &want[..]);
+    }
+
+    #[test]
+    fn existing_aud_is_kept_and_dts_written() {
+        let mut mux = TsMuxer::new(TsConfig::default());
+        let mut out = Vec::new();
+        let au = [0, 0, 0, 1, 0x09, 0x30, 0, 0, 1, 0x41, 0x9a];
+        mux.write_video(Ticks90k(93_000), Ticks90k(90_000), false, &au, &mut out);
+        assert_eq!(out.len(), PACKET_SIZE);
+        assert_eq!(&out[..6], &[0x47, 0x41, 0x00, 0x30, 0x07 + 146, 0x10]);
+        let pes = &out[PACKET_SIZE - 19 - au.len()..];
+        assert_eq!(
+            &pes[..19],
+            &[
+                0x00, 0x00, 0x01, 0xe0, 0x00, 0x00, 0x84, 0xc0, 0x0a, // PTS+DTS, 10 bytes
+                0x31, 0x00, 0x05, 0xd6, 0x91, // PTS 93000
+                0x11, 0x00, 0x05, 0xbf, 0x21, // DTS 90000
+            ]
+        );
+        assert_eq!(&pes[19..], &au);
+    }
+
+    #[test]
+    fn large_access_unit_spans_packets() {
+        let mut mux = TsMuxer::new(TsConfig::default());
+        let mut au = vec![0, 0, 0, 1, 0x65];
+        au.extend((0..5000u32).map(|i| (i % 251) as u8 | 1));
+        let mut out = Vec::new();
+        for frame in 0..3u64 {
+            out.clear();
+            mux.write_video(
+                Ticks90k(frame * 3000),
+                Ticks90k(frame * 3000),
+                frame == 0,
+                &au,
+                &mut out,
+            );
+            assert_eq!(out.len() % PACKET_SIZE, 0);
+            let packets: Vec<&[u8]> = out.chunks(PACKET_SIZE).collect();
+            let video: Vec<&[u8]> = packets
+                .iter()
+                .copied()
+                .filter(|p| u16::from_be_bytes([p[1] & 0x1f, p[2]]) == 0x100)
+                .collect();
+            assert_eq!(packets.len() - video.len(), if frame == 0 { 2 } else { 0 });
+            // 14 + 6 + 5005 = 5025 bytes: 176 in the first, then 184 each.
+            assert_eq!(video.len(), 1 + (5025 - 176usize).div_ceil(184));
+            for (i, p) in video.iter().enumerate() {
+                assert_eq!(p[0], 0x47);
+                assert_eq!(p[1] & 0x40 != 0, i == 0, "PUSI only on the first");
+                let cc = (frame as usize * video.len() + i) % 16;
+                assert_eq!(usize::from(p[3] & 0x0f), cc, "continuity counter");
+            }
+            // Payload reassembles to the PES.
+            let mut pes = Vec::new();
+            for p in &video {
+                let body = if p[3] & 0x20 != 0 {
+                    &p[5 + usize::from(p[4])..]
+                } else {
+                    &p[4..]
+                };
+                pes.extend_from_slice(body);
+            }
+            assert_eq!(&pes[14..20], &AUD);
+            assert_eq!(&pes[20..], &au[..]);
+        }
+    }
+
+    #[test]
+    fn one_byte_stuffing() {
+        // PES of 14 + 6 + n bytes; choose n so the second packet is 183 bytes.
+        let n = 176 + 183 - 20;
+        let mut au = vec![0, 0, 1, 0x41];
+        au.resize(n, 0x55);
+        let mut mux = TsMuxer::new(TsConfig::default());
+        let mut out = Vec::new();
+        mux.write_video(Ticks90k(0), Ticks90k(0), false, &au, &mut out);
+        assert_eq!(out.len(), 2 * PACKET_SIZE);
+        assert_eq!(
+            &out[PACKET_SIZE..PACKET_SIZE + 5],
+            &[0x47, 0x01, 0x00, 0x31, 0x00]
+        );
+        assert_eq!(out[2 * PACKET_SIZE - 1], 0x55);
+    }
+
+    #[test]
+    fn empty_access_unit_still_packetizes() {
+        let mut mux = TsMuxer::new(TsConfig::default());
+        let mut out = Vec::new();
+        mux.write_video(Ticks90k(u64::MAX), Ticks90k(0), true, &[], &mut out);
+        assert_eq!(out.len(), 3 * PACKET_SIZE);
+        assert!(out.chunks(PACKET_SIZE).all(|p| p[0] == 0x47));
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(TsConfig::default().is_valid());
+        assert!(!TsConfig {
+            video_pid: 0x1000,
+            ..TsConfig::default()
+        }
+        .is_valid());
+        assert!(!TsConfig {
+            video_pid: 0x1fff,
+            ..TsConfig::default()
+        }
+        .is_valid());
+        assert!(!TsConfig {
+            program_number: 0,
+            ..TsConfig::default()
+        }
+        .is_valid());
+    }
+}

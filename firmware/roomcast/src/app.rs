@@ -1,0 +1,198 @@
+//! The running daemon's shared state: configuration, pipeline, sinks and
+//! counters, and the operations the HTTP API performs on them.
+
+use crate::bus::{lock, FrameBus};
+use crate::clock::SharedClock;
+use crate::config::{self, Config, ConfigError, FieldError, ValidConfig};
+use crate::encoder::EncodeError;
+use crate::hls::{HlsSettings, HlsStore};
+use crate::pipeline::Pipeline;
+use crate::stats::Stats;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+pub struct App {
+    pub clock: SharedClock,
+    pub stats: Arc<Stats>,
+    pub bus: Arc<FrameBus>,
+    pub pipeline: Pipeline,
+    pub hls: Arc<HlsStore>,
+    /// The configuration in effect (stored file plus command-line overrides,
+    /// until an API change replaces it).
+    pub config: Mutex<ValidConfig>,
+    pub config_path: PathBuf,
+    pub started_ns: u64,
+    /// Responses by status class (index = status / 100).
+    pub http_responses: [AtomicU64; 6],
+}
+
+/// Why a configuration change was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The body does not have the configuration's shape (unknown key, wrong type).
+    #[error("{0}")]
+    Shape(String),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error(transparent)]
+    Save(#[from] ConfigError),
+    #[error(transparent)]
+    Encoder(#[from] EncodeError),
+}
+
+pub fn hls_settings(cfg: &ValidConfig) -> HlsSettings {
+    HlsSettings {
+        segment_ms: cfg.get().hls.segment_ms,
+        window: cfg.get().hls.window,
+        target_duration_s: cfg.target_duration_s(),
+    }
+}
+
+impl App {
+    pub fn config_json(&self) -> Value {
+        serde_json::to_value(lock(&self.config).get()).unwrap_or(Value::Null)
+    }
+
+    /// Applies a change: `patch` is merged over the current configuration
+    /// (so a client may send only what it changes), checked, saved, and then
+    /// the pipeline restarts if the picture or encoder settings changed. Any
+    /// error leaves the stored file and the running stream as they were.
+    pub fn put_config(&self, patch: Value) -> Result<(), ApplyError> {
+        let mut current = lock(&self.config);
+        let mut merged = serde_json::to_value(current.get()).unwrap_or(Value::Null);
+        merge(&mut merged, patch);
+        let cfg: Config =
+            serde_json::from_value(merged).map_err(|e| ApplyError::Shape(e.to_string()))?;
+        let valid = cfg.validate()?;
+        if valid == *current {
+            return Ok(());
+        }
+        config::save(&self.config_path, &valid)?;
+        self.hls.set_settings(hls_settings(&valid));
+        if let Err(e) = self.pipeline.apply(&valid) {
+            // Put the old file back so the box boots into what runs now.
+            let _ = config::save(&self.config_path, &current);
+            self.hls.set_settings(hls_settings(&current));
+            return Err(e.into());
+        }
+        *current = valid;
+        Ok(())
+    }
+
+    fn uptime_s(&self) -> f64 {
+        (self.clock.monotonic_ns().saturating_sub(self.started_ns)) as f64 / 1e9
+    }
+
+    pub fn status_json(&self) -> Value {
+        let s = &self.stats;
+        let cur = lock(&s.current).clone();
+        let rates = s.rates(self.clock.monotonic_ns());
+        let sinks: Vec<Value> = self
+            .bus
+            .sinks()
+            .iter()
+            .map(|q| {
+                let st = q.stats();
+                let mut v = json!({
+                    "name": q.name(),
+                    "state": if q.is_closed() { "stopped" } else { "running" },
+                    "queued": st.queued,
+                    "dropped": st.dropped,
+                    "delivered": st.delivered,
+                });
+                if q.name() == "hls" {
+                    v["segments"] = json!(self.hls.total_segments());
+                }
+                v
+            })
+            .collect();
+        let sink_dropped: u64 = self.bus.sinks().iter().map(|q| q.stats().dropped).sum();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": round1(self.uptime_s()),
+            "source": { "kind": cur.source, "width": cur.width, "height": cur.height, "fps": cur.fps },
+            "encoder": { "kind": cur.encoder, "restarts": s.encoder_restarts.load(Relaxed),
+                         "errors": s.encode_errors.load(Relaxed) },
+            "frames": {
+                "captured": s.captured.load(Relaxed),
+                "encoded": s.encoded.load(Relaxed),
+                "dropped": s.capture_dropped.load(Relaxed) + sink_dropped,
+                "dropped_at_capture": s.capture_dropped.load(Relaxed),
+            },
+            "measured": { "fps": round1(rates.fps), "bitrate_kbps": round1(rates.bitrate_bps / 1000.0) },
+            "sinks": sinks,
+        })
+    }
+
+    /// Prometheus text exposition format, version 0.0.4.
+    pub fn metrics_text(&self) -> String {
+        let s = &self.stats;
+        let rates = s.rates(self.clock.monotonic_ns());
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| vec![(String::new(), v as f64)];
+        metric("roomcast_uptime_seconds", "gauge", "Seconds since the daemon started.", &[(String::new(), self.uptime_s())]);
+        metric("roomcast_frames_captured_total", "counter", "Pictures produced by the source.", &one(s.captured.load(Relaxed)));
+        metric("roomcast_frames_encoded_total", "counter", "Pictures encoded.", &one(s.encoded.load(Relaxed)));
+        metric("roomcast_frames_dropped_capture_total", "counter", "Pictures dropped because the encoder was busy.", &one(s.capture_dropped.load(Relaxed)));
+        metric("roomcast_encoded_bytes_total", "counter", "Bytes of encoded video.", &one(s.encoded_bytes.load(Relaxed)));
+        metric("roomcast_encoder_restarts_total", "counter", "Encoder restarts (settings changes).", &one(s.encoder_restarts.load(Relaxed)));
+        metric("roomcast_encode_errors_total", "counter", "Pictures the encoder failed on.", &one(s.encode_errors.load(Relaxed)));
+        metric("roomcast_fps", "gauge", "Measured encoded frames per second.", &[(String::new(), rates.fps)]);
+        metric("roomcast_bitrate_bits_per_second", "gauge", "Measured encoded bitrate.", &[(String::new(), rates.bitrate_bps)]);
+        let sinks = self.bus.sinks();
+        let per_sink = |f: &dyn Fn(&crate::bus::QueueStats) -> u64| -> Vec<(String, f64)> {
+            sinks
+                .iter()
+                .map(|q| (format!("{{sink=\"{}\"}}", q.name()), f(&q.stats()) as f64))
+                .collect()
+        };
+        metric("roomcast_sink_dropped_frames_total", "counter", "Frames a sink dropped because its queue was full.", &per_sink(&|q| q.dropped));
+        metric("roomcast_sink_queued_frames", "gauge", "Frames waiting in a sink's queue.", &per_sink(&|q| q.queued as u64));
+        metric("roomcast_hls_segments_total", "counter", "HLS segments published.", &one(self.hls.total_segments()));
+        let classes: Vec<(String, f64)> = (1..6)
+            .map(|c| (format!("{{code=\"{c}xx\"}}"), self.http_responses[c].load(Relaxed) as f64))
+            .collect();
+        metric("roomcast_http_responses_total", "counter", "HTTP responses by status class.", &classes);
+        out
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// JSON merge patch (RFC 7396) without deletion: objects merge key by key,
+/// anything else replaces.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_what_the_patch_omits() {
+        let mut t = json!({"video": {"width": 1280, "fps": 30}, "source": "test"});
+        merge(&mut t, json!({"video": {"fps": 25}}));
+        assert_eq!(t, json!({"video": {"width": 1280, "fps": 25}, "source": "test"}));
+        merge(&mut t, json!({"video": 5}));
+        assert_eq!(t["video"], json!(5));
+    }
+}

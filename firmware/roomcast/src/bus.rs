@@ -1,0 +1,237 @@
+//! The frame bus: fans encoded frames out to every sink, each through its own
+//! bounded queue, so a slow or dead sink never makes the encoder (or capture)
+//! wait and never changes what the other sinks get.
+//!
+//! When a sink's queue is full, the new frame is dropped and so is every
+//! frame after it up to the next keyframe (a P-frame without its reference is
+//! useless); when that keyframe arrives the stale backlog is discarded too,
+//! so the sink resumes with the freshest decodable picture. Every dropped
+//! frame is counted.
+
+use crate::frame::SharedFrame;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// Publishes frames to all subscribed sinks.
+#[derive(Default)]
+pub struct FrameBus {
+    sinks: Mutex<Vec<Arc<SinkQueue>>>,
+}
+
+impl FrameBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a sink with room for `capacity` frames.
+    pub fn subscribe(&self, name: &str, capacity: usize) -> Arc<SinkQueue> {
+        let q = Arc::new(SinkQueue {
+            name: name.to_string(),
+            capacity: capacity.max(1),
+            state: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+        });
+        lock(&self.sinks).push(q.clone());
+        q
+    }
+
+    /// Removes a sink; its queue is closed so its thread can finish.
+    pub fn unsubscribe(&self, q: &Arc<SinkQueue>) {
+        lock(&self.sinks).retain(|s| !Arc::ptr_eq(s, q));
+        q.close();
+    }
+
+    /// Hands `frame` to every sink without ever blocking on one.
+    pub fn publish(&self, frame: SharedFrame) {
+        for s in lock(&self.sinks).iter() {
+            s.push(frame.clone());
+        }
+    }
+
+    pub fn sinks(&self) -> Vec<Arc<SinkQueue>> {
+        lock(&self.sinks).clone()
+    }
+}
+
+/// One sink's bounded queue.
+pub struct SinkQueue {
+    name: String,
+    capacity: usize,
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    frames: VecDeque<SharedFrame>,
+    /// Set after an overflow: drop until a keyframe.
+    awaiting_keyframe: bool,
+    dropped: u64,
+    delivered: u64,
+    closed: bool,
+}
+
+/// A snapshot for status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    pub queued: usize,
+    pub dropped: u64,
+    pub delivered: u64,
+}
+
+impl SinkQueue {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn push(&self, frame: SharedFrame) {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return;
+        }
+        if st.awaiting_keyframe && !frame.keyframe {
+            st.dropped += 1;
+            return;
+        }
+        if st.frames.len() >= self.capacity {
+            if frame.keyframe {
+                // Resume from this keyframe; the backlog is stale.
+                st.dropped += st.frames.len() as u64;
+                st.frames.clear();
+            } else {
+                st.dropped += 1;
+                st.awaiting_keyframe = true;
+                return;
+            }
+        }
+        // Frames still queued from before an overflow are decodable; the gap
+        // after them ends here, at a keyframe (or there was no gap).
+        st.awaiting_keyframe = false;
+        st.frames.push_back(frame);
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` for the next frame; `None` on timeout or when
+    /// the queue is closed and empty.
+    pub fn pop_timeout(&self, timeout: Duration) -> Option<SharedFrame> {
+        let st = lock(&self.state);
+        let (mut st, _) = self
+            .ready
+            .wait_timeout_while(st, timeout, |s| s.frames.is_empty() && !s.closed)
+            .unwrap_or_else(PoisonError::into_inner);
+        let f = st.frames.pop_front();
+        if f.is_some() {
+            st.delivered += 1;
+        }
+        f
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    pub fn close(&self) {
+        lock(&self.state).closed = true;
+        self.ready.notify_all();
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let st = lock(&self.state);
+        QueueStats {
+            queued: st.frames.len(),
+            dropped: st.dropped,
+            delivered: st.delivered,
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: the guarded data are plain counters
+/// and queues that stay consistent even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::EncodedFrame;
+    use roomcast_media::time::Ticks90k;
+
+    fn frame(n: u64, keyframe: bool) -> SharedFrame {
+        Arc::new(EncodedFrame {
+            capture_ns: n,
+            wall_ms: 0,
+            pts: Ticks90k(n),
+            dts: Ticks90k(n),
+            duration: Ticks90k(3000),
+            keyframe,
+            data: vec![],
+            epoch: 0,
+            width: 16,
+            height: 16,
+        })
+    }
+
+    fn drain(q: &SinkQueue) -> Vec<u64> {
+        std::iter::from_fn(|| q.pop_timeout(Duration::ZERO))
+            .map(|f| f.capture_ns)
+            .collect()
+    }
+
+    #[test]
+    fn fast_sink_gets_everything_in_order() {
+        let bus = FrameBus::new();
+        let q = bus.subscribe("a", 8);
+        for n in 0..5 {
+            bus.publish(frame(n, n == 0));
+        }
+        assert_eq!(drain(&q), vec![0, 1, 2, 3, 4]);
+        assert_eq!(q.stats().dropped, 0);
+    }
+
+    #[test]
+    fn overflow_drops_to_next_keyframe_and_counts() {
+        let bus = FrameBus::new();
+        let slow = bus.subscribe("slow", 3);
+        let fast = bus.subscribe("fast", 100);
+        // GOP of 4: keyframes at 0, 4, 8.
+        for n in 0..10 {
+            bus.publish(frame(n, n % 4 == 0));
+        }
+        // slow holds 0,1,2 and drops 3 (overflow); at keyframe 4 the queue
+        // is still full, so the stale 0..2 go and 4 is kept; the same again
+        // with 7 and keyframe 8.
+        assert_eq!(drain(&slow), vec![8, 9]);
+        assert_eq!(slow.stats().dropped, 8);
+        // The fast sink is untouched by the slow one.
+        assert_eq!(drain(&fast), (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn after_overflow_frames_wait_for_keyframe_even_when_room_frees() {
+        let bus = FrameBus::new();
+        let q = bus.subscribe("q", 2);
+        bus.publish(frame(0, true));
+        bus.publish(frame(1, false));
+        bus.publish(frame(2, false)); // overflow
+        assert_eq!(drain(&q), vec![0, 1]);
+        bus.publish(frame(3, false)); // room now, but no reference
+        bus.publish(frame(4, true));
+        assert_eq!(drain(&q), vec![4]);
+        assert_eq!(q.stats().dropped, 2);
+    }
+
+    #[test]
+    fn closed_queue_wakes_waiter() {
+        let bus = Arc::new(FrameBus::new());
+        let q = bus.subscribe("q", 2);
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.pop_timeout(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(20));
+        bus.unsubscribe(&q);
+        assert!(t.join().unwrap().is_none());
+        assert!(bus.sinks().is_empty());
+    }
+}

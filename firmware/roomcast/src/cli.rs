@@ -1,0 +1,203 @@
+//! Command line: the contract in design.md. Flags override the stored
+//! configuration for one run; they are never written back.
+
+use crate::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
+                [--source test] [--size WxH] [--fps N]
+                [--encoder auto|openh264] [--bitrate KBPS] [--gop FRAMES]
+
+  --config FILE     configuration file (default: DATA_DIR/config.toml)
+  --data-dir DIR    where configuration and state live
+                    (default: $ROOMCAST_DATA_DIR, else ~/.local/share/roomcast)
+  --http ADDR:PORT  web page, API and HLS (default: 0.0.0.0:8080)
+  --source test     the built-in test pattern
+  --size WxH        picture size, e.g. 1280x720
+  --fps N           frames per second
+  --encoder E       auto or openh264
+  --bitrate KBPS    target bitrate in kbit/s
+  --gop FRAMES      keyframe interval in frames
+  --srt URL, --rtmp URL, --record DIR: not supported yet";
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub http: SocketAddr,
+    pub overrides: Overrides,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Run,
+    Help,
+    Version,
+}
+
+/// Settings given on the command line, applied over the stored config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub source: Option<String>,
+    pub size: Option<(u32, u32)>,
+    pub fps: Option<u32>,
+    pub encoder: Option<String>,
+    pub bitrate_kbps: Option<u32>,
+    pub gop: Option<u32>,
+}
+
+impl Overrides {
+    pub fn apply(&self, mut c: Config) -> Config {
+        if let Some(s) = &self.source {
+            c.source = s.clone();
+        }
+        if let Some((w, h)) = self.size {
+            c.video.width = w;
+            c.video.height = h;
+        }
+        if let Some(f) = self.fps {
+            c.video.fps = f;
+        }
+        if let Some(e) = &self.encoder {
+            c.encoder = e.clone();
+        }
+        if let Some(b) = self.bitrate_kbps {
+            c.video.bitrate_kbps = b;
+        }
+        if let Some(g) = self.gop {
+            c.video.gop = g;
+        }
+        c
+    }
+}
+
+/// A bad command line: one line saying what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} (see roomcast --help)")]
+pub struct CliError(String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, CliError> {
+    Err(CliError(msg.into()))
+}
+
+fn number(flag: &str, v: &str) -> Result<u32, CliError> {
+    v.parse()
+        .or_else(|_| err(format!("{flag} wants a whole number, got {v:?}")))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> {
+    let mut out = Args {
+        config_file: None,
+        data_dir: None,
+        http: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        overrides: Overrides::default(),
+        action: Action::Run,
+    };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let takes_value = !matches!(flag.as_str(), "--help" | "-h" | "--version" | "-V");
+        let value = if takes_value {
+            match inline.or_else(|| it.next()) {
+                Some(v) => v,
+                None if flag.starts_with('-') => return err(format!("{flag} needs a value")),
+                None => String::new(),
+            }
+        } else {
+            String::new()
+        };
+        let o = &mut out.overrides;
+        match flag.as_str() {
+            "--help" | "-h" => out.action = Action::Help,
+            "--version" | "-V" => out.action = Action::Version,
+            "--config" => out.config_file = Some(value.into()),
+            "--data-dir" => out.data_dir = Some(value.into()),
+            "--http" => {
+                out.http = value.parse().or_else(|_| {
+                    err(format!(
+                        "--http wants ADDR:PORT such as 0.0.0.0:8080, got {value:?}"
+                    ))
+                })?
+            }
+            "--source" => o.source = Some(value),
+            "--size" => {
+                let parsed = value
+                    .split_once(['x', 'X'])
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+                let Some((w, h)) = parsed else {
+                    return err(format!("--size wants WxH such as 1280x720, got {value:?}"));
+                };
+                o.size = Some((w, h));
+            }
+            "--fps" => o.fps = Some(number("--fps", &value)?),
+            "--encoder" => o.encoder = Some(value),
+            "--bitrate" => o.bitrate_kbps = Some(number("--bitrate", &value)?),
+            "--gop" => o.gop = Some(number("--gop", &value)?),
+            "--srt" | "--rtmp" | "--record" => {
+                return err(format!(
+                    "{flag} is not supported yet in this version of roomcast"
+                ))
+            }
+            other if other.starts_with('-') => return err(format!("unknown flag {other}")),
+            other => return err(format!("unexpected argument {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Args, CliError> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn no_arguments_runs_with_defaults() {
+        let a = p(&[]).unwrap();
+        assert_eq!(a.action, Action::Run);
+        assert_eq!(a.http.port(), 8080);
+        assert_eq!(a.overrides, Overrides::default());
+    }
+
+    #[test]
+    fn overrides_parse_both_spellings() {
+        let a = p(&["--size", "640x360", "--fps=25", "--gop", "50", "--bitrate", "800"]).unwrap();
+        let c = a.overrides.apply(Config::default());
+        assert_eq!((c.video.width, c.video.height, c.video.fps), (640, 360, 25));
+        assert_eq!((c.video.gop, c.video.bitrate_kbps), (50, 800));
+    }
+
+    #[test]
+    fn bad_input_is_one_clear_line() {
+        for (args, needle) in [
+            (&["--size", "big"][..], "--size wants WxH"),
+            (&["--fps", "x"][..], "--fps wants a whole number"),
+            (&["--http", "8080"][..], "--http wants ADDR:PORT"),
+            (&["--srt", "srt://h:1"][..], "not supported yet"),
+            (&["--frobnicate"][..], "unknown flag"),
+            (&["--gop"][..], "needs a value"),
+        ] {
+            let e = p(args).unwrap_err().to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn zero_size_parses_but_fails_validation() {
+        let a = p(&["--size", "0x0"]).unwrap();
+        let e = a.overrides.apply(Config::default()).validate().unwrap_err();
+        assert_eq!(e.field, "video.width");
+    }
+}

@@ -1,0 +1,348 @@
+//! The daemon's configuration: a TOML file in the data directory, the same
+//! shape as JSON on `/api/config`.
+//!
+//! Parsing is strict (`deny_unknown_fields`, so a typo is an error rather than
+//! a silently ignored setting); [`Config::validate`] is the one place values
+//! are checked, and it yields a [`ValidConfig`], the only type the pipeline
+//! accepts. Saving is atomic (temp file, fsync, rename, fsync of the
+//! directory) so a power cut leaves the old file or the new one, never half.
+
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Everything the user can set. See README "Configuration" for each field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where pictures come from: `test` (the built-in test pattern).
+    pub source: String,
+    /// Which encoder: `auto` or `openh264`.
+    pub encoder: String,
+    pub video: Video,
+    pub hls: Hls,
+}
+
+/// Picture and encoder settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Video {
+    /// Picture width in pixels (even).
+    pub width: u32,
+    /// Picture height in pixels (even).
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Target bitrate in kbit/s.
+    pub bitrate_kbps: u32,
+    /// Keyframe interval in frames; segments are cut on keyframes.
+    pub gop: u32,
+    /// Encoder threads; 0 lets the encoder choose.
+    pub threads: u32,
+}
+
+/// HLS packaging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hls {
+    /// Target segment length in milliseconds (cut at the first keyframe after it).
+    pub segment_ms: u32,
+    /// Segments kept in the live playlist.
+    pub window: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: "test".into(),
+            encoder: "auto".into(),
+            video: Video::default(),
+            hls: Hls::default(),
+        }
+    }
+}
+
+impl Default for Video {
+    fn default() -> Self {
+        // 720p30 at 2.5 Mbit/s: a talk with slides stays sharp and a Pi 4
+        // encodes it in software with headroom.
+        Video {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate_kbps: 2500,
+            gop: 30,
+            threads: 0,
+        }
+    }
+}
+
+impl Default for Hls {
+    fn default() -> Self {
+        // Short segments keep plain-HLS latency low for a LAN audience.
+        Hls {
+            segment_ms: 1000,
+            window: 6,
+        }
+    }
+}
+
+/// A value that failed validation: which field, and what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `video.width`.
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn field(field: &'static str, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A configuration whose every value has been checked. Only
+/// [`Config::validate`] makes one, so the pipeline never sees a bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidConfig(Config);
+
+impl ValidConfig {
+    pub fn get(&self) -> &Config {
+        &self.0
+    }
+
+    /// The playlist's EXT-X-TARGETDURATION in whole seconds: the longest a
+    /// segment can be, i.e. the segment target or one GOP, whichever is longer.
+    pub fn target_duration_s(&self) -> u32 {
+        let v = &self.0.video;
+        let gop_ms = u64::from(v.gop) * 1000 / u64::from(v.fps);
+        let longest = u64::from(self.0.hls.segment_ms).max(gop_ms);
+        // Validation bounds both terms well inside u32.
+        u32::try_from(longest.div_ceil(1000)).unwrap_or(u32::MAX)
+    }
+}
+
+impl Config {
+    /// Checks every value; the first bad one is reported.
+    pub fn validate(self) -> Result<ValidConfig, FieldError> {
+        match self.source.as_str() {
+            "test" => {}
+            s if s.starts_with("v4l2:") => {
+                return Err(field("source", "V4L2 capture is not supported yet; use \"test\""))
+            }
+            s => return Err(field("source", format!("must be \"test\" (got {s:?})"))),
+        }
+        match self.encoder.as_str() {
+            "auto" | "openh264" => {}
+            e if e == "passthrough" || e.starts_with("v4l2m2m") => {
+                return Err(field(
+                    "encoder",
+                    format!("{e:?} is not supported yet; use \"auto\" or \"openh264\""),
+                ))
+            }
+            e => {
+                return Err(field(
+                    "encoder",
+                    format!("must be \"auto\" or \"openh264\" (got {e:?})"),
+                ))
+            }
+        }
+        let v = &self.video;
+        // openh264 refuses pictures larger than 3840x2160.
+        if v.width < 16 || v.width > 3840 || v.width % 2 != 0 {
+            return Err(field(
+                "video.width",
+                format!("must be an even number between 16 and 3840 (got {})", v.width),
+            ));
+        }
+        if v.height < 16 || v.height > 2160 || v.height % 2 != 0 {
+            return Err(field(
+                "video.height",
+                format!("must be an even number between 16 and 2160 (got {})", v.height),
+            ));
+        }
+        if !(1..=60).contains(&v.fps) {
+            return Err(field(
+                "video.fps",
+                format!("must be between 1 and 60 (got {})", v.fps),
+            ));
+        }
+        if !(64..=50_000).contains(&v.bitrate_kbps) {
+            return Err(field(
+                "video.bitrate_kbps",
+                format!("must be between 64 and 50000 kbit/s (got {})", v.bitrate_kbps),
+            ));
+        }
+        if v.gop < 1 || v.gop > v.fps * 10 {
+            return Err(field(
+                "video.gop",
+                format!(
+                    "must be between 1 and 10 seconds of frames (1..={} at {} fps; got {})",
+                    v.fps * 10,
+                    v.fps,
+                    v.gop
+                ),
+            ));
+        }
+        if v.threads > 16 {
+            return Err(field(
+                "video.threads",
+                format!("must be between 0 (automatic) and 16 (got {})", v.threads),
+            ));
+        }
+        let h = &self.hls;
+        if !(500..=10_000).contains(&h.segment_ms) {
+            return Err(field(
+                "hls.segment_ms",
+                format!("must be between 500 and 10000 ms (got {})", h.segment_ms),
+            ));
+        }
+        if !(3..=60).contains(&h.window) {
+            return Err(field(
+                "hls.window",
+                format!("must be between 3 and 60 segments (got {})", h.window),
+            ));
+        }
+        Ok(ValidConfig(self))
+    }
+}
+
+/// Why the stored configuration could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid configuration: {message} (fix or delete the file; see README \"Configuration\")")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {source} (see README \"Configuration\")")]
+    Invalid { path: PathBuf, source: FieldError },
+    #[error("cannot save {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Reads and validates `path`; a missing file gives the defaults.
+pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Config::default()
+                .validate()
+                .expect("the default configuration is valid"))
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        // toml's message spans several lines with a caret; one line is enough.
+        message: e.message().to_string(),
+    })?;
+    cfg.validate().map_err(|source| ConfigError::Invalid {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Writes `cfg` to `path` atomically: the old file stays until the new one is
+/// complete on disk.
+pub fn save(path: &Path, cfg: &ValidConfig) -> Result<(), ConfigError> {
+    let err = |source| ConfigError::Write {
+        path: path.into(),
+        source,
+    };
+    let text = toml::to_string_pretty(cfg.get())
+        .map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(b"# roomcast configuration; see README \"Configuration\".\n")
+        .and_then(|()| f.write_all(text.as_bytes()))
+        .and_then(|()| f.sync_all())
+        .map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        // The rename is durable only once the directory entry is on disk.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let v = Config::default().validate().unwrap();
+        assert_eq!(v.target_duration_s(), 1);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: [(fn(&mut Config), &str); 9] = [
+            (|c| c.video.width = 0, "video.width"),
+            (|c| c.video.width = 641, "video.width"),
+            (|c| c.video.height = 4000, "video.height"),
+            (|c| c.video.fps = 0, "video.fps"),
+            (|c| c.video.bitrate_kbps = 1, "video.bitrate_kbps"),
+            (|c| c.video.gop = 0, "video.gop"),
+            (|c| c.hls.segment_ms = 50, "hls.segment_ms"),
+            (|c| c.source = "v4l2:/dev/video0".into(), "source"),
+            (|c| c.encoder = "x264".into(), "encoder"),
+        ];
+        for (break_it, name) in cases {
+            let mut c = Config::default();
+            break_it(&mut c);
+            assert_eq!(c.validate().unwrap_err().field, name);
+        }
+    }
+
+    #[test]
+    fn target_duration_covers_long_gops() {
+        let mut c = Config::default();
+        c.video.gop = 75; // 2.5 s at 30 fps
+        assert_eq!(c.validate().unwrap().target_duration_s(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = toml::from_str::<Config>("[video]\nwidht = 640\n").unwrap_err();
+        assert!(e.message().contains("widht"), "{}", e.message());
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_partial_files_use_defaults() {
+        let dir = std::env::temp_dir().join(format!("roomcast-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        let mut c = Config::default();
+        c.video.bitrate_kbps = 900;
+        let v = c.validate().unwrap();
+        save(&path, &v).unwrap();
+        assert_eq!(load(&path).unwrap(), v);
+        std::fs::write(&path, "[video]\nfps = 25\ngop = 25\n").unwrap();
+        let l = load(&path).unwrap();
+        assert_eq!((l.get().video.fps, l.get().video.width), (25, 1280));
+        std::fs::write(&path, "[video]\nfps = 0\n").unwrap();
+        assert!(matches!(load(&path), Err(ConfigError::Invalid { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

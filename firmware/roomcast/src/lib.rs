@@ -1,0 +1,82 @@
+//! roomcast daemon library: everything `main.rs` wires together, exposed as
+//! a library so benchmarks and tests can build the same pipeline.
+//!
+//! Data flow (see ARCHITECTURE.md): [`source`] → [`pipeline`] (capture and
+//! encoder threads, [`encoder`]) → [`bus`] (one bounded queue per sink) →
+//! [`hls`] packager → [`http`] server. [`app`] holds the shared state the API
+//! acts on; [`config`] and [`cli`] parse what the user gives.
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod encoder;
+pub mod frame;
+pub mod hls;
+pub mod http;
+pub mod pipeline;
+pub mod source;
+pub mod stats;
+pub mod web;
+
+use anyhow::Context;
+use app::App;
+use bus::FrameBus;
+use clock::SharedClock;
+use hls::HlsStore;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Frames the HLS sink may fall behind before it drops to the next keyframe.
+const HLS_QUEUE: usize = 120;
+
+/// A started daemon: pipeline running, HLS sink packaging, HTTP serving.
+pub struct Daemon {
+    pub app: Arc<App>,
+    pub server: Arc<tiny_http::Server>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts everything with `cfg`, serving HTTP on `server`.
+pub fn start(
+    clock: SharedClock,
+    cfg: config::ValidConfig,
+    config_path: PathBuf,
+    server: Arc<tiny_http::Server>,
+) -> anyhow::Result<Daemon> {
+    let bus = Arc::new(FrameBus::new());
+    let stats = Arc::new(stats::Stats::default());
+    let hls = HlsStore::new(app::hls_settings(&cfg));
+    let queue = bus.subscribe("hls", HLS_QUEUE);
+    // Sequence numbers start from the wall clock so they never repeat across
+    // restarts and a cached segment can never be the wrong one.
+    let first_sequence = clock.wall_unix_ms() / 500;
+    let mut threads = vec![{
+        let hls = hls.clone();
+        std::thread::Builder::new()
+            .name("hls".into())
+            .spawn(move || hls::run_sink(queue, hls, first_sequence))
+            .context("spawn HLS thread")?
+    }];
+    let pipeline = pipeline::Pipeline::new(clock.clone(), bus.clone(), stats.clone());
+    pipeline.apply(&cfg).context("start the encoder")?;
+    let app = Arc::new(App {
+        started_ns: clock.monotonic_ns(),
+        clock,
+        stats,
+        bus,
+        pipeline,
+        hls,
+        config: Mutex::new(cfg),
+        config_path,
+        http_responses: Default::default(),
+    });
+    threads.extend(http::serve(server.clone(), app.clone()));
+    Ok(Daemon {
+        app,
+        server,
+        threads,
+    })
+}
+

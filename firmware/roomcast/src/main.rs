@@ -1,0 +1,92 @@
+//! `roomcast`: the daemon. Parses the command line and the stored
+//! configuration, then runs until killed. Exit code 2 means bad input (flags
+//! or configuration), with one line on stderr saying what and how to fix it.
+
+use anyhow::Context;
+use roomcast::cli::{self, Action};
+use roomcast::clock::{Clock, RealClock};
+use roomcast::config::{self, CONFIG_FILE};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let args = match cli::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => return bad_input(&e.to_string()),
+    };
+    match args.action {
+        Action::Help => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Action::Version => {
+            println!("roomcast {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Action::Run => {}
+    }
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config_path = args
+        .config_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(CONFIG_FILE));
+    let stored = match config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => return bad_input(&e.to_string()),
+    };
+    let cfg = match args.overrides.apply(stored.get().clone()).validate() {
+        Ok(c) => c,
+        Err(e) => return bad_input(&format!("bad setting {e}")),
+    };
+    match run(args.http, data_dir, config_path, cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roomcast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bad_input(msg: &str) -> ExitCode {
+    eprintln!("roomcast: {msg}");
+    ExitCode::from(2)
+}
+
+/// `$ROOMCAST_DATA_DIR`, else `~/.local/share/roomcast` (the box's systemd
+/// unit passes `--data-dir /var/lib/roomcast`).
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ROOMCAST_DATA_DIR") {
+        return d.into();
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/roomcast"),
+        None => PathBuf::from("roomcast-data"),
+    }
+}
+
+fn run(
+    http: std::net::SocketAddr,
+    data_dir: PathBuf,
+    config_path: PathBuf,
+    cfg: config::ValidConfig,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let server = tiny_http::Server::http(http)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {http}: {e}"))?;
+    let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
+    let c = cfg.get();
+    let (w, h, fps) = (c.video.width, c.video.height, c.video.fps);
+    let daemon = roomcast::start(clock, cfg, config_path, Arc::new(server))?;
+    let shown = if http.ip().is_unspecified() {
+        format!("localhost:{}", http.port())
+    } else {
+        http.to_string()
+    };
+    eprintln!("roomcast: streaming {w}x{h}@{fps} test pattern; web page http://{shown}/, HLS http://{shown}/hls/index.m3u8");
+    for t in daemon.threads {
+        let _ = t.join();
+    }
+    Ok(())
+}

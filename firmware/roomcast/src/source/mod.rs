@@ -1,0 +1,121 @@
+//! Picture sources. Each runs on its own capture thread (see
+//! [`crate::pipeline`]) and stamps frames with the monotonic clock.
+
+pub mod pattern;
+
+use crate::clock::SharedClock;
+use crate::frame::{I420Frame, RawFrame};
+use pattern::Pattern;
+
+/// A picture source. `next` blocks until the next picture is due and fills
+/// `picture` (a recycled buffer, possibly of another size).
+pub trait Source: Send {
+    fn kind(&self) -> &'static str;
+    fn next(&mut self, picture: I420Frame) -> RawFrame;
+}
+
+/// The built-in test pattern, paced by the clock at exactly `fps`: frame
+/// `n` is stamped `start + n / fps`, the moment it is due, so timestamps are
+/// monotonic and evenly spaced as a real camera's would be.
+pub struct TestSource {
+    clock: SharedClock,
+    pattern: Pattern,
+    width: usize,
+    height: usize,
+    fps: u32,
+    start_ns: u64,
+    n: u64,
+}
+
+impl TestSource {
+    pub fn new(clock: SharedClock, width: u32, height: u32, fps: u32) -> Self {
+        let start_ns = clock.monotonic_ns();
+        TestSource {
+            clock,
+            pattern: Pattern::new(width as usize, height as usize),
+            width: width as usize,
+            height: height as usize,
+            fps: fps.max(1),
+            start_ns,
+            n: 0,
+        }
+    }
+
+    fn due_ns(&self, n: u64) -> u64 {
+        let offset = u128::from(n) * 1_000_000_000 / u128::from(self.fps);
+        self.start_ns
+            .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+    }
+}
+
+impl Source for TestSource {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+
+    fn next(&mut self, mut picture: I420Frame) -> RawFrame {
+        let mut due = self.due_ns(self.n);
+        let now = self.clock.monotonic_ns();
+        // Far behind (machine suspended, debugger): skip the missed frames
+        // instead of bursting them out, as a camera would.
+        if now > due + 1_000_000_000 {
+            let behind = u128::from(now - self.start_ns) * u128::from(self.fps) / 1_000_000_000;
+            self.n = u64::try_from(behind).unwrap_or(u64::MAX);
+            due = self.due_ns(self.n);
+        }
+        self.clock.sleep_until(due);
+        if picture.width != self.width || picture.height != self.height {
+            picture = I420Frame::new(self.width, self.height);
+        }
+        let wall_ms = self.clock.wall_unix_ms();
+        self.pattern.draw(self.n, self.fps, wall_ms, &mut picture);
+        self.n += 1;
+        RawFrame {
+            picture,
+            capture_ns: due,
+            wall_ms,
+            duration_ns: 1_000_000_000 / u64::from(self.fps),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SimClock};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn frames_are_paced_and_stamped_at_exact_intervals() {
+        let clock = Arc::new(SimClock::new(1_700_000_000_000));
+        clock.advance(Duration::from_secs(5));
+        let mut src = TestSource::new(clock.clone(), 64, 48, 25);
+        let mut stamps = Vec::new();
+        let mut pic = I420Frame::new(2, 2);
+        for _ in 0..4 {
+            let f = src.next(pic);
+            stamps.push(f.capture_ns);
+            assert_eq!((f.picture.width, f.picture.height), (64, 48));
+            assert_eq!(f.duration_ns, 40_000_000);
+            pic = f.picture;
+        }
+        let base = 5_000_000_000;
+        assert_eq!(stamps, [base, base + 40_000_000, base + 80_000_000, base + 120_000_000]);
+        // The source slept until each frame was due.
+        assert_eq!(clock.monotonic_ns(), base + 120_000_000);
+    }
+
+    #[test]
+    fn a_long_stall_skips_frames_instead_of_bursting() {
+        let clock = Arc::new(SimClock::new(0));
+        let mut src = TestSource::new(clock.clone(), 16, 16, 10);
+        let f = src.next(I420Frame::new(16, 16));
+        assert_eq!(f.capture_ns, 0);
+        clock.advance(Duration::from_secs(3));
+        let f = src.next(f.picture);
+        assert_eq!(f.capture_ns, 3_000_000_000);
+        let f = src.next(f.picture);
+        assert_eq!(f.capture_ns, 3_100_000_000);
+    }
+}

@@ -1,0 +1,196 @@
+// Headless Chromium (Debian's /usr/bin/chromium, or $CHROMIUM) opens the roomcast
+// page served at BASE_URL, watches hls.js play the live stream, reads the status
+// panel and clicks through the settings form.
+//
+//   node play.mjs http://127.0.0.1:8080
+//
+// Exit 0 when every check passed; 1 with the failing check and what the page
+// showed; 2 on bad usage. Never runs longer than 90 s.
+import fs from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const HARD_TIMEOUT_MS = 90_000;
+const PLAY_TIMEOUT_MS = 30_000;
+
+const base = (process.argv[2] || '').replace(/\/+$/, '');
+if (!/^https?:\/\/[^/]+$/.test(base)) {
+  console.error('usage: node play.mjs http://127.0.0.1:PORT');
+  process.exit(2);
+}
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+let checks = 0;
+const ok = (what) => {
+  checks++;
+  console.log(`ok ${checks} - ${what} [${elapsed()}]`);
+};
+class CheckFailed extends Error {}
+const fail = (what) => {
+  throw new CheckFailed(what);
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const pageLog = []; // the page's console and errors, shown when a check fails
+let browser = null;
+
+setTimeout(() => {
+  console.error(`FAIL: browser test did not finish within ${HARD_TIMEOUT_MS / 1000} s`);
+  dumpPageLog();
+  process.exit(1); // playwright kills the browser it launched on exit
+}, HARD_TIMEOUT_MS).unref();
+
+async function apiGet(path) {
+  const res = await fetch(base + path, { signal: AbortSignal.timeout(5000) });
+  if (res.status !== 200) fail(`GET ${path} answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+// What the player looks like right now.
+const videoState = (page) =>
+  page.evaluate(() => {
+    const v = document.getElementById('preview');
+    return {
+      currentTime: v.currentTime,
+      paused: v.paused,
+      readyState: v.readyState,
+      networkState: v.networkState,
+      error: v.error && `${v.error.code} ${v.error.message}`,
+      buffered: [...Array(v.buffered.length).keys()].map((i) => [v.buffered.start(i), v.buffered.end(i)]),
+      playerState: document.getElementById('player-state')?.textContent,
+      playerStarts: window.roomcast?.playerStarts,
+    };
+  });
+
+// Waits until the video has played 2 s of media, then checks it keeps playing
+// over the next 2 s of wall time.
+async function expectPlaying(page, label) {
+  const deadline = Date.now() + PLAY_TIMEOUT_MS;
+  let first = null;
+  let s;
+  for (;;) {
+    s = await videoState(page);
+    if (first === null && s.currentTime > 0 && !s.paused) first = s.currentTime;
+    if (first !== null && s.currentTime >= first + 2) break;
+    if (Date.now() > deadline) {
+      fail(`${label}: the video did not play 2 s within ${PLAY_TIMEOUT_MS / 1000} s; player: ${JSON.stringify(s)}`);
+    }
+    await sleep(250);
+  }
+  const t1 = s.currentTime;
+  await sleep(2000);
+  const t2 = (await videoState(page)).currentTime;
+  if (!(t2 > t1 + 1)) fail(`${label}: the video stopped advancing: currentTime ${t1.toFixed(2)} s, 2 s later ${t2.toFixed(2)} s`);
+  ok(`${label}: video plays (started at ${first.toFixed(2)} s, ${t1.toFixed(2)} s -> ${t2.toFixed(2)} s over 2 s)`);
+}
+
+// Text of an element once `pred` accepts it (waiting at most `ms`).
+async function waitText(page, id, pred, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const text = await page.evaluate((id) => document.getElementById(id)?.textContent ?? null, id);
+    if (text !== null && pred(text)) return text;
+    if (Date.now() > deadline) fail(`${what}: #${id} shows ${JSON.stringify(text)}`);
+    await sleep(100);
+  }
+}
+
+async function run() {
+  if (!fs.existsSync(executablePath)) {
+    fail(`no Chromium at ${executablePath}: run tests/run.sh (it installs Debian's chromium) or set CHROMIUM=/path/to/chromium`);
+  }
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    timeout: 30_000,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  ok(`launched ${executablePath} (Chromium ${browser.version()})`);
+
+  const page = await browser.newPage();
+  page.on('console', (m) => pageLog.push(`console.${m.type()}: ${m.text()} (${m.location().url})`));
+  page.on('pageerror', (e) => pageLog.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => pageLog.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => r.status() >= 500 && pageLog.push(`HTTP ${r.status()}: ${r.url()}`));
+  page.setDefaultTimeout(10_000);
+
+  // The page and hls.js.
+  const res = await page.goto(`${base}/`, { waitUntil: 'load', timeout: 15_000 });
+  if (res.status() !== 200) fail(`GET / answered ${res.status()}`);
+  const title = await page.title();
+  if (title !== 'roomcast') fail(`page title is ${JSON.stringify(title)}, expected "roomcast"`);
+  ok(`page loaded from ${base}/ (title "${title}")`);
+  const hls = await page.evaluate(() => (typeof window.Hls === 'function' ? { version: Hls.version, supported: Hls.isSupported() } : null));
+  if (!hls) fail('hls.js did not load: window.Hls is undefined (is /hls.min.js served?)');
+  if (!hls.supported) fail('hls.js says this browser cannot play HLS (no MediaSource / H.264?)');
+  ok(`hls.js ${hls.version} loaded and supported`);
+
+  // (a) live playback
+  await expectPlaying(page, 'live stream');
+
+  // (b) status panel
+  const frames = await waitText(page, 'st-frames', (t) => /\b[1-9]\d* encoded/.test(t), 5000, 'status panel shows no encoded frames');
+  ok(`status panel: frames ${frames}`);
+
+  // (c) settings form: a bad value is refused and changes nothing...
+  const before = await apiGet('/api/config');
+  await page.waitForFunction(() => !document.getElementById('apply').disabled);
+  const shownWidth = await page.inputValue('#cfg-width');
+  if (shownWidth !== String(before.video.width)) fail(`form shows width ${shownWidth}, /api/config says ${before.video.width}`);
+  ok(`settings form filled from /api/config (width ${shownWidth}, bitrate ${await page.inputValue('#cfg-bitrate')} kbit/s)`);
+
+  await page.fill('#cfg-width', '7');
+  await page.click('#apply');
+  const err = await waitText(page, 'apply-result', (t) => t.includes('video.width'), 10_000, 'Apply with width 7 did not report an error on video.width');
+  const fieldErr = await page.evaluate(() => document.getElementById('err-video.width').textContent);
+  if (!fieldErr) fail('width 7 was refused but no error is shown next to the width field');
+  const afterBad = await apiGet('/api/config');
+  if (!isDeepStrictEqual(afterBad, before)) {
+    fail(`a refused apply changed /api/config: ${JSON.stringify(before)} -> ${JSON.stringify(afterBad)}`);
+  }
+  ok(`width 7 refused: "${err}" (next to the field: "${fieldErr}"), /api/config unchanged`);
+
+  // ...and a good one is applied, and the stream comes back.
+  const startsBefore = (await videoState(page)).playerStarts;
+  await page.fill('#cfg-width', String(before.video.width));
+  await page.fill('#cfg-bitrate', '900');
+  await page.click('#apply');
+  const applied = await waitText(page, 'apply-result', (t) => t.includes('Applied') || /error|must|:/.test(t), 15_000, 'Apply with bitrate 900 did not say "Applied"');
+  if (!applied.includes('Applied')) fail(`Apply with bitrate 900 failed: ${applied}`);
+  const after = await apiGet('/api/config');
+  if (after.video?.bitrate_kbps !== 900) fail(`after Apply, /api/config says bitrate_kbps ${after.video?.bitrate_kbps}, expected 900`);
+  ok(`bitrate 900 applied: page says "${applied}", /api/config has bitrate_kbps 900`);
+
+  await page.waitForFunction((n) => window.roomcast.playerStarts > n, startsBefore, { timeout: 10_000 }).catch(() => {
+    fail('the page did not restart its player after Apply');
+  });
+  await expectPlaying(page, 'stream after restart');
+}
+
+function dumpPageLog() {
+  if (pageLog.length) console.error(`page log (last 30):\n  ${pageLog.slice(-30).join('\n  ')}`);
+}
+
+let code = 0;
+try {
+  await run();
+  console.log(`browser test OK: ${checks} checks in ${elapsed()}`);
+} catch (e) {
+  code = 1;
+  console.error(e instanceof CheckFailed ? `FAIL: ${e.message}` : `FAIL: ${e.stack || e}`);
+  dumpPageLog();
+} finally {
+  await browser?.close().catch(() => {});
+}
+process.exit(code);

@@ -1,0 +1,203 @@
+//! Helpers shared by the end-to-end tests: find the release binary, start it
+//! on a free port with a private data directory, and talk HTTP to it.
+//!
+//! The tests drive the binary built by `cargo build --release` (the test
+//! script builds it first); `ROOMCAST_BIN` points elsewhere if needed.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the `roomcast` binary under test.
+pub fn roomcast_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROOMCAST_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release").join("roomcast");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release` first (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "roomcast-e2e-{tag}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ u128::from(free_port())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `roomcast --http 127.0.0.1:PORT --data-dir DIR` plus `args`,
+    /// and waits until `/api/status` answers.
+    pub fn start(tag: &str, args: &[&str]) -> Daemon {
+        let port = free_port();
+        let data_dir = temp_dir(tag);
+        let child = Command::new(roomcast_bin())
+            .arg("--http")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn roomcast");
+        let mut d = Daemon { child, port, data_dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = d.child.try_wait().expect("try_wait") {
+                panic!("roomcast exited early with {status}");
+            }
+            if let Ok(r) = d.get("/api/status") {
+                if r.status == 200 {
+                    return d;
+                }
+            }
+            assert!(Instant::now() < deadline, "roomcast did not answer within 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<Response> {
+        http(self.port, "GET", path, None)
+    }
+
+    pub fn put_json(&self, path: &str, body: &str) -> std::io::Result<Response> {
+        http(self.port, "PUT", path, Some(body))
+    }
+
+    /// Polls `path` until it answers 200 and `pred` accepts the body.
+    pub fn wait_for(&self, path: &str, timeout: Duration, pred: impl Fn(&Response) -> bool) -> Response {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = self.get(path) {
+                if r.status == 200 && pred(&r) {
+                    return r;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {path}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// An HTTP/1.1 response, body read to the end.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Minimal HTTP/1.1 client (Connection: close), enough for tests; keeps the
+/// tests free of an HTTP client dependency tree.
+pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other("malformed HTTP response"))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    Some(Response { status, headers, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_str = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// True when `cmd` can be run (the test script installs the peers; a test
+/// run by hand on a bare machine says what is missing instead of failing
+/// obscurely).
+pub fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
