@@ -71,7 +71,11 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn roomcast");
-        let mut d = Daemon { child, port, data_dir };
+        let mut d = Daemon {
+            child,
+            port,
+            data_dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = d.child.try_wait().expect("try_wait") {
@@ -82,7 +86,10 @@ impl Daemon {
                     return d;
                 }
             }
-            assert!(Instant::now() < deadline, "roomcast did not answer within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "roomcast did not answer within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -100,7 +107,12 @@ impl Daemon {
     }
 
     /// Polls `path` until it answers 200 and `pred` accepts the body.
-    pub fn wait_for(&self, path: &str, timeout: Duration, pred: impl Fn(&Response) -> bool) -> Response {
+    pub fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        pred: impl Fn(&Response) -> bool,
+    ) -> Response {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = self.get(path) {
@@ -168,11 +180,19 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let rest = &raw[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
-    Some(Response { status, headers, body })
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {

@@ -182,7 +182,11 @@ impl TsMuxer {
         write_pcr(&mut pcr_af[1..], dts.wrapped33(), 0);
 
         let total = payload.len();
-        out.reserve((total / (MAX_PAYLOAD - 8)).saturating_add(1).saturating_mul(PACKET_SIZE));
+        out.reserve(
+            (total / (MAX_PAYLOAD - 8))
+                .saturating_add(1)
+                .saturating_mul(PACKET_SIZE),
+        );
 
         let pid = self.cfg.video_pid;
         let mut first = true;

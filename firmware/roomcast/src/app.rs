@@ -139,15 +139,60 @@ impl App {
             }
         };
         let one = |v: u64| vec![(String::new(), v as f64)];
-        metric("roomcast_uptime_seconds", "gauge", "Seconds since the daemon started.", &[(String::new(), self.uptime_s())]);
-        metric("roomcast_frames_captured_total", "counter", "Pictures produced by the source.", &one(s.captured.load(Relaxed)));
-        metric("roomcast_frames_encoded_total", "counter", "Pictures encoded.", &one(s.encoded.load(Relaxed)));
-        metric("roomcast_frames_dropped_capture_total", "counter", "Pictures dropped because the encoder was busy.", &one(s.capture_dropped.load(Relaxed)));
-        metric("roomcast_encoded_bytes_total", "counter", "Bytes of encoded video.", &one(s.encoded_bytes.load(Relaxed)));
-        metric("roomcast_encoder_restarts_total", "counter", "Encoder restarts (settings changes).", &one(s.encoder_restarts.load(Relaxed)));
-        metric("roomcast_encode_errors_total", "counter", "Pictures the encoder failed on.", &one(s.encode_errors.load(Relaxed)));
-        metric("roomcast_fps", "gauge", "Measured encoded frames per second.", &[(String::new(), rates.fps)]);
-        metric("roomcast_bitrate_bits_per_second", "gauge", "Measured encoded bitrate.", &[(String::new(), rates.bitrate_bps)]);
+        metric(
+            "roomcast_uptime_seconds",
+            "gauge",
+            "Seconds since the daemon started.",
+            &[(String::new(), self.uptime_s())],
+        );
+        metric(
+            "roomcast_frames_captured_total",
+            "counter",
+            "Pictures produced by the source.",
+            &one(s.captured.load(Relaxed)),
+        );
+        metric(
+            "roomcast_frames_encoded_total",
+            "counter",
+            "Pictures encoded.",
+            &one(s.encoded.load(Relaxed)),
+        );
+        metric(
+            "roomcast_frames_dropped_capture_total",
+            "counter",
+            "Pictures dropped because the encoder was busy.",
+            &one(s.capture_dropped.load(Relaxed)),
+        );
+        metric(
+            "roomcast_encoded_bytes_total",
+            "counter",
+            "Bytes of encoded video.",
+            &one(s.encoded_bytes.load(Relaxed)),
+        );
+        metric(
+            "roomcast_encoder_restarts_total",
+            "counter",
+            "Encoder restarts (settings changes).",
+            &one(s.encoder_restarts.load(Relaxed)),
+        );
+        metric(
+            "roomcast_encode_errors_total",
+            "counter",
+            "Pictures the encoder failed on.",
+            &one(s.encode_errors.load(Relaxed)),
+        );
+        metric(
+            "roomcast_fps",
+            "gauge",
+            "Measured encoded frames per second.",
+            &[(String::new(), rates.fps)],
+        );
+        metric(
+            "roomcast_bitrate_bits_per_second",
+            "gauge",
+            "Measured encoded bitrate.",
+            &[(String::new(), rates.bitrate_bps)],
+        );
         let sinks = self.bus.sinks();
         let per_sink = |f: &dyn Fn(&crate::bus::QueueStats) -> u64| -> Vec<(String, f64)> {
             sinks
@@ -155,13 +200,38 @@ impl App {
                 .map(|q| (format!("{{sink=\"{}\"}}", q.name()), f(&q.stats()) as f64))
                 .collect()
         };
-        metric("roomcast_sink_dropped_frames_total", "counter", "Frames a sink dropped because its queue was full.", &per_sink(&|q| q.dropped));
-        metric("roomcast_sink_queued_frames", "gauge", "Frames waiting in a sink's queue.", &per_sink(&|q| q.queued as u64));
-        metric("roomcast_hls_segments_total", "counter", "HLS segments published.", &one(self.hls.total_segments()));
+        metric(
+            "roomcast_sink_dropped_frames_total",
+            "counter",
+            "Frames a sink dropped because its queue was full.",
+            &per_sink(&|q| q.dropped),
+        );
+        metric(
+            "roomcast_sink_queued_frames",
+            "gauge",
+            "Frames waiting in a sink's queue.",
+            &per_sink(&|q| q.queued as u64),
+        );
+        metric(
+            "roomcast_hls_segments_total",
+            "counter",
+            "HLS segments published.",
+            &one(self.hls.total_segments()),
+        );
         let classes: Vec<(String, f64)> = (1..6)
-            .map(|c| (format!("{{code=\"{c}xx\"}}"), self.http_responses[c].load(Relaxed) as f64))
+            .map(|c| {
+                (
+                    format!("{{code=\"{c}xx\"}}"),
+                    self.http_responses[c].load(Relaxed) as f64,
+                )
+            })
             .collect();
-        metric("roomcast_http_responses_total", "counter", "HTTP responses by status class.", &classes);
+        metric(
+            "roomcast_http_responses_total",
+            "counter",
+            "HTTP responses by status class.",
+            &classes,
+        );
         out
     }
 }
@@ -191,7 +261,10 @@ mod tests {
     fn merge_keeps_what_the_patch_omits() {
         let mut t = json!({"video": {"width": 1280, "fps": 30}, "source": "test"});
         merge(&mut t, json!({"video": {"fps": 25}}));
-        assert_eq!(t, json!({"video": {"width": 1280, "fps": 25}, "source": "test"}));
+        assert_eq!(
+            t,
+            json!({"video": {"width": 1280, "fps": 25}, "source": "test"})
+        );
         merge(&mut t, json!({"video": 5}));
         assert_eq!(t["video"], json!(5));
     }

@@ -105,12 +105,24 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let takes_value = !matches!(flag.as_str(), "--help" | "-h" | "--version" | "-V");
-        let value = if takes_value {
+        const VALUE_FLAGS: [&str; 12] = [
+            "--config",
+            "--data-dir",
+            "--http",
+            "--source",
+            "--size",
+            "--fps",
+            "--encoder",
+            "--bitrate",
+            "--gop",
+            "--srt",
+            "--rtmp",
+            "--record",
+        ];
+        let value = if VALUE_FLAGS.contains(&flag.as_str()) {
             match inline.or_else(|| it.next()) {
                 Some(v) => v,
-                None if flag.starts_with('-') => return err(format!("{flag} needs a value")),
-                None => String::new(),
+                None => return err(format!("{flag} needs a value")),
             }
         } else {
             String::new()
@@ -172,7 +184,16 @@ mod tests {
 
     #[test]
     fn overrides_parse_both_spellings() {
-        let a = p(&["--size", "640x360", "--fps=25", "--gop", "50", "--bitrate", "800"]).unwrap();
+        let a = p(&[
+            "--size",
+            "640x360",
+            "--fps=25",
+            "--gop",
+            "50",
+            "--bitrate",
+            "800",
+        ])
+        .unwrap();
         let c = a.overrides.apply(Config::default());
         assert_eq!((c.video.width, c.video.height, c.video.fps), (640, 360, 25));
         assert_eq!((c.video.gop, c.video.bitrate_kbps), (50, 800));

@@ -134,7 +134,10 @@ impl Config {
         match self.source.as_str() {
             "test" => {}
             s if s.starts_with("v4l2:") => {
-                return Err(field("source", "V4L2 capture is not supported yet; use \"test\""))
+                return Err(field(
+                    "source",
+                    "V4L2 capture is not supported yet; use \"test\"",
+                ))
             }
             s => return Err(field("source", format!("must be \"test\" (got {s:?})"))),
         }
@@ -158,13 +161,19 @@ impl Config {
         if v.width < 16 || v.width > 3840 || v.width % 2 != 0 {
             return Err(field(
                 "video.width",
-                format!("must be an even number between 16 and 3840 (got {})", v.width),
+                format!(
+                    "must be an even number between 16 and 3840 (got {})",
+                    v.width
+                ),
             ));
         }
         if v.height < 16 || v.height > 2160 || v.height % 2 != 0 {
             return Err(field(
                 "video.height",
-                format!("must be an even number between 16 and 2160 (got {})", v.height),
+                format!(
+                    "must be an even number between 16 and 2160 (got {})",
+                    v.height
+                ),
             ));
         }
         if !(1..=60).contains(&v.fps) {
@@ -176,7 +185,10 @@ impl Config {
         if !(64..=50_000).contains(&v.bitrate_kbps) {
             return Err(field(
                 "video.bitrate_kbps",
-                format!("must be between 64 and 50000 kbit/s (got {})", v.bitrate_kbps),
+                format!(
+                    "must be between 64 and 50000 kbit/s (got {})",
+                    v.bitrate_kbps
+                ),
             ));
         }
         if v.gop < 1 || v.gop > v.fps * 10 {
@@ -266,8 +278,8 @@ pub fn save(path: &Path, cfg: &ValidConfig) -> Result<(), ConfigError> {
         path: path.into(),
         source,
     };
-    let text = toml::to_string_pretty(cfg.get())
-        .map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    let text =
+        toml::to_string_pretty(cfg.get()).map_err(|e| err(std::io::Error::other(e.to_string())))?;
     let tmp = path.with_extension("toml.tmp");
     let mut f = File::create(&tmp).map_err(err)?;
     f.write_all(b"# roomcast configuration; see README \"Configuration\".\n")

@@ -266,7 +266,15 @@ mod tests {
             dts: Ticks90k(n * 3600),
             duration: Ticks90k(3600),
             keyframe: n % gop == 0,
-            data: vec![0, 0, 0, 1, if n % gop == 0 { 0x65 } else { 0x41 }, 0x88, 0x80],
+            data: vec![
+                0,
+                0,
+                0,
+                1,
+                if n % gop == 0 { 0x65 } else { 0x41 },
+                0x88,
+                0x80,
+            ],
             epoch,
             width: 16,
             height: 16,
@@ -305,7 +313,10 @@ mod tests {
             p.push(&frame(n, 1, 25));
         }
         let pl = store.playlist(Duration::ZERO).unwrap();
-        assert!(pl.contains("#EXTINF:0.600,\nseg1.ts\n#EXT-X-DISCONTINUITY\n"), "{pl}");
+        assert!(
+            pl.contains("#EXTINF:0.600,\nseg1.ts\n#EXT-X-DISCONTINUITY\n"),
+            "{pl}"
+        );
     }
 
     #[test]

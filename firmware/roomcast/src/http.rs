@@ -109,9 +109,11 @@ pub fn route(app: &App, req: &mut Req<'_>) -> Reply {
         (Method::Get, "/api/status") => Reply::json(200, &app.status_json()),
         (Method::Get, "/api/config") => Reply::json(200, &app.config_json()),
         (Method::Put, "/api/config") => put_config(app, req),
-        (Method::Get, "/metrics") => {
-            Reply::new(200, "text/plain; version=0.0.4", app.metrics_text().into_bytes())
-        }
+        (Method::Get, "/metrics") => Reply::new(
+            200,
+            "text/plain; version=0.0.4",
+            app.metrics_text().into_bytes(),
+        ),
         (Method::Get | Method::Head, p) => match web::asset(p) {
             Some(a) => Reply::new(200, a.content_type, a.body).header("Cache-Control", "no-cache"),
             None => Reply::error(404, &format!("no such page: {p}")),
@@ -148,7 +150,10 @@ fn segment(app: &App, name: &str) -> Reply {
             // so a segment's bytes never change once published.
             .header("Cache-Control", "public, max-age=60")
             .header("Access-Control-Allow-Origin", "*"),
-        None => Reply::error(404, &format!("no such segment: {name} (it may have left the live window)")),
+        None => Reply::error(
+            404,
+            &format!("no such segment: {name} (it may have left the live window)"),
+        ),
     }
 }
 

@@ -64,7 +64,12 @@ impl Pipeline {
             threads: c.video.threads,
         };
         let enc = encoder::open(&c.encoder, settings)?;
-        let source = TestSource::new(self.clock.clone(), settings.width, settings.height, settings.fps);
+        let source = TestSource::new(
+            self.clock.clone(),
+            settings.width,
+            settings.height,
+            settings.fps,
+        );
         let mut running = lock(&self.running);
         if let Some(old) = running.take() {
             old.stop.store(true, Relaxed);

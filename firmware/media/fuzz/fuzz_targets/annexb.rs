@@ -9,7 +9,9 @@ use roomcast_media::time::Ticks90k;
 use roomcast_media::ts::{TsConfig, TsMuxer, PACKET_SIZE};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, au)) = data.split_first() else { return };
+    let Some((&ctl, au)) = data.split_first() else {
+        return;
+    };
     for nal in split_annexb(au) {
         assert!(!nal.is_empty());
         assert_ne!(nal.last(), Some(&0));

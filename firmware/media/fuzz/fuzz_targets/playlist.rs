@@ -8,7 +8,9 @@ use roomcast_media::hls::{MediaPlaylist, Segment, Segmenter};
 use roomcast_media::time::Ticks90k;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&window, rest)) = data.split_first() else { return };
+    let Some((&window, rest)) = data.split_first() else {
+        return;
+    };
     let window = usize::from(window % 8);
     let mut pl = MediaPlaylist::new(u32::from(window as u8) + 1, window);
     let mut seg = Segmenter::new(Ticks90k(90_000));

@@ -26,7 +26,9 @@ pub struct OpenH264 {
 impl OpenH264 {
     pub fn open(settings: EncoderSettings) -> Result<Self, EncodeError> {
         let config = EncoderConfig::new()
-            .bitrate(BitRate::from_bps(settings.bitrate_kbps.saturating_mul(1000)))
+            .bitrate(BitRate::from_bps(
+                settings.bitrate_kbps.saturating_mul(1000),
+            ))
             .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)
             .skip_frames(false)
@@ -167,7 +169,9 @@ mod tests {
     #[test]
     fn missing_parameter_sets_are_restored() {
         let mut remembered = Vec::new();
-        let mut first = vec![0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 3];
+        let mut first = vec![
+            0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 3,
+        ];
         ensure_parameter_sets(&mut first, &mut remembered);
         assert_eq!(remembered, first[..12].to_vec());
         let mut second = vec![0, 0, 0, 1, 0x65, 4];

@@ -101,7 +101,15 @@ mod tests {
             pic = f.picture;
         }
         let base = 5_000_000_000;
-        assert_eq!(stamps, [base, base + 40_000_000, base + 80_000_000, base + 120_000_000]);
+        assert_eq!(
+            stamps,
+            [
+                base,
+                base + 40_000_000,
+                base + 80_000_000,
+                base + 120_000_000
+            ]
+        );
         // The source slept until each frame was due.
         assert_eq!(clock.monotonic_ns(), base + 120_000_000);
     }

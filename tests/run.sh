@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine or a developer's box:
+# installs the peers the tests run against (when missing), then runs lints,
+# unit tests, end-to-end tests against the real binary, and the browser test.
+#
+#   ./tests/run.sh            everything
+#   SKIP_INSTALL=1 ./tests/run.sh   do not touch apt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+# --- peers and build tools (Debian packages) ------------------------------
+# nasm: openh264's assembly (build.rs refuses to build without it);
+# ffmpeg: ffprobe checks what we serve; chromium: plays our HLS with hls.js;
+# nodejs/npm: fetch the pinned hls.js and playwright-core.
+need_pkgs=()
+command -v nasm >/dev/null || need_pkgs+=(nasm)
+command -v ffprobe >/dev/null || need_pkgs+=(ffmpeg)
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need_pkgs+=(chromium)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
+command -v cc >/dev/null || need_pkgs+=(build-essential)
+if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
+    step "installing ${need_pkgs[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+step "npm packages (pinned by package-lock.json)"
+(cd firmware/roomcast/web && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "media core builds without std"
+cargo build --locked -p roomcast-media --no-default-features
+
+step "release build (what the tests drive)"
+cargo build --release --locked --workspace --bins
+
+step "tests: unit, end-to-end, browser"
+cargo test --release --locked --workspace
+
+echo
+echo "all tests passed"

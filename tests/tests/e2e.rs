@@ -1,0 +1,269 @@
+//! The real `roomcast` binary, checked with ffprobe (FFmpeg) and plain HTTP.
+
+use roomcast_e2e::{have, roomcast_bin, temp_dir, Daemon};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn ffprobe_json(args: &[&str], file: &Path) -> Value {
+    assert!(
+        have("ffprobe"),
+        "ffprobe is missing: run tests/run.sh, which installs ffmpeg"
+    );
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// Segment URIs of the playlist, in order.
+fn segment_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn live_segments_decode_with_configured_size_frame_count_and_continuous_pts() {
+    let d = Daemon::start(
+        "segments",
+        &["--size", "320x240", "--fps", "30", "--gop", "30"],
+    );
+    let pl = d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+        segment_uris(&r.text()).len() >= 3
+    });
+    let text = pl.text();
+    assert_eq!(
+        pl.header("Content-Type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert!(text.starts_with("#EXTM3U\n"), "{text}");
+    assert!(text.contains("#EXT-X-TARGETDURATION:1\n"), "{text}");
+    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:"), "{text}");
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:20"), "{text}");
+    assert!(text.contains("#EXTINF:1.000,"), "{text}");
+
+    let uris = segment_uris(&text);
+    let dir = temp_dir("segments-out");
+    let mut joined = Vec::new();
+    for uri in &uris[uris.len() - 3..] {
+        let r = d.get(&format!("/hls/{uri}")).unwrap();
+        assert_eq!(r.status, 200, "{uri}");
+        assert_eq!(r.header("Content-Type"), Some("video/mp2t"));
+        assert_eq!(r.body.len() % 188, 0);
+        let file = dir.join(uri);
+        std::fs::write(&file, &r.body).unwrap();
+        let v = ffprobe_json(
+            &[
+                "-count_frames",
+                "-show_entries",
+                "stream=codec_name,profile,width,height,nb_read_frames",
+            ],
+            &file,
+        );
+        let s = &v["streams"][0];
+        assert_eq!(s["codec_name"], "h264", "{uri}: {v}");
+        assert_eq!(s["profile"], "Constrained Baseline", "{uri}: {v}");
+        assert_eq!(
+            (s["width"].as_u64(), s["height"].as_u64()),
+            (Some(320), Some(240)),
+            "{v}"
+        );
+        assert_eq!(
+            s["nb_read_frames"], "30",
+            "{uri}: one second at 30 fps: {v}"
+        );
+        joined.extend_from_slice(&r.body);
+    }
+    // The three segments back to back: PTS advance by exactly one frame
+    // (3000 ticks of 90 kHz at 30 fps) everywhere, including the cuts.
+    let file = dir.join("joined.ts");
+    std::fs::write(&file, &joined).unwrap();
+    let v = ffprobe_json(&["-show_entries", "packet=pts,flags"], &file);
+    let packets = v["packets"].as_array().unwrap();
+    assert_eq!(packets.len(), 90);
+    let pts: Vec<i64> = packets.iter().map(|p| p["pts"].as_i64().unwrap()).collect();
+    for w in pts.windows(2) {
+        assert_eq!(w[1] - w[0], 3000, "PTS jump in {pts:?}");
+    }
+    let keys: Vec<usize> = packets
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p["flags"].as_str().unwrap_or("").starts_with('K'))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![0, 30, 60],
+        "every segment starts with a keyframe"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_config_put_is_rejected_and_the_stored_file_is_unchanged() {
+    let d = Daemon::start(
+        "badput",
+        &["--size", "320x240", "--fps", "15", "--gop", "15"],
+    );
+    let good = d
+        .put_json("/api/config", r#"{"video":{"bitrate_kbps":800}}"#)
+        .unwrap();
+    assert_eq!(good.status, 200, "{}", good.text());
+    let file = d.data_dir.join("config.toml");
+    let saved = std::fs::read(&file).expect("config saved after a good PUT");
+    assert!(String::from_utf8_lossy(&saved).contains("bitrate_kbps = 800"));
+    let before = d.get("/api/config").unwrap().text();
+
+    for (body, field) in [
+        (r#"{"video":{"width":0}}"#, Some("video.width")),
+        (r#"{"video":{"fps":1000}}"#, Some("video.fps")),
+        (r#"{"hls":{"segment_ms":1}}"#, Some("hls.segment_ms")),
+        (r#"{"video":{"widht":640}}"#, None),
+        (r#"{"video":{"width":"wide"}}"#, None),
+        ("{not json", None),
+    ] {
+        let r = d.put_json("/api/config", body).unwrap();
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        if let Some(f) = field {
+            assert_eq!(v["field"], f, "{v}");
+            assert!(v["error"].as_str().unwrap().starts_with(f), "{v}");
+        }
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            saved,
+            "{body} changed the stored file"
+        );
+        assert_eq!(
+            d.get("/api/config").unwrap().text(),
+            before,
+            "{body} changed the running config"
+        );
+    }
+}
+
+#[test]
+fn settings_change_restarts_the_stream_with_a_discontinuity() {
+    let d = Daemon::start(
+        "restart",
+        &["--size", "320x240", "--fps", "30", "--gop", "30"],
+    );
+    d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+        segment_uris(&r.text()).len() >= 1
+    });
+    let r = d
+        .put_json("/api/config", r#"{"video":{"width":256,"height":144}}"#)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pl = d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+        let t = r.text();
+        t.contains("#EXT-X-DISCONTINUITY\n")
+            && t.rsplit("#EXT-X-DISCONTINUITY\n")
+                .next()
+                .is_some_and(|after| segment_uris(after).len() >= 2)
+    });
+    let text = pl.text();
+    let after = text.rsplit("#EXT-X-DISCONTINUITY\n").next().unwrap();
+    let uri = &segment_uris(after)[0];
+    let dir = temp_dir("restart-out");
+    let file = dir.join("seg.ts");
+    std::fs::write(&file, d.get(&format!("/hls/{uri}")).unwrap().body).unwrap();
+    let v = ffprobe_json(&["-show_entries", "stream=width,height"], &file);
+    assert_eq!(
+        (
+            v["streams"][0]["width"].as_u64(),
+            v["streams"][0]["height"].as_u64()
+        ),
+        (Some(256), Some(144))
+    );
+    let status: Value = serde_json::from_slice(&d.get("/api/status").unwrap().body).unwrap();
+    assert_eq!(status["encoder"]["restarts"], 1);
+    assert_eq!(status["source"]["width"], 256);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn status_and_metrics_report_the_pipeline() {
+    let d = Daemon::start(
+        "status",
+        &["--size", "160x120", "--fps", "20", "--gop", "20"],
+    );
+    let r = d.wait_for("/api/status", Duration::from_secs(20), |r| {
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["frames"]["encoded"].as_u64().unwrap_or(0) >= 45
+    });
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["source"]["kind"], "test");
+    assert_eq!(v["encoder"]["kind"], "openh264");
+    let fps = v["measured"]["fps"].as_f64().unwrap();
+    assert!((fps - 20.0).abs() < 0.5, "measured fps {fps}");
+    assert!(v["measured"]["bitrate_kbps"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["sinks"][0]["name"], "hls");
+    assert!(v["uptime_s"].as_f64().unwrap() > 1.0);
+    let m = d.get("/metrics").unwrap();
+    assert_eq!(m.status, 200);
+    let text = m.text();
+    let encoded: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("roomcast_frames_encoded_total "))
+        .expect("roomcast_frames_encoded_total in /metrics")
+        .parse()
+        .unwrap();
+    assert!(encoded >= 45.0);
+    assert!(text.contains("# TYPE roomcast_sink_dropped_frames_total counter"));
+    assert!(text.contains("roomcast_sink_dropped_frames_total{sink=\"hls\"} 0"));
+    assert_eq!(d.get("/nope").unwrap().status, 404);
+    assert_eq!(d.get("/hls/seg1.ts").unwrap().status, 404);
+}
+
+fn run_expecting_exit_2(args: &[&str], data_dir: &Path, needle: &str) {
+    let out = Command::new(roomcast_bin())
+        .args(["--http", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run roomcast");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line, got: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
+#[test]
+fn bad_flags_and_bad_config_exit_2_with_one_line() {
+    let dir = temp_dir("flags");
+    run_expecting_exit_2(&["--size", "0x0"], &dir, "video.width");
+    run_expecting_exit_2(&["--fps", "abc"], &dir, "--fps wants a whole number");
+    run_expecting_exit_2(
+        &["--srt", "srt://127.0.0.1:9000"],
+        &dir,
+        "not supported yet",
+    );
+    run_expecting_exit_2(&["--source", "v4l2:/dev/video0"], &dir, "not supported yet");
+    run_expecting_exit_2(&["--bogus"], &dir, "unknown flag --bogus");
+    // A broken stored file is reported and left alone.
+    let file = dir.join("config.toml");
+    std::fs::write(&file, "[video]\nwidth = \"wide\"\n").unwrap();
+    run_expecting_exit_2(&[], &dir, "config.toml");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "[video]\nwidth = \"wide\"\n"
+    );
+    std::fs::write(&file, "[video]\nfps = 0\n").unwrap();
+    run_expecting_exit_2(&[], &dir, "video.fps");
+    let _ = std::fs::remove_dir_all(dir);
+}
