@@ -309,7 +309,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(fn(&mut Config), &str); 9] = [
+        type Breaker = fn(&mut Config);
+        let cases: [(Breaker, &str); 9] = [
             (|c| c.video.width = 0, "video.width"),
             (|c| c.video.width = 641, "video.width"),
             (|c| c.video.height = 4000, "video.height"),
