@@ -45,5 +45,8 @@ cargo build --release --locked --workspace --bins
 step "tests: unit, end-to-end, browser"
 cargo test --release --locked --workspace
 
+step "fuzz smoke: every sans-IO parser target for a few seconds"
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" firmware/media/fuzz/smoke.sh
+
 echo
 echo "all tests passed"
