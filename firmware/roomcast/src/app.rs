@@ -138,61 +138,23 @@ impl App {
                 let _ = writeln!(out, "{name}{labels} {v}");
             }
         };
-        let one = |v: u64| vec![(String::new(), v as f64)];
-        metric(
-            "roomcast_uptime_seconds",
-            "gauge",
-            "Seconds since the daemon started.",
-            &[(String::new(), self.uptime_s())],
-        );
-        metric(
-            "roomcast_frames_captured_total",
-            "counter",
-            "Pictures produced by the source.",
-            &one(s.captured.load(Relaxed)),
-        );
-        metric(
-            "roomcast_frames_encoded_total",
-            "counter",
-            "Pictures encoded.",
-            &one(s.encoded.load(Relaxed)),
-        );
-        metric(
-            "roomcast_frames_dropped_capture_total",
-            "counter",
-            "Pictures dropped because the encoder was busy.",
-            &one(s.capture_dropped.load(Relaxed)),
-        );
-        metric(
-            "roomcast_encoded_bytes_total",
-            "counter",
-            "Bytes of encoded video.",
-            &one(s.encoded_bytes.load(Relaxed)),
-        );
-        metric(
-            "roomcast_encoder_restarts_total",
-            "counter",
-            "Encoder restarts (settings changes).",
-            &one(s.encoder_restarts.load(Relaxed)),
-        );
-        metric(
-            "roomcast_encode_errors_total",
-            "counter",
-            "Pictures the encoder failed on.",
-            &one(s.encode_errors.load(Relaxed)),
-        );
-        metric(
-            "roomcast_fps",
-            "gauge",
-            "Measured encoded frames per second.",
-            &[(String::new(), rates.fps)],
-        );
-        metric(
-            "roomcast_bitrate_bits_per_second",
-            "gauge",
-            "Measured encoded bitrate.",
-            &[(String::new(), rates.bitrate_bps)],
-        );
+        // Process-wide metrics without labels: (name, type, help, value).
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed) as f64;
+        #[rustfmt::skip]
+        let plain: [(&str, &str, &str, f64); 9] = [
+            ("roomcast_uptime_seconds", "gauge", "Seconds since the daemon started.", self.uptime_s()),
+            ("roomcast_frames_captured_total", "counter", "Pictures produced by the source.", load(&s.captured)),
+            ("roomcast_frames_encoded_total", "counter", "Pictures encoded.", load(&s.encoded)),
+            ("roomcast_frames_dropped_capture_total", "counter", "Pictures dropped because the encoder was busy.", load(&s.capture_dropped)),
+            ("roomcast_encoded_bytes_total", "counter", "Bytes of encoded video.", load(&s.encoded_bytes)),
+            ("roomcast_encoder_restarts_total", "counter", "Encoder restarts (settings changes).", load(&s.encoder_restarts)),
+            ("roomcast_encode_errors_total", "counter", "Pictures the encoder failed on.", load(&s.encode_errors)),
+            ("roomcast_fps", "gauge", "Measured encoded frames per second.", rates.fps),
+            ("roomcast_bitrate_bits_per_second", "gauge", "Measured encoded bitrate.", rates.bitrate_bps),
+        ];
+        for (name, kind, help, value) in plain {
+            metric(name, kind, help, &[(String::new(), value)]);
+        }
         let sinks = self.bus.sinks();
         let per_sink = |f: &dyn Fn(&crate::bus::QueueStats) -> u64| -> Vec<(String, f64)> {
             sinks
@@ -216,7 +178,7 @@ impl App {
             "roomcast_hls_segments_total",
             "counter",
             "HLS segments published.",
-            &one(self.hls.total_segments()),
+            &[(String::new(), self.hls.total_segments() as f64)],
         );
         let classes: Vec<(String, f64)> = (1..6)
             .map(|c| {
