@@ -181,16 +181,21 @@ mod tests {
 
     /// The crate silently drops its assembly when nasm is missing at build
     /// time and then runs about 3x slower; build.rs refuses to build without
-    /// nasm, and this proves the SIMD kernels really are linked in.
+    /// nasm, and this proves the SIMD kernels really are linked in: the SSE2
+    /// ones, and the AVX2 ones that .cargo/config.toml turns on.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn openh264_assembly_is_linked_in() {
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        // Hand-written SSE2 SAD kernel from codec/common/x86/satd_sad.asm.
-        let needle = b"WelsSampleSad16x16_sse2";
+        let has = |needle: &[u8]| exe.windows(needle.len()).any(|w| w == needle);
+        // Hand-written kernels from codec/common/x86/satd_sad.asm.
         assert!(
-            exe.windows(needle.len()).any(|w| w == needle),
+            has(b"WelsSampleSad16x16_sse2"),
             "openh264 was built without its x86 assembly (is nasm installed?)"
+        );
+        assert!(
+            has(b"WelsSampleSatd16x16_avx2"),
+            "openh264 was built without HAVE_AVX2 (see [env] in .cargo/config.toml)"
         );
     }
 }
