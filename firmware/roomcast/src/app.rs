@@ -6,6 +6,7 @@ use crate::clock::SharedClock;
 use crate::config::{self, Config, ConfigError, FieldError, ValidConfig};
 use crate::encoder::EncodeError;
 use crate::hls::{HlsSettings, HlsStore};
+use crate::outputs::mask_url;
 use crate::pipeline::Pipeline;
 use crate::stats::Stats;
 use serde_json::{json, Value};
@@ -52,8 +53,18 @@ pub fn hls_settings(cfg: &ValidConfig) -> HlsSettings {
 }
 
 impl App {
+    /// The configuration as the API shows it: output URLs have their stream
+    /// keys masked (a PUT that sends a masked URL back keeps the real one).
     pub fn config_json(&self) -> Value {
-        serde_json::to_value(lock(&self.config).get()).unwrap_or(Value::Null)
+        let mut v = serde_json::to_value(lock(&self.config).get()).unwrap_or(Value::Null);
+        if let Some(outs) = v["outputs"].as_array_mut() {
+            for o in outs {
+                if let Some(url) = o["url"].as_str() {
+                    o["url"] = Value::String(mask_url(url));
+                }
+            }
+        }
+        v
     }
 
     /// Applies a change: `patch` is merged over the current configuration
@@ -64,8 +75,19 @@ impl App {
         let mut current = lock(&self.config);
         let mut merged = serde_json::to_value(current.get()).unwrap_or(Value::Null);
         merge(&mut merged, patch);
-        let cfg: Config =
+        let mut cfg: Config =
             serde_json::from_value(merged).map_err(|e| ApplyError::Shape(e.to_string()))?;
+        // A masked URL sent back means "unchanged": restore its secret.
+        for o in &mut cfg.outputs {
+            if let Some(old) = current
+                .get()
+                .outputs
+                .iter()
+                .find(|old| mask_url(&old.url) == o.url)
+            {
+                o.url = old.url.clone();
+            }
+        }
         let valid = cfg.validate()?;
         if valid == *current {
             return Ok(());

@@ -9,6 +9,7 @@ pub const USAGE: &str = "\
 usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
                 [--source test] [--size WxH] [--fps N]
                 [--encoder auto|openh264] [--bitrate KBPS] [--gop FRAMES]
+                [--rtmp URL]...
 
   --config FILE     configuration file (default: DATA_DIR/config.toml)
   --data-dir DIR    where configuration and state live
@@ -20,7 +21,8 @@ usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
   --encoder E       auto or openh264
   --bitrate KBPS    target bitrate in kbit/s
   --gop FRAMES      keyframe interval in frames
-  --srt URL, --rtmp URL, --record DIR: not supported yet";
+  --rtmp URL        also push to rtmp://HOST[:PORT]/APP/KEY or rtmps://…
+  --srt URL, --record DIR: not supported yet";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct Overrides {
     pub encoder: Option<String>,
     pub bitrate_kbps: Option<u32>,
     pub gop: Option<u32>,
+    /// `--rtmp URL`, added to the configured outputs for this run.
+    pub outputs: Vec<String>,
 }
 
 impl Overrides {
@@ -70,6 +74,13 @@ impl Overrides {
         }
         if let Some(g) = self.gop {
             c.video.gop = g;
+        }
+        for url in &self.outputs {
+            c.outputs.push(crate::config::Output {
+                url: url.clone(),
+                enabled: true,
+                ca_file: None,
+            });
         }
         c
     }
@@ -154,7 +165,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
             "--encoder" => o.encoder = Some(value),
             "--bitrate" => o.bitrate_kbps = Some(number("--bitrate", &value)?),
             "--gop" => o.gop = Some(number("--gop", &value)?),
-            "--srt" | "--rtmp" | "--record" => {
+            "--rtmp" => o.outputs.push(value),
+            "--srt" | "--record" => {
                 return err(format!(
                     "{flag} is not supported yet in this version of roomcast"
                 ))
@@ -206,6 +218,7 @@ mod tests {
             (&["--fps", "x"][..], "--fps wants a whole number"),
             (&["--http", "8080"][..], "--http wants ADDR:PORT"),
             (&["--srt", "srt://h:1"][..], "not supported yet"),
+            (&["--record", "/tmp"][..], "not supported yet"),
             (&["--frobnicate"][..], "unknown flag"),
             (&["--gop"][..], "needs a value"),
         ] {

@@ -25,6 +25,27 @@ pub struct Config {
     pub encoder: String,
     pub video: Video,
     pub hls: Hls,
+    /// Streams pushed to upstream servers (RTMP/RTMPS; SRT to come).
+    pub outputs: Vec<Output>,
+}
+
+/// One upstream destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// `rtmp://HOST[:PORT]/APP/KEY` or `rtmps://…`; the key is a secret.
+    pub url: String,
+    /// A disabled output keeps its settings but does not connect.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PEM file of the CA that signs an RTMPS server's certificate, for
+    /// private servers; public servers are checked against the bundled roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Picture and encoder settings.
@@ -53,6 +74,12 @@ pub struct Hls {
     pub segment_ms: u32,
     /// Segments kept in the live playlist.
     pub window: u32,
+    /// Serve low-latency HLS (CMAF parts, blocking reloads) at
+    /// `/hls/index.m3u8`; the classic MPEG-TS playlist is always at
+    /// `/hls/ts/index.m3u8`.
+    pub low_latency: bool,
+    /// LL-HLS part target in milliseconds.
+    pub part_ms: u32,
 }
 
 impl Default for Config {
@@ -62,6 +89,7 @@ impl Default for Config {
             encoder: "auto".into(),
             video: Video::default(),
             hls: Hls::default(),
+            outputs: Vec::new(),
         }
     }
 }
@@ -84,9 +112,13 @@ impl Default for Video {
 impl Default for Hls {
     fn default() -> Self {
         // Short segments keep plain-HLS latency low for a LAN audience.
+        // Parts of 250 ms: under 200 ms hls.js has been seen to stall, and
+        // four parts per 1 s segment keep latency near one second.
         Hls {
             segment_ms: 1000,
             window: 6,
+            low_latency: true,
+            part_ms: 250,
         }
     }
 }
@@ -95,14 +127,14 @@ impl Default for Hls {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct FieldError {
-    /// Dotted path of the field, e.g. `video.width`.
-    pub field: &'static str,
+    /// Dotted path of the field, e.g. `video.width` or `outputs[1].url`.
+    pub field: String,
     pub reason: String,
 }
 
-fn field(field: &'static str, reason: impl Into<String>) -> FieldError {
+fn field(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
     FieldError {
-        field,
+        field: field.into(),
         reason: reason.into(),
     }
 }
@@ -220,6 +252,36 @@ impl Config {
                 "hls.window",
                 format!("must be between 3 and 60 segments (got {})", h.window),
             ));
+        }
+        if !(100..=2000).contains(&h.part_ms) || h.part_ms * 2 > h.segment_ms {
+            return Err(field(
+                "hls.part_ms",
+                format!(
+                    "must be between 100 and 2000 ms and at most half of hls.segment_ms (got {})",
+                    h.part_ms
+                ),
+            ));
+        }
+        if self.outputs.len() > 8 {
+            return Err(field("outputs", "at most 8 outputs"));
+        }
+        for (i, o) in self.outputs.iter().enumerate() {
+            if let Err(reason) = crate::outputs::OutputUrl::parse(&o.url) {
+                return Err(field(format!("outputs[{i}].url"), reason.to_string()));
+            }
+            if o.ca_file.as_ref().is_some_and(|f| f.is_empty()) {
+                return Err(field(
+                    format!("outputs[{i}].ca_file"),
+                    "must be a file path or left out",
+                ));
+            }
+            // Until the RTMP sink lands, an output would be silently ignored.
+            if !crate::outputs::RTMP_SINK_READY {
+                return Err(field(
+                    format!("outputs[{i}].url"),
+                    "RTMP outputs are not supported yet",
+                ));
+            }
         }
         Ok(ValidConfig(self))
     }

@@ -15,6 +15,7 @@ pub mod encoder;
 pub mod frame;
 pub mod hls;
 pub mod http;
+pub mod outputs;
 pub mod pipeline;
 pub mod source;
 pub mod stats;

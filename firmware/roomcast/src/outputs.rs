@@ -1,0 +1,196 @@
+//! Upstream output URLs: parsing, and masking of the secrets in them (stream
+//! keys) so status, logs and the API never show a secret in full.
+
+use std::fmt;
+
+/// Whether the daemon can push RTMP yet; until then outputs are refused
+/// rather than accepted and ignored.
+pub const RTMP_SINK_READY: bool = false;
+
+/// A parsed output destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputUrl {
+    Rtmp(RtmpUrl),
+}
+
+/// `rtmp://HOST[:PORT]/APP/KEY` or `rtmps://…`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The application, e.g. `live`; sent as `app` in `connect`.
+    pub app: String,
+    /// The stream key (everything after APP/, query included): a secret.
+    pub key: String,
+}
+
+/// Why a URL was refused; the text tells the user what a good one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("SRT outputs are not supported yet")]
+    SrtNotYet,
+    #[error("must start with rtmp:// or rtmps://")]
+    Scheme,
+    #[error("has no host; expected rtmp://HOST[:PORT]/APP/KEY")]
+    NoHost,
+    #[error("has a bad port; expected a number from 1 to 65535")]
+    Port,
+    #[error("needs an application and a stream key: rtmp://HOST[:PORT]/APP/KEY")]
+    Path,
+    #[error("must not contain spaces or control characters")]
+    Characters,
+}
+
+impl OutputUrl {
+    pub fn parse(url: &str) -> Result<OutputUrl, UrlError> {
+        if url.starts_with("srt://") {
+            return Err(UrlError::SrtNotYet);
+        }
+        RtmpUrl::parse(url).map(OutputUrl::Rtmp)
+    }
+
+    /// The URL with its secret masked, for display.
+    pub fn masked(&self) -> String {
+        match self {
+            OutputUrl::Rtmp(r) => r.masked(),
+        }
+    }
+}
+
+impl RtmpUrl {
+    pub fn parse(url: &str) -> Result<RtmpUrl, UrlError> {
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::Characters);
+        }
+        let (tls, rest) = if let Some(r) = url.strip_prefix("rtmp://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("rtmps://") {
+            (true, r)
+        } else {
+            return Err(UrlError::Scheme);
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match authority.rsplit_once(':') {
+            // An IPv6 literal without a port: [::1]
+            Some((h, p)) if !p.contains(']') => (
+                h,
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or(UrlError::Port)?,
+            ),
+            _ => (authority, if tls { 443 } else { 1935 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(UrlError::NoHost);
+        }
+        let (app, key) = path.split_once('/').ok_or(UrlError::Path)?;
+        if app.is_empty() || key.is_empty() {
+            return Err(UrlError::Path);
+        }
+        Ok(RtmpUrl {
+            tls,
+            host: host.to_string(),
+            port,
+            app: app.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    /// `rtmp://host:port/app/` plus the key masked.
+    pub fn masked(&self) -> String {
+        format!(
+            "{}://{}:{}/{}/{}",
+            if self.tls { "rtmps" } else { "rtmp" },
+            self.host,
+            self.port,
+            self.app,
+            mask(&self.key)
+        )
+    }
+
+    /// The URL a server sees in `connect` as `tcUrl` (without the key).
+    pub fn tc_url(&self) -> String {
+        format!(
+            "{}://{}:{}/{}",
+            if self.tls { "rtmps" } else { "rtmp" },
+            self.host,
+            self.port,
+            self.app
+        )
+    }
+}
+
+/// The Debug form must not leak the key either.
+impl fmt::Debug for RtmpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// Shows only the last four characters of a long secret, none of a short one.
+pub fn mask(secret: &str) -> String {
+    let n = secret.chars().count();
+    if n >= 12 {
+        let tail: String = secret.chars().skip(n - 4).collect();
+        format!("****{tail}")
+    } else {
+        "****".to_string()
+    }
+}
+
+/// Masks the secret in `url` if it parses; otherwise masks everything after
+/// the scheme so a typo'd URL with a key in it is not shown either.
+pub fn mask_url(url: &str) -> String {
+    match OutputUrl::parse(url) {
+        Ok(u) => u.masked(),
+        Err(_) => match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://****"),
+            None => "****".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtmp_urls_parse_with_default_ports() {
+        let u = RtmpUrl::parse("rtmp://a.example/live/abc").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (false, "a.example", 1935));
+        assert_eq!((u.app.as_str(), u.key.as_str()), ("live", "abc"));
+        let u = RtmpUrl::parse("rtmps://[::1]:8443/app/k/with/slashes?x=1").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "::1", 8443));
+        assert_eq!(u.key, "k/with/slashes?x=1");
+        assert_eq!(RtmpUrl::parse("rtmps://h/a/k").unwrap().port, 443);
+        assert_eq!(u.tc_url(), "rtmps://::1:8443/app");
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        for (url, e) in [
+            ("http://h/a/k", UrlError::Scheme),
+            ("rtmp:///a/k", UrlError::NoHost),
+            ("rtmp://h:0/a/k", UrlError::Port),
+            ("rtmp://h:99999/a/k", UrlError::Port),
+            ("rtmp://h/a", UrlError::Path),
+            ("rtmp://h/a/", UrlError::Path),
+            ("rtmp://h/a/k ey", UrlError::Characters),
+            ("srt://h:9000", UrlError::SrtNotYet),
+        ] {
+            assert_eq!(OutputUrl::parse(url).unwrap_err(), e, "{url}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_show_in_full() {
+        let u = RtmpUrl::parse("rtmp://h/live/sk_live_1234567890abcd").unwrap();
+        assert_eq!(u.masked(), "rtmp://h:1935/live/****abcd");
+        assert!(!format!("{u:?}").contains("1234567890"));
+        assert_eq!(mask("short"), "****");
+        assert_eq!(mask_url("rtmp://h/live"), "rtmp://****");
+    }
+}
