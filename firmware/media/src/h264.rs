@@ -538,6 +538,102 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Parameter sets of one stream, as the containers that carry them out of
+/// band (FLV's AVC sequence header, MP4's `avcC`) need them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterSets {
+    /// The SPS NAL unit (header byte included, no start code).
+    pub sps: Vec<u8>,
+    /// The PPS NAL unit.
+    pub pps: Vec<u8>,
+    /// What the SPS says.
+    pub info: Sps,
+}
+
+/// Why parameter sets could not be taken from an access unit.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterSetsError {
+    #[error("access unit has no SPS")]
+    NoSps,
+    #[error("access unit has no PPS")]
+    NoPps,
+    #[error("bad SPS: {0}")]
+    Sps(#[from] SpsError),
+    #[error("parameter set longer than 65535 bytes")]
+    TooLong,
+}
+
+impl ParameterSets {
+    /// The first SPS and PPS of an Annex-B access unit (a keyframe from our
+    /// encoders carries both).
+    pub fn from_annexb(annexb: &[u8]) -> Result<ParameterSets, ParameterSetsError> {
+        let (mut sps, mut pps) = (None, None);
+        for nal in split_annexb(annexb) {
+            match NalType::of(nal) {
+                Some(NalType::Sps) if sps.is_none() => sps = Some(nal),
+                Some(NalType::Pps) if pps.is_none() => pps = Some(nal),
+                _ => {}
+            }
+        }
+        let sps = sps.ok_or(ParameterSetsError::NoSps)?;
+        let pps = pps.ok_or(ParameterSetsError::NoPps)?;
+        if sps.len() > 0xFFFF || pps.len() > 0xFFFF {
+            return Err(ParameterSetsError::TooLong);
+        }
+        Ok(ParameterSets {
+            info: Sps::parse(sps)?,
+            sps: sps.to_vec(),
+            pps: pps.to_vec(),
+        })
+    }
+
+    /// AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1): the body of
+    /// MP4's `avcC` box and of FLV's AVC sequence header. One SPS, one PPS,
+    /// 4-byte NAL lengths; the high-profile chroma/bit-depth fields are
+    /// written for profiles that require them.
+    pub fn avc_decoder_configuration_record(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.sps.len() + self.pps.len());
+        // configurationVersion, AVCProfileIndication, profile_compatibility,
+        // AVCLevelIndication: the three bytes after the SPS header byte.
+        out.push(1);
+        out.extend_from_slice(self.sps.get(1..4).unwrap_or(&[0, 0, 0]));
+        out.push(0xFC | 3); // reserved 6 bits, lengthSizeMinusOne = 3
+        out.push(0xE0 | 1); // reserved 3 bits, numOfSequenceParameterSets = 1
+        out.extend_from_slice(&(self.sps.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.sps);
+        out.push(1); // numOfPictureParameterSets
+        out.extend_from_slice(&(self.pps.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.pps);
+        if matches!(self.info.profile_idc, 100 | 110 | 122 | 144) {
+            // chroma_format 4:2:0, 8-bit luma and chroma, no SPS extensions.
+            out.extend_from_slice(&[0xFC | 1, 0xF8, 0xF8, 0]);
+        }
+        out
+    }
+}
+
+/// Appends the NAL units of an Annex-B access unit to `out` with 4-byte
+/// big-endian length prefixes (the AVCC form MP4 and FLV samples use),
+/// leaving out parameter sets and access unit delimiters, which those
+/// containers carry elsewhere. Returns the number of bytes appended.
+pub fn annexb_to_avcc(annexb: &[u8], out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    for nal in split_annexb(annexb) {
+        if matches!(
+            NalType::of(nal),
+            None | Some(NalType::Sps | NalType::Pps | NalType::Aud)
+        ) {
+            continue;
+        }
+        let Ok(len) = u32::try_from(nal.len()) else {
+            continue;
+        };
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(nal);
+    }
+    out.len() - start
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -869,6 +965,34 @@ mod tests {
         assert_eq!(
             Sps::parse(&w.finish_nal(0x67)),
             Err(SpsError::OutOfRange("chroma_format_idc"))
+        );
+    }
+
+    #[test]
+    fn decoder_configuration_record_and_avcc_conversion() {
+        // A constrained-baseline keyframe: AUD, SPS, PPS, IDR.
+        let sps = baseline_320x240();
+        let au = [
+            &[0, 0, 0, 1, 0x09, 0xf0][..],
+            &[0, 0, 0, 1],
+            &sps,
+            &[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80],
+            &[0, 0, 1, 0x65, 0x88, 0x84],
+        ]
+        .concat();
+        let ps = ParameterSets::from_annexb(&au).unwrap();
+        assert_eq!((ps.info.width, ps.info.height), (320, 240));
+        let rec = ps.avc_decoder_configuration_record();
+        let mut want = vec![1, 0x42, 0xc0, 0x0d, 0xff, 0xe1, 0, sps.len() as u8];
+        want.extend_from_slice(&sps);
+        want.extend_from_slice(&[1, 0, 4, 0x68, 0xce, 0x3c, 0x80]);
+        assert_eq!(rec, want);
+        let mut out = vec![0xAA];
+        assert_eq!(annexb_to_avcc(&au, &mut out), 7);
+        assert_eq!(out, [0xAA, 0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        assert_eq!(
+            ParameterSets::from_annexb(&[0, 0, 1, 0x65, 1]).unwrap_err(),
+            ParameterSetsError::NoSps
         );
     }
 }
