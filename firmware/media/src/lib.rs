@@ -18,7 +18,12 @@
 
 extern crate alloc;
 
+pub mod amf0;
+pub mod flv;
+pub mod fmp4;
 pub mod h264;
 pub mod hls;
+pub mod llhls;
+pub mod rtmp;
 pub mod time;
 pub mod ts;
