@@ -149,7 +149,7 @@ pub fn probe(opts: &ProbeOptions, out: &mut dyn Write) -> Result<Report, ProbeEr
     }
 
     // 2. The live playlist.
-    let playlist_url = opts.base.with_api_path("/hls/index.m3u8");
+    let playlist_url = opts.base.with_api_path("/hls/ts/index.m3u8");
     say(format!(
         "watching {playlist_url} for {} s",
         opts.watch.as_secs_f64()

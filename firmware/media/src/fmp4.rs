@@ -1,1 +1,621 @@
-//! (being written)
+//! Fragmented MP4 / CMAF writer for one H.264 video track, as LL-HLS parts
+//! carry it.
+//!
+//! * ISO/IEC 14496-12 (ISOBMFF): the init segment `ftyp` (§4.3) + `moov`
+//!   (§8.2.1) with empty sample tables and `mvex` (§8.8.1), then one movie
+//!   fragment per call, `moof` (§8.8.4) + `mdat` (§8.1.1).
+//! * ISO/IEC 14496-15 (AVC file format): the `avc1` sample entry with its
+//!   `avcC` (§5.4.2, §5.3.3.1); samples hold 4-byte-length-prefixed NAL units,
+//!   parameter sets live only in `avcC`.
+//! * ISO/IEC 23000-19 (CMAF): `cmfc` brand, one track per file, `tfdt` in
+//!   every fragment, data offsets relative to the `moof`
+//!   (`default-base-is-moof`), no edit lists (composition offsets are signed
+//!   instead, `trun` version 1).
+//!
+//! The track is live: every duration in the init segment is 0 and no `mehd`
+//! is written; the fragments say how long the media is.
+//!
+//! Nothing here panics or fails: any bytes make well-formed boxes. Values a
+//! box field cannot hold (a sample over 4 GiB, a composition offset beyond
+//! ±2^31 ticks) are clamped, which only garbage input can cause.
+
+use alloc::vec::Vec;
+
+use crate::h264::{annexb_to_avcc, split_annexb, NalType, ParameterSets};
+use crate::time::Ticks90k;
+
+/// Media timescale of the track: 90 kHz, the same clock as MPEG-TS, so
+/// timestamps carry over unchanged.
+pub const TIMESCALE: u32 = 90_000;
+
+/// `track_ID` of the one video track.
+pub const TRACK_ID: u32 = 1;
+
+/// `ftyp` brands (§4.3). Major `iso6`: the 14496-12 edition whose features
+/// we use (`tfdt`, `trun` v1 signed offsets, `default-base-is-moof`).
+/// Compatible: `iso6`, `cmfc` (the CMAF structural brand, required in a CMAF
+/// header) and `avc1` (AVC file format, Annex E.3). No CMAF media profile
+/// brand (`cfsd`/`cfhd`): those constrain level and VUI in ways the encoder
+/// configuration, not this writer, decides.
+const MAJOR_BRAND: [u8; 4] = *b"iso6";
+const COMPATIBLE_BRANDS: [[u8; 4]; 3] = [*b"iso6", *b"cmfc", *b"avc1"];
+
+/// The identity transformation matrix of `mvhd`/`tkhd` (§8.2.2.3), 16.16 and
+/// 2.30 fixed point.
+const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
+
+/// `tfhd` flag: data offsets count from the start of the `moof` (§8.8.7.1).
+const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
+
+/// `trun` flags (§8.8.8.1): data-offset present, then per-sample duration,
+/// size, flags and composition time offset.
+const TRUN_DATA_OFFSET: u32 = 0x00_0001;
+const TRUN_SAMPLE_DURATION: u32 = 0x00_0100;
+const TRUN_SAMPLE_SIZE: u32 = 0x00_0200;
+const TRUN_SAMPLE_FLAGS: u32 = 0x00_0400;
+const TRUN_SAMPLE_CTO: u32 = 0x00_0800;
+
+/// Sample flags (§8.8.3.1) of a sync sample: `sample_depends_on` = 2 (does
+/// not depend on others).
+const FLAGS_SYNC: u32 = 2 << 24;
+/// Sample flags of any other sample: `sample_depends_on` = 1 and
+/// `sample_is_non_sync_sample`.
+const FLAGS_NON_SYNC: u32 = (1 << 24) | (1 << 16);
+
+/// Init segment (CMAF header): `ftyp` + `moov` for one `avc1` track of the
+/// picture size the SPS gives.
+///
+/// ```text
+/// ftyp
+/// moov
+///   mvhd                       timescale TIMESCALE, duration 0
+///   trak
+///     tkhd                     enabled|in_movie, width/height 16.16
+///     mdia
+///       mdhd                   timescale TIMESCALE, language "und"
+///       hdlr                   vide
+///       minf
+///         vmhd
+///         dinf/dref/url        self-contained
+///         stbl
+///           stsd/avc1/avcC
+///           stts stsc stsz stco  all empty
+///   mvex
+///     trex                     sample description 1, other defaults 0
+/// ```
+pub fn init_segment(ps: &ParameterSets) -> Vec<u8> {
+    let width = ps.info.width.min(0xffff);
+    let height = ps.info.height.min(0xffff);
+    let mut out = Vec::with_capacity(700 + ps.sps.len() + ps.pps.len());
+
+    bx(&mut out, b"ftyp", |b| {
+        b.extend_from_slice(&MAJOR_BRAND);
+        put_u32(b, 0); // minor_version
+        for brand in &COMPATIBLE_BRANDS {
+            b.extend_from_slice(brand);
+        }
+    });
+    bx(&mut out, b"moov", |b| {
+        mvhd(b);
+        bx(b, b"trak", |b| {
+            tkhd(b, width, height);
+            bx(b, b"mdia", |b| {
+                mdhd(b);
+                hdlr(b);
+                bx(b, b"minf", |b| {
+                    full_box(b, b"vmhd", 0, 1, |b| {
+                        put_u16(b, 0); // graphicsmode: copy
+                        b.extend_from_slice(&[0; 6]); // opcolor
+                    });
+                    bx(b, b"dinf", |b| {
+                        full_box(b, b"dref", 0, 0, |b| {
+                            put_u32(b, 1); // entry_count
+                                           // Flag 1: the media is in this file; no URL.
+                            full_box(b, b"url ", 0, 1, |_| {});
+                        });
+                    });
+                    bx(b, b"stbl", |b| {
+                        full_box(b, b"stsd", 0, 0, |b| {
+                            put_u32(b, 1); // entry_count
+                            avc1(b, ps, width as u16, height as u16);
+                        });
+                        // Fragmented: the sample tables are empty (§8.8.1).
+                        full_box(b, b"stts", 0, 0, |b| put_u32(b, 0));
+                        full_box(b, b"stsc", 0, 0, |b| put_u32(b, 0));
+                        full_box(b, b"stsz", 0, 0, |b| {
+                            put_u32(b, 0); // sample_size
+                            put_u32(b, 0); // sample_count
+                        });
+                        full_box(b, b"stco", 0, 0, |b| put_u32(b, 0));
+                    });
+                });
+            });
+        });
+        bx(b, b"mvex", |b| {
+            // Every fragment sets all per-sample values, so the defaults
+            // matter only for the sample description index.
+            full_box(b, b"trex", 0, 0, |b| {
+                put_u32(b, TRACK_ID);
+                put_u32(b, 1); // default_sample_description_index
+                put_u32(b, 0); // default_sample_duration
+                put_u32(b, 0); // default_sample_size
+                put_u32(b, 0); // default_sample_flags
+            });
+        });
+    });
+    out
+}
+
+/// `mvhd` version 0 (§8.2.2).
+fn mvhd(b: &mut Vec<u8>) {
+    full_box(b, b"mvhd", 0, 0, |b| {
+        put_u32(b, 0); // creation_time
+        put_u32(b, 0); // modification_time
+        put_u32(b, TIMESCALE);
+        put_u32(b, 0); // duration: live
+        put_u32(b, 0x0001_0000); // rate 1.0
+        put_u16(b, 0x0100); // volume 1.0
+        b.extend_from_slice(&[0; 2 + 8]); // reserved
+        matrix(b);
+        b.extend_from_slice(&[0; 24]); // pre_defined
+        put_u32(b, TRACK_ID + 1); // next_track_ID
+    });
+}
+
+/// `tkhd` version 0 (§8.3.2), flags track_enabled | track_in_movie.
+fn tkhd(b: &mut Vec<u8>, width: u32, height: u32) {
+    full_box(b, b"tkhd", 0, 0x3, |b| {
+        put_u32(b, 0); // creation_time
+        put_u32(b, 0); // modification_time
+        put_u32(b, TRACK_ID);
+        put_u32(b, 0); // reserved
+        put_u32(b, 0); // duration: live
+        b.extend_from_slice(&[0; 8]); // reserved
+        put_u16(b, 0); // layer
+        put_u16(b, 0); // alternate_group
+        put_u16(b, 0); // volume: 0 for video
+        put_u16(b, 0); // reserved
+        matrix(b);
+        put_u32(b, width << 16); // 16.16
+        put_u32(b, height << 16);
+    });
+}
+
+/// `mdhd` version 0 (§8.4.2).
+fn mdhd(b: &mut Vec<u8>) {
+    full_box(b, b"mdhd", 0, 0, |b| {
+        put_u32(b, 0); // creation_time
+        put_u32(b, 0); // modification_time
+        put_u32(b, TIMESCALE);
+        put_u32(b, 0); // duration: live
+                       // pad bit + ISO 639-2/T "und", three 5-bit letters minus 0x60.
+        put_u16(b, (21 << 10) | (14 << 5) | 4);
+        put_u16(b, 0); // pre_defined
+    });
+}
+
+/// `hdlr` (§8.4.3) for a video track.
+fn hdlr(b: &mut Vec<u8>) {
+    full_box(b, b"hdlr", 0, 0, |b| {
+        put_u32(b, 0); // pre_defined
+        b.extend_from_slice(b"vide");
+        b.extend_from_slice(&[0; 12]); // reserved
+        b.extend_from_slice(b"VideoHandler\0"); // name, null-terminated
+    });
+}
+
+/// `avc1` sample entry (VisualSampleEntry §12.1.3 + AVCSampleEntry,
+/// 14496-15 §5.4.2) with its `avcC`.
+fn avc1(b: &mut Vec<u8>, ps: &ParameterSets, width: u16, height: u16) {
+    bx(b, b"avc1", |b| {
+        b.extend_from_slice(&[0; 6]); // SampleEntry reserved
+        put_u16(b, 1); // data_reference_index
+        b.extend_from_slice(&[0; 2 + 2 + 12]); // pre_defined, reserved, pre_defined
+        put_u16(b, width);
+        put_u16(b, height);
+        put_u32(b, 0x0048_0000); // horizresolution 72 dpi
+        put_u32(b, 0x0048_0000); // vertresolution 72 dpi
+        put_u32(b, 0); // reserved
+        put_u16(b, 1); // frame_count
+        b.extend_from_slice(&[0; 32]); // compressorname: empty
+        put_u16(b, 0x0018); // depth: colour, no alpha
+        put_u16(b, 0xffff); // pre_defined = -1
+        bx(b, b"avcC", |b| {
+            b.extend_from_slice(&ps.avc_decoder_configuration_record())
+        });
+    });
+}
+
+fn matrix(b: &mut Vec<u8>) {
+    for v in UNITY_MATRIX {
+        put_u32(b, v);
+    }
+}
+
+/// One encoded picture.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// Decode time.
+    pub dts: Ticks90k,
+    /// Presentation time; may be before `dts` (written as a negative offset).
+    pub pts: Ticks90k,
+    /// Ticks until the next sample's `dts`.
+    pub duration: u32,
+    /// Whether decoding can start here (an IDR picture).
+    pub keyframe: bool,
+    /// The access unit, Annex B.
+    pub annexb: &'a [u8],
+}
+
+/// Appends one movie fragment (`moof` + `mdat`) holding `samples` in decode
+/// order, and returns the number of bytes appended.
+///
+/// ```text
+/// moof
+///   mfhd     sequence_number
+///   traf
+///     tfhd   track 1, default-base-is-moof
+///     tfdt   version 1: first sample's dts, all 64 bits
+///     trun   version 1: data offset, then per sample duration, size,
+///            flags (sync or not), signed composition offset pts - dts
+/// mdat       the samples as 4-byte-length AVCC, without SPS/PPS/AUD
+/// ```
+///
+/// Empty `samples` writes nothing.
+pub fn write_fragment(sequence_number: u32, samples: &[Sample<'_>], out: &mut Vec<u8>) -> usize {
+    let Some(first) = samples.first() else {
+        return 0;
+    };
+    let start = out.len();
+    // Sizes first, so the trun and the mdat header can be written straight
+    // out and the data offset is known before the mdat starts.
+    let mdat_payload: u64 = samples.iter().map(|s| avcc_len(s.annexb)).sum();
+    let mdat_header_len = if mdat_payload + 8 > u64::from(u32::MAX) {
+        16
+    } else {
+        8
+    };
+
+    let mut data_offset_at = None;
+    bx(out, b"moof", |b| {
+        full_box(b, b"mfhd", 0, 0, |b| put_u32(b, sequence_number));
+        bx(b, b"traf", |b| {
+            full_box(b, b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, |b| {
+                put_u32(b, TRACK_ID)
+            });
+            full_box(b, b"tfdt", 1, 0, |b| put_u64(b, first.dts.0));
+            let flags = TRUN_DATA_OFFSET
+                | TRUN_SAMPLE_DURATION
+                | TRUN_SAMPLE_SIZE
+                | TRUN_SAMPLE_FLAGS
+                | TRUN_SAMPLE_CTO;
+            full_box(b, b"trun", 1, flags, |b| {
+                put_u32(b, clamp_u32(samples.len() as u64));
+                data_offset_at = Some(b.len());
+                put_u32(b, 0); // data_offset, patched below
+                for s in samples {
+                    put_u32(b, s.duration);
+                    put_u32(b, clamp_u32(avcc_len(s.annexb)));
+                    put_u32(
+                        b,
+                        if s.keyframe {
+                            FLAGS_SYNC
+                        } else {
+                            FLAGS_NON_SYNC
+                        },
+                    );
+                    put_u32(b, composition_offset(s) as u32);
+                }
+            });
+        });
+    });
+    // The first sample byte sits right after the mdat header.
+    let moof_len = (out.len() - start) as u64;
+    let data_offset = i32::try_from(moof_len + mdat_header_len).unwrap_or(i32::MAX);
+    if let Some(field) = data_offset_at.and_then(|at| out.get_mut(at..at + 4)) {
+        field.copy_from_slice(&data_offset.to_be_bytes());
+    }
+
+    if mdat_header_len == 16 {
+        // size 1: the real size follows as a 64-bit largesize (§4.2).
+        put_u32(out, 1);
+        out.extend_from_slice(b"mdat");
+        put_u64(out, mdat_payload + 16);
+    } else {
+        put_u32(out, (mdat_payload + 8) as u32);
+        out.extend_from_slice(b"mdat");
+    }
+    for s in samples {
+        annexb_to_avcc(s.annexb, out);
+    }
+    out.len() - start
+}
+
+/// Bytes [`annexb_to_avcc`] appends for `annexb`, without writing them.
+fn avcc_len(annexb: &[u8]) -> u64 {
+    split_annexb(annexb)
+        .filter(|nal| {
+            !matches!(
+                NalType::of(nal),
+                None | Some(NalType::Sps | NalType::Pps | NalType::Aud)
+            ) && u32::try_from(nal.len()).is_ok()
+        })
+        .map(|nal| 4 + nal.len() as u64)
+        .sum()
+}
+
+/// `pts - dts`, clamped to the signed 32 bits of a `trun` v1 offset.
+fn composition_offset(s: &Sample<'_>) -> i32 {
+    let d = i128::from(s.pts.0) - i128::from(s.dts.0);
+    d.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Writes a box (§4.2): a size placeholder and `fourcc`, then `body`, then
+/// patches the size. Boxes other than `mdat` stay far below 4 GiB.
+fn bx(out: &mut Vec<u8>, fourcc: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    put_u32(out, 0);
+    out.extend_from_slice(fourcc);
+    body(out);
+    let size = clamp_u32((out.len() - start) as u64);
+    if let Some(field) = out.get_mut(start..start + 4) {
+        field.copy_from_slice(&size.to_be_bytes());
+    }
+}
+
+/// Writes a full box (§4.2): a box whose body starts with version and flags.
+fn full_box(
+    out: &mut Vec<u8>,
+    fourcc: &[u8; 4],
+    version: u8,
+    flags: u32,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
+    bx(out, fourcc, |b| {
+        put_u32(b, (u32::from(version) << 24) | (flags & 0x00ff_ffff));
+        body(b);
+    });
+}
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// SPS and PPS of a 320x240 stream from our daemon's openh264 encoder
+    /// (`roomcast --size 320x240`, first keyframe of an HLS segment):
+    /// Constrained Baseline, level 2.1.
+    const SPS: [u8; 13] = [
+        0x67, 0x42, 0xc0, 0x15, 0x8c, 0x68, 0x14, 0x1f, 0x20, 0x1e, 0x11, 0x08, 0xd4,
+    ];
+    const PPS: [u8; 4] = [0x68, 0xce, 0x3c, 0x80];
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        s.chunks(2)
+            .map(|c| u8::from_str_radix(core::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    fn annexb(nals: &[&[u8]]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for nal in nals {
+            v.extend_from_slice(&[0, 0, 0, 1]);
+            v.extend_from_slice(nal);
+        }
+        v
+    }
+
+    fn parameter_sets() -> ParameterSets {
+        let ps = ParameterSets::from_annexb(&annexb(&[&SPS, &PPS])).unwrap();
+        assert_eq!((ps.info.width, ps.info.height), (320, 240));
+        ps
+    }
+
+    #[test]
+    fn init_segment_bytes() {
+        let matrix = "00010000 00000000 00000000 00000000 00010000 00000000
+                      00000000 00000000 40000000";
+        let want = [
+            // ftyp, 28 bytes: major iso6, minor 0, compatible iso6 cmfc avc1
+            "0000001c 66747970 69736f36 00000000 69736f36 636d6663 61766331",
+            // moov, 619 = 8 + mvhd 108 + trak 463 + mvex 40
+            "0000026b 6d6f6f76",
+            // mvhd v0: times 0, timescale 90000, duration 0, rate 1.0,
+            // volume 1.0, reserved
+            "0000006c 6d766864 00000000 00000000 00000000 00015f90 00000000
+             00010000 0100 0000 00000000 00000000",
+            matrix,
+            // pre_defined x6, next_track_ID 2
+            "00000000 00000000 00000000 00000000 00000000 00000000 00000002",
+            // trak, 463 = 8 + tkhd 92 + mdia 363
+            "000001cf 7472616b",
+            // tkhd v0 flags 3: times 0, track 1, reserved, duration 0,
+            // reserved x2, layer, alternate_group, volume, reserved
+            "0000005c 746b6864 00000003 00000000 00000000 00000001 00000000
+             00000000 00000000 00000000 0000 0000 0000 0000",
+            matrix,
+            // width 320.0, height 240.0
+            "01400000 00f00000",
+            // mdia, 363 = 8 + mdhd 32 + hdlr 45 + minf 278
+            "0000016b 6d646961",
+            // mdhd v0: times 0, timescale 90000, duration 0, "und", pre_defined
+            "00000020 6d646864 00000000 00000000 00000000 00015f90 00000000
+             55c4 0000",
+            // hdlr: pre_defined, "vide", reserved x3, "VideoHandler\0"
+            "0000002d 68646c72 00000000 00000000 76696465 00000000 00000000
+             00000000 566964656f48616e646c657200",
+            // minf, 278 = 8 + vmhd 20 + dinf 36 + stbl 214
+            "00000116 6d696e66",
+            // vmhd v0 flags 1: graphicsmode, opcolor
+            "00000014 766d6864 00000001 0000 000000000000",
+            // dinf > dref (1 entry) > "url " flags 1 (self-contained)
+            "00000024 64696e66 0000001c 64726566 00000000 00000001
+             0000000c 75726c20 00000001",
+            // stbl, 214 = 8 + stsd 138 + stts 16 + stsc 16 + stsz 20 + stco 16
+            "000000d6 7374626c",
+            // stsd: 1 entry
+            "0000008a 73747364 00000000 00000001",
+            // avc1, 122 = 86 + avcC 36: reserved, data_reference_index 1,
+            // pre_defined/reserved, 320x240, 72 dpi x2, reserved,
+            // frame_count 1, compressorname (32 zero bytes), depth 24, -1
+            "0000007a 61766331 000000000000 0001 0000 0000 00000000 00000000
+             00000000 0140 00f0 00480000 00480000 00000000 0001
+             00000000000000000000000000000000 00000000000000000000000000000000
+             0018 ffff",
+            // avcC: version 1, profile 66, compat c0, level 21, 4-byte lengths,
+            // 1 SPS (13 bytes), 1 PPS (4 bytes)
+            "00000024 61766343 01 42c015 ff e1 000d 6742c0158c68141f201e1108d4
+             01 0004 68ce3c80",
+            // stts, stsc, stsz, stco: empty
+            "00000010 73747473 00000000 00000000",
+            "00000010 73747363 00000000 00000000",
+            "00000014 7374737a 00000000 00000000 00000000",
+            "00000010 7374636f 00000000 00000000",
+            // mvex > trex: track 1, description 1, other defaults 0
+            "00000028 6d766578 00000020 74726578 00000000 00000001 00000001
+             00000000 00000000 00000000",
+        ];
+        let want = hex(&want.concat());
+        let got = init_segment(&parameter_sets());
+        assert_eq!(got.len(), 28 + 619);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn fragment_of_keyframe_and_p_frame() {
+        // Keyframe as our encoder emits it: AUD, SPS, PPS, IDR slice (cut short).
+        let idr: &[u8] = &[0x65, 0xb8, 0x00, 0x02, 0x02, 0x7f];
+        let key = annexb(&[&[0x09, 0xf0], &SPS, &PPS, idr]);
+        let p: &[u8] = &[0x41, 0x9a, 0x02, 0x1c];
+        let p_au = annexb(&[&[0x09, 0xf0], p]);
+        let samples = [
+            Sample {
+                dts: Ticks90k(90_000),
+                pts: Ticks90k(93_000),
+                duration: 3000,
+                keyframe: true,
+                annexb: &key,
+            },
+            Sample {
+                dts: Ticks90k(93_000),
+                pts: Ticks90k(90_000),
+                duration: 3000,
+                keyframe: false,
+                annexb: &p_au,
+            },
+        ];
+        let want = hex(&[
+            // moof, 120 = 8 + mfhd 16 + traf 96
+            "00000078 6d6f6f66",
+            // mfhd: sequence_number 7
+            "00000010 6d666864 00000000 00000007",
+            // traf, 96 = 8 + tfhd 16 + tfdt 20 + trun 52
+            "00000060 74726166",
+            // tfhd flags 020000 (default-base-is-moof), track 1
+            "00000010 74666864 00020000 00000001",
+            // tfdt v1: baseMediaDecodeTime 90000
+            "00000014 74666474 01000000 00000000 00015f90",
+            // trun v1 flags 000f01: 2 samples, data_offset 128 = moof 120 + mdat header 8
+            "00000034 7472756e 01000f01 00000002 00000080",
+            // sample 1: duration 3000, size 10, sync (depends_on 2), offset +3000
+            "00000bb8 0000000a 02000000 00000bb8",
+            // sample 2: duration 3000, size 8, non-sync (depends_on 1), offset -3000
+            "00000bb8 00000008 01010000 fffff448",
+            // mdat, 8 + 10 + 8; SPS, PPS and AUDs dropped
+            "0000001a 6d646174",
+            "00000006 65b80002027f",
+            "00000004 419a021c",
+        ]
+        .concat());
+        let mut out = vec![0xaa]; // appends after what is there
+        let n = write_fragment(7, &samples, &mut out);
+        assert_eq!(n, want.len());
+        assert_eq!(out[0], 0xaa);
+        assert_eq!(&out[1..], &want[..]);
+        // data_offset points at the first sample's length prefix.
+        assert_eq!(&want[128..133], &[0, 0, 0, 6, 0x65]);
+    }
+
+    #[test]
+    fn tfdt_is_full_64_bit() {
+        let au = annexb(&[&[0x41, 0x9a]]);
+        let s = Sample {
+            dts: Ticks90k((1 << 33) + 5),
+            pts: Ticks90k((1 << 33) + 5),
+            duration: 3000,
+            keyframe: false,
+            annexb: &au,
+        };
+        let mut out = Vec::new();
+        write_fragment(1, &[s], &mut out);
+        let tfdt = hex("00000014 74666474 01000000 00000002 00000005");
+        assert!(out.windows(tfdt.len()).any(|w| w == tfdt));
+    }
+
+    #[test]
+    fn empty_writes_nothing() {
+        let mut out = vec![1, 2];
+        assert_eq!(write_fragment(1, &[], &mut out), 0);
+        assert_eq!(out, [1, 2]);
+    }
+
+    #[test]
+    fn odd_input_still_tiles() {
+        // A sample with no NAL units at all, and far-apart timestamps.
+        let samples = [
+            Sample {
+                dts: Ticks90k(u64::MAX),
+                pts: Ticks90k(0),
+                duration: u32::MAX,
+                keyframe: true,
+                annexb: &[],
+            },
+            Sample {
+                dts: Ticks90k(0),
+                pts: Ticks90k(u64::MAX),
+                duration: 0,
+                keyframe: false,
+                annexb: &[0, 0, 1],
+            },
+        ];
+        let mut out = Vec::new();
+        let n = write_fragment(0, &samples, &mut out);
+        assert_eq!(n, out.len());
+        let moof = u32::from_be_bytes(out[..4].try_into().unwrap()) as usize;
+        assert_eq!(&out[moof..], &hex("00000008 6d646174")[..]);
+        // Offsets clamped to i32.
+        let trun = &out[moof - 2 * 16..];
+        assert_eq!(&trun[12..16], &i32::MIN.to_be_bytes());
+        assert_eq!(&trun[28..32], &i32::MAX.to_be_bytes());
+    }
+
+    #[test]
+    fn avcc_len_matches_conversion() {
+        for au in [
+            annexb(&[&[0x09, 0xf0], &SPS, &PPS, &[0x65, 1, 2, 0, 0]]),
+            vec![0, 0, 1, 0x80, 0, 0, 0, 1, 0x41, 0, 0, 3],
+            vec![7, 0, 0, 1],
+            vec![],
+        ] {
+            let mut v = Vec::new();
+            assert_eq!(avcc_len(&au), annexb_to_avcc(&au, &mut v) as u64);
+        }
+    }
+}

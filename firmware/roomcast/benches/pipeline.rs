@@ -20,6 +20,7 @@ use roomcast::encoder::openh264::OpenH264;
 use roomcast::encoder::{EncoderSettings, VideoEncoder};
 use roomcast::frame::{I420Frame, RawFrame};
 use roomcast::hls::{self, HlsStore};
+use roomcast::llhls::{self, LlStore};
 use roomcast::pipeline::{encode_loop, Pipeline};
 use roomcast::source::pattern::Pattern;
 use roomcast::stats::Stats;
@@ -121,13 +122,22 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
         let (queue, store) = (queue.clone(), store.clone());
         move || hls::run_sink(queue, store, 0)
     });
+    // The LL-HLS sink (CMAF parts) runs beside the TS one, as in the daemon.
+    let (ll, ll_replies) = LlStore::new(clock.clone(), app::ll_settings(&cfg));
+    let ll_queue = bus.subscribe("llhls", HLS_QUEUE);
+    let ll_sink = std::thread::spawn({
+        let (queue, ll) = (ll_queue.clone(), ll.clone());
+        move || llhls::run_sink(queue, ll, 0)
+    });
     let app = Arc::new(App {
         started_ns: clock.monotonic_ns(),
         pipeline: Pipeline::new(clock.clone(), bus.clone(), stats.clone()),
+        outputs: roomcast::rtmp::Outputs::new(bus.clone(), clock.clone()),
         clock,
         stats: stats.clone(),
         bus: bus.clone(),
         hls: store.clone(),
+        ll: ll.clone(),
         config: Mutex::new(cfg),
         config_path: dir.join("config.toml"),
         http_responses: Default::default(),
@@ -161,17 +171,22 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
     let encoder_thread = encoder.join().expect("encoder thread");
     // The packager pops the last frames just after the encoder ends; closing
     // its queue earlier would lose them.
-    while queue.stats().delivered < n {
+    while queue.stats().delivered < n || ll_queue.stats().delivered < n {
         std::thread::sleep(Duration::from_millis(1));
     }
     bus.unsubscribe(&queue);
+    bus.unsubscribe(&ll_queue);
     sink.join().expect("HLS thread");
+    ll_sink.join().expect("LL-HLS thread");
+    drop(ll_replies);
     let total = cpu(libc::RUSAGE_SELF) - start;
 
     frames.extend(free_rx.try_iter()); // FIFO: the order is kept
     assert_eq!(frames.len() as u64, n, "every picture came back");
     assert_eq!(stats.encoded.load(Relaxed), n, "every picture was encoded");
     assert_eq!(queue.stats().dropped, 0, "the HLS sink kept up");
+    assert_eq!(ll_queue.stats().dropped, 0, "the LL-HLS sink kept up");
+    assert!(ll.parts_published() >= n / 8, "LL-HLS parts were made");
     let segments = store.total_segments();
     if segments > 0 {
         check_served(&server, segments);
@@ -194,7 +209,7 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
 fn check_served(server: &tiny_http::Server, segments: u64) {
     let addr = server.server_addr().to_ip().expect("TCP listener");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /hls/index.m3u8 HTTP/1.0\r\n\r\n")
+    s.write_all(b"GET /hls/ts/index.m3u8 HTTP/1.0\r\n\r\n")
         .expect("send");
     let mut reply = String::new();
     s.read_to_string(&mut reply).expect("read reply");

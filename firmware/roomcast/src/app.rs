@@ -6,6 +6,7 @@ use crate::clock::SharedClock;
 use crate::config::{self, Config, ConfigError, FieldError, ValidConfig};
 use crate::encoder::EncodeError;
 use crate::hls::{HlsSettings, HlsStore};
+use crate::llhls::{LlSettings, LlStore};
 use crate::outputs::mask_url;
 use crate::pipeline::Pipeline;
 use crate::stats::Stats;
@@ -20,7 +21,11 @@ pub struct App {
     pub stats: Arc<Stats>,
     pub bus: Arc<FrameBus>,
     pub pipeline: Pipeline,
+    /// RTMP outputs, one thread each.
+    pub outputs: crate::rtmp::Outputs,
     pub hls: Arc<HlsStore>,
+    /// Low-latency HLS (CMAF parts, blocking reloads).
+    pub ll: Arc<LlStore>,
     /// The configuration in effect (stored file plus command-line overrides,
     /// until an API change replaces it).
     pub config: Mutex<ValidConfig>,
@@ -42,6 +47,17 @@ pub enum ApplyError {
     Save(#[from] ConfigError),
     #[error(transparent)]
     Encoder(#[from] EncodeError),
+}
+
+pub fn ll_settings(cfg: &ValidConfig) -> LlSettings {
+    let c = cfg.get();
+    LlSettings {
+        segment_ms: c.hls.segment_ms,
+        part_ms: c.hls.part_ms,
+        fps: c.video.fps,
+        window: c.hls.window,
+        target_duration_s: cfg.target_duration_s(),
+    }
 }
 
 pub fn hls_settings(cfg: &ValidConfig) -> HlsSettings {
@@ -94,14 +110,28 @@ impl App {
         }
         config::save(&self.config_path, &valid)?;
         self.hls.set_settings(hls_settings(&valid));
-        if let Err(e) = self.pipeline.apply(&valid) {
+        self.ll.set_settings(ll_settings(&valid));
+        if let Err(e) = self.apply_pipeline(&current, &valid) {
             // Put the old file back so the box boots into what runs now.
             let _ = config::save(&self.config_path, &current);
             self.hls.set_settings(hls_settings(&current));
+            self.ll.set_settings(ll_settings(&current));
             return Err(e.into());
         }
         *current = valid;
+        self.outputs.apply(&current);
         Ok(())
+    }
+
+    /// Restarts the pipeline unless only the outputs changed (a new stream
+    /// key must not interrupt HLS or the other outputs).
+    fn apply_pipeline(&self, old: &ValidConfig, new: &ValidConfig) -> Result<(), EncodeError> {
+        let (mut a, mut b) = (old.get().clone(), new.get().clone());
+        (a.outputs, b.outputs) = (Vec::new(), Vec::new());
+        if a == b {
+            return Ok(());
+        }
+        self.pipeline.apply(new)
     }
 
     fn uptime_s(&self) -> f64 {
@@ -125,14 +155,24 @@ impl App {
                     "dropped": st.dropped,
                     "delivered": st.delivered,
                 });
-                if q.name() == "hls" {
-                    v["segments"] = json!(self.hls.total_segments());
+                match q.name() {
+                    "hls" => v["segments"] = json!(self.hls.total_segments()),
+                    "llhls" => v["parts"] = json!(self.ll.parts_published()),
+                    _ => {}
                 }
                 v
             })
             .collect();
         let sink_dropped: u64 = self.bus.sinks().iter().map(|q| q.stats().dropped).sum();
+        let (p50, p99) = self.ll.part_latency_ms().unzip();
+        let (d50, d99) = self.ll.delivery_ms().unzip();
         json!({
+            "llhls": {
+                "parts": self.ll.parts_published(),
+                "waiting_requests": self.ll.waiting(),
+                "part_latency_ms": { "p50": p50.map(round1), "p99": p99.map(round1) },
+                "delivery_ms": { "p50": d50.map(round1), "p99": d99.map(round1) },
+            },
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": round1(self.uptime_s()),
             "source": { "kind": cur.source, "width": cur.width, "height": cur.height, "fps": cur.fps },
@@ -146,6 +186,7 @@ impl App {
             },
             "measured": { "fps": round1(rates.fps), "bitrate_kbps": round1(rates.bitrate_bps / 1000.0) },
             "sinks": sinks,
+            "outputs": self.outputs.status_json(),
         })
     }
 
@@ -216,6 +257,7 @@ impl App {
             "HTTP responses by status class.",
             &classes,
         );
+        self.outputs.write_metrics(&mut out);
         out
     }
 }

@@ -3,11 +3,15 @@
 //! requests; each request is parsed and bounded before anything acts on it.
 
 use crate::app::{App, ApplyError};
+use crate::bus::lock;
+use crate::llhls::{LlReply, Ready, Responder, Want};
 use crate::web;
 use serde_json::{json, Value};
 use std::io::{Cursor, Read};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tiny_http::{Header, Method, Request, Response, Server};
 
@@ -27,13 +31,137 @@ pub fn serve(server: Arc<Server>, app: Arc<App>) -> Vec<std::thread::JoinHandle<
                 .name(format!("http-{i}"))
                 .spawn(move || {
                     while let Ok(mut req) = server.recv() {
+                        if let Some(want) = ll_want(&app, &req) {
+                            match want {
+                                Ok(want) => app.ll.request(want, Box::new(req)),
+                                Err(reply) => send(&app, req, reply),
+                            }
+                            continue;
+                        }
                         let reply = handle(&app, &mut req);
-                        count(&app, reply.status);
-                        // The client may have gone; nothing to do about it.
-                        let _ = req.respond(reply.into_response());
+                        send(&app, req, reply);
                     }
                 })
                 .expect("spawn http worker")
+        })
+        .collect()
+}
+
+/// Sends `reply`, counting it for /metrics.
+fn send(app: &App, req: Request, reply: Reply) {
+    count(app, reply.status);
+    // The client may have gone; nothing to do about it.
+    let _ = req.respond(reply.into_response());
+}
+
+/// Requests the LL-HLS store answers (possibly later): the low-latency
+/// playlist and its files. `None` for everything else; `Err` for a bad
+/// blocking-reload query (400).
+fn ll_want(app: &App, req: &Request) -> Option<Result<Want, Reply>> {
+    if !matches!(req.method(), Method::Get | Method::Head) {
+        return None;
+    }
+    let (path, query) = req.url().split_once('?').unwrap_or((req.url(), ""));
+    let name = path.strip_prefix("/hls/")?;
+    if name == "index.m3u8" {
+        if !lock(&app.config).get().hls.low_latency {
+            return None;
+        }
+        return Some(blocking_query(query));
+    }
+    let is_ll_file = (name.starts_with("part") || name.starts_with("seg"))
+        && name.ends_with(".m4s")
+        || name.starts_with("init-") && name.ends_with(".mp4");
+    (is_ll_file && !name.contains('/')).then(|| Ok(Want::File(name.to_string())))
+}
+
+/// Parses `_HLS_msn`, `_HLS_part` and `_HLS_skip` (rfc8216bis §6.2.5).
+fn blocking_query(query: &str) -> Result<Want, Reply> {
+    let (mut msn, mut part, mut skip) = (None, None, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = |what: &str| {
+            v.parse::<u64>().map_err(|_| {
+                Reply::error(400, &format!("{what} must be a whole number, got {v:?}"))
+            })
+        };
+        match k {
+            "_HLS_msn" => msn = Some(number("_HLS_msn")?),
+            "_HLS_part" => {
+                let p = number("_HLS_part")?;
+                part = Some(
+                    u32::try_from(p).map_err(|_| Reply::error(400, "_HLS_part is too large"))?,
+                );
+            }
+            "_HLS_skip" => skip = matches!(v, "YES" | "v2"),
+            _ => {} // other parameters (cache busters) are ignored
+        }
+    }
+    if part.is_some() && msn.is_none() {
+        return Err(Reply::error(400, "_HLS_part needs _HLS_msn"));
+    }
+    Ok(Want::Playlist { msn, part, skip })
+}
+
+impl Responder for Request {
+    fn respond(self: Box<Self>, reply: LlReply) {
+        let reply = match reply {
+            LlReply::Playlist(text) => Reply::new(
+                200,
+                "application/vnd.apple.mpegurl",
+                Arc::<[u8]>::from(text.as_bytes()),
+            )
+            .header("Cache-Control", "no-cache"),
+            // Names never repeat (counters start from the wall clock), so a
+            // part, segment or init segment never changes once published.
+            LlReply::File {
+                content_type,
+                bytes,
+            } => Reply::new(200, content_type, bytes)
+                .header("Cache-Control", "public, max-age=31536000, immutable"),
+            LlReply::BadRequest(why) => Reply::error(400, &why),
+            LlReply::NotFound => Reply::error(
+                404,
+                "no such part or segment (it may have left the live window)",
+            ),
+            LlReply::Unavailable => {
+                Reply::error(503, "not available yet; retry").header("Retry-After", "1")
+            }
+        }
+        .header("Access-Control-Allow-Origin", "*");
+        let _ = (*self).respond(reply.into_response());
+    }
+}
+
+/// Sends the LL-HLS store's replies; a slow client holds up only one of
+/// these threads, never the packager.
+pub fn serve_ll_replies(
+    app: Arc<App>,
+    replies: Receiver<Ready>,
+    threads: usize,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let replies = Arc::new(Mutex::new(replies));
+    (0..threads)
+        .map(|i| {
+            let (app, replies) = (app.clone(), replies.clone());
+            std::thread::Builder::new()
+                .name(format!("ll-reply-{i}"))
+                .spawn(move || loop {
+                    let next = lock(&replies).recv();
+                    let Ok(Ready { to, reply, at_ns }) = next else {
+                        return;
+                    };
+                    let status = match &reply {
+                        LlReply::Playlist(_) | LlReply::File { .. } => 200,
+                        LlReply::BadRequest(_) => 400,
+                        LlReply::NotFound => 404,
+                        LlReply::Unavailable => 503,
+                    };
+                    count(&app, status);
+                    to.respond(reply);
+                    app.ll.delivered(at_ns);
+                })
+                .expect("spawn LL-HLS reply thread")
         })
         .collect()
 }
@@ -55,7 +183,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn new(status: u16, content_type: &'static str, body: impl Into<Arc<[u8]>>) -> Self {
+    pub(crate) fn new(status: u16, content_type: &'static str, body: impl Into<Arc<[u8]>>) -> Self {
         Reply {
             status,
             content_type,
@@ -104,8 +232,13 @@ impl Reply {
 pub fn route(app: &App, req: &mut Req<'_>) -> Reply {
     let path = req.url.split('?').next().unwrap_or("").to_string();
     match (&req.method, path.as_str()) {
-        (Method::Get | Method::Head, "/hls/index.m3u8") => playlist(app),
-        (Method::Get | Method::Head, p) if p.starts_with("/hls/") => segment(app, &p[5..]),
+        // The classic MPEG-TS playlist, for players without LL-HLS or fMP4;
+        // also at /hls/index.m3u8 when low latency is off.
+        (Method::Get | Method::Head, "/hls/ts/index.m3u8" | "/hls/index.m3u8") => playlist(app),
+        (Method::Get | Method::Head, p) if p.starts_with("/hls/ts/") => segment(app, &p[8..]),
+        (Method::Get | Method::Head, p) if p.starts_with("/hls/seg") && p.ends_with(".ts") => {
+            segment(app, &p[5..])
+        }
         (Method::Get, "/api/status") => Reply::json(200, &app.status_json()),
         (Method::Get, "/api/config") => Reply::json(200, &app.config_json()),
         (Method::Put, "/api/config") => put_config(app, req),

@@ -15,8 +15,10 @@ pub mod encoder;
 pub mod frame;
 pub mod hls;
 pub mod http;
+pub mod llhls;
 pub mod outputs;
 pub mod pipeline;
+pub mod rtmp;
 pub mod source;
 pub mod stats;
 pub mod web;
@@ -31,6 +33,8 @@ use std::sync::{Arc, Mutex};
 
 /// Frames the HLS sink may fall behind before it drops to the next keyframe.
 const HLS_QUEUE: usize = 120;
+/// Threads sending answers to parked LL-HLS requests.
+const LL_REPLY_THREADS: usize = 4;
 
 /// A started daemon: pipeline running, HLS sink packaging, HTTP serving.
 pub struct Daemon {
@@ -49,7 +53,9 @@ pub fn start(
     let bus = Arc::new(FrameBus::new());
     let stats = Arc::new(stats::Stats::default());
     let hls = HlsStore::new(app::hls_settings(&cfg));
+    let (ll, ll_replies) = llhls::LlStore::new(clock.clone(), app::ll_settings(&cfg));
     let queue = bus.subscribe("hls", HLS_QUEUE);
+    let ll_queue = bus.subscribe("llhls", HLS_QUEUE);
     // Sequence numbers start from the wall clock so they never repeat across
     // restarts and a cached segment can never be the wrong one.
     let first_sequence = clock.wall_unix_ms() / 500;
@@ -60,20 +66,44 @@ pub fn start(
             .spawn(move || hls::run_sink(queue, hls, first_sequence))
             .context("spawn HLS thread")?
     }];
+    threads.push({
+        let ll = ll.clone();
+        std::thread::Builder::new()
+            .name("llhls".into())
+            .spawn(move || llhls::run_sink(ll_queue, ll, first_sequence))
+            .context("spawn LL-HLS thread")?
+    });
+    threads.push({
+        let ll = ll.clone();
+        std::thread::Builder::new()
+            .name("llhls-timer".into())
+            .spawn(move || llhls::run_timer(ll))
+            .context("spawn LL-HLS timer")?
+    });
     let pipeline = pipeline::Pipeline::new(clock.clone(), bus.clone(), stats.clone());
     pipeline.apply(&cfg).context("start the encoder")?;
+    // RTMP outputs: one thread and bus queue each (see rtmp.rs).
+    let outputs = rtmp::Outputs::new(bus.clone(), clock.clone());
+    outputs.apply(&cfg);
     let app = Arc::new(App {
         started_ns: clock.monotonic_ns(),
         clock,
         stats,
         bus,
         pipeline,
+        outputs,
         hls,
+        ll,
         config: Mutex::new(cfg),
         config_path,
         http_responses: Default::default(),
     });
     threads.extend(http::serve(server.clone(), app.clone()));
+    threads.extend(http::serve_ll_replies(
+        app.clone(),
+        ll_replies,
+        LL_REPLY_THREADS,
+    ));
     Ok(Daemon {
         app,
         server,

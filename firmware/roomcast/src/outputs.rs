@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Whether the daemon can push RTMP yet; until then outputs are refused
 /// rather than accepted and ignored.
-pub const RTMP_SINK_READY: bool = false;
+pub const RTMP_SINK_READY: bool = true;
 
 /// A parsed output destination.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,17 @@
 // roomcast web page: live preview (hls.js), status, settings. Plain JS, no build step.
 'use strict';
 
-const PLAYLIST = '/hls/index.m3u8';
+// The low-latency playlist by default; `?src=/hls/ts/index.m3u8` previews the
+// classic MPEG-TS one (only paths of this box's /hls/ are accepted).
+const PLAYLIST = (() => {
+  const src = new URLSearchParams(location.search).get('src');
+  return src && /^\/hls\/[\w./-]+\.m3u8$/.test(src) ? src : '/hls/index.m3u8';
+})();
 const $ = (id) => document.getElementById(id);
 
 // Read by the browser test (tests/browser/play.mjs) to tell a restarted player from the old one.
-window.roomcast = { playerStarts: 0 };
+// Exposed for tests and for curious people with a console.
+window.roomcast = { playerStarts: 0, stalls: 0, hls: null };
 
 // ---------- small helpers ----------
 
@@ -55,14 +61,16 @@ function startPlayer() {
   stopPlayer();
   window.roomcast.playerStarts++;
   if (window.Hls && Hls.isSupported()) {
+    // lowLatencyMode follows the playlist's PART-HOLD-BACK; setting
+    // liveSyncDuration(Count) here would override it and add a second.
     hls = new Hls({
       lowLatencyMode: true,
-      liveSyncDurationCount: 2,
-      liveMaxLatencyDurationCount: 5,
       backBufferLength: 10,
     });
+    window.roomcast.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
     hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) window.roomcast.stalls++;
       if (!data.fatal) return;
       // Typical while the daemon restarts its pipeline: start over shortly.
       setPlayerState(`stream error (${data.details}), retrying…`);

@@ -1,0 +1,373 @@
+//! Low-latency HLS from the real binary: hls.js in Debian's headless Chromium
+//! at low latency, the classic TS playlist beside it, ffprobe on the CMAF
+//! output, and 50 clients doing blocking reloads at once.
+
+use roomcast_e2e::{browser_dir, http, run_with_timeout, temp_dir, Daemon, Response};
+use serde_json::Value;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Where the live edge of an LL-HLS playlist is.
+#[derive(Debug, Clone)]
+struct Edge {
+    /// Media sequence number of the segment being filled.
+    msn: u64,
+    /// Parts it has so far.
+    parts: u32,
+    /// URI of its newest part.
+    last_part: String,
+    /// Wall-clock end of that part's media: PROGRAM-DATE-TIME of its segment
+    /// plus the durations of its parts, in Unix ms.
+    last_part_end_ms: f64,
+}
+
+fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[start..];
+    Some(match rest.strip_prefix('"') {
+        Some(q) => &q[..q.find('"')?],
+        None => rest.split(',').next()?,
+    })
+}
+
+/// Parses just enough of the playlist to find the live edge.
+fn edge(playlist: &str) -> Option<Edge> {
+    let mut msn: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
+        .parse()
+        .ok()?;
+    let skipped: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:"))
+        .and_then(|l| attr(l, "SKIPPED-SEGMENTS")?.parse().ok())
+        .unwrap_or(0);
+    msn += skipped;
+    let (mut parts, mut last_part, mut pdt_ms, mut end_ms) = (0, String::new(), 0.0, 0.0);
+    for line in playlist.lines() {
+        if let Some(t) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            pdt_ms = parse_pdt_ms(t)?;
+            end_ms = pdt_ms;
+        } else if let Some(p) = line.strip_prefix("#EXT-X-PART:") {
+            parts += 1;
+            last_part = attr(p, "URI")?.to_string();
+            end_ms += attr(p, "DURATION")?.parse::<f64>().ok()? * 1000.0;
+        } else if !line.is_empty() && !line.starts_with('#') {
+            // A complete segment: the next one is the open one.
+            msn += 1;
+            parts = 0;
+            let _ = pdt_ms;
+        }
+    }
+    (!last_part.is_empty()).then_some(Edge {
+        msn,
+        parts,
+        last_part,
+        last_part_end_ms: end_ms,
+    })
+}
+
+/// `2026-11-25T10:00:00.123Z` to Unix milliseconds.
+fn parse_pdt_ms(t: &str) -> Option<f64> {
+    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut tt = time.split(':');
+    let (hh, mm): (i64, i64) = (tt.next()?.parse().ok()?, tt.next()?.parse().ok()?);
+    let ss: f64 = tt.next()?.parse().ok()?;
+    // Days from civil (proleptic Gregorian), as in the media crate.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60) as f64 + ss) * 1000.0)
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+fn status(d: &Daemon) -> Value {
+    serde_json::from_slice(&d.get("/api/status").unwrap().body).unwrap()
+}
+
+fn wait_for_parts(d: &Daemon) -> Response {
+    d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+        edge(&r.text()).is_some_and(|e| e.parts >= 1)
+    })
+}
+
+#[test]
+fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
+    let d = Daemon::start(
+        "ll-ffprobe",
+        &["--size", "320x240", "--fps", "30", "--gop", "30"],
+    );
+    let r = d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+        r.text().matches("#EXTINF:").count() >= 2
+    });
+    assert_eq!(r.header("Cache-Control"), Some("no-cache"));
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    let text = r.text();
+    for tag in [
+        "#EXT-X-VERSION:9",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES",
+        "PART-HOLD-BACK=",
+        "CAN-SKIP-UNTIL=",
+        "#EXT-X-PART-INF:PART-TARGET=0.267",
+        "#EXT-X-MAP:URI=\"init-",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        ",INDEPENDENT=YES",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part",
+    ] {
+        assert!(text.contains(tag), "{tag} missing from\n{text}");
+    }
+    // Init segment + the first complete segment decode as H.264 320x240.
+    let init_uri = attr(
+        text.lines().find(|l| l.starts_with("#EXT-X-MAP:")).unwrap(),
+        "URI",
+    )
+    .unwrap();
+    let seg_uri = text
+        .lines()
+        .skip_while(|l| !l.starts_with("#EXTINF:"))
+        .nth(1)
+        .unwrap();
+    let init = d.get(&format!("/hls/{init_uri}")).unwrap();
+    let seg = d.get(&format!("/hls/{seg_uri}")).unwrap();
+    assert_eq!((init.status, seg.status), (200, 200));
+    assert_eq!(
+        seg.header("Cache-Control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert!(
+        seg.header("Content-Encoding").is_none(),
+        "media is never compressed"
+    );
+    let dir = temp_dir("ll-ffprobe-out");
+    let file = dir.join("seg.mp4");
+    std::fs::write(&file, [init.body, seg.body].concat()).unwrap();
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_entries",
+        ])
+        .arg("stream=codec_name,width,height,nb_read_frames")
+        .arg(&file)
+        .output()
+        .expect("ffprobe (tests/run.sh installs ffmpeg)");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    assert_eq!(s["codec_name"], "h264", "{v}");
+    assert_eq!(
+        (s["width"].as_u64(), s["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    assert_eq!(s["nb_read_frames"], "30", "one 1 s segment at 30 fps: {v}");
+    // Beyond the edge: 400; part without msn: 400.
+    let e = edge(&text).unwrap();
+    assert_eq!(
+        d.get(&format!("/hls/index.m3u8?_HLS_msn={}", e.msn + 10))
+            .unwrap()
+            .status,
+        400
+    );
+    assert_eq!(d.get("/hls/index.m3u8?_HLS_part=1").unwrap().status, 400);
+    // Delta update: the same playlist with old segments skipped.
+    let delta = d.get("/hls/index.m3u8?_HLS_skip=YES").unwrap().text();
+    assert!(delta.contains("#EXT-X-VERSION:9"), "{delta}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn blocking_reload_answers_when_the_next_part_is_published() {
+    let d = Daemon::start(
+        "ll-block",
+        &["--size", "320x240", "--fps", "30", "--gop", "30"],
+    );
+    let e = edge(&wait_for_parts(&d).text()).unwrap();
+    // Ask for the part after the newest one: held, then answered with a
+    // playlist that lists it (or, if that segment ended, the next segment).
+    let t = Instant::now();
+    let r = d
+        .get(&format!(
+            "/hls/index.m3u8?_HLS_msn={}&_HLS_part={}",
+            e.msn, e.parts
+        ))
+        .unwrap();
+    let waited = t.elapsed();
+    assert_eq!(r.status, 200);
+    let after = edge(&r.text()).unwrap();
+    assert!(
+        (after.msn, after.parts) > (e.msn, e.parts),
+        "{e:?} then {after:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(600),
+        "held {waited:?} for a 267 ms part"
+    );
+    // The hinted part blocks until it is complete, then arrives whole.
+    let hint = attr(
+        r.text()
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+            .unwrap(),
+        "URI",
+    )
+    .unwrap()
+    .to_string();
+    let part = d.get(&format!("/hls/{hint}")).unwrap();
+    assert_eq!(part.status, 200);
+    assert_eq!(&part.body[4..8], b"moof");
+    assert_eq!(d.get("/hls/part1.m4s").unwrap().status, 404);
+}
+
+/// hls.js in lowLatencyMode through the box's page plays for 20 s without
+/// stalling, at under 1.5 s of latency, 720p30; the classic TS playlist of
+/// the same run plays too (its latency is printed for the README).
+#[test]
+fn hls_js_plays_ll_hls_under_1_5_s_and_classic_ts_still_plays() {
+    let dir = browser_dir();
+    let d = Daemon::start(
+        "ll-browser",
+        &["--size", "1280x720", "--fps", "30", "--gop", "30"],
+    );
+    wait_for_parts(&d);
+    for (playlist, limit) in [
+        ("/hls/index.m3u8", Some("1.5")),
+        ("/hls/ts/index.m3u8", None),
+    ] {
+        let mut cmd = Command::new("node");
+        cmd.args(["latency.mjs", &d.base_url(), playlist, "20"]);
+        if let Some(l) = limit {
+            cmd.arg(l);
+        }
+        let (code, out, err) = run_with_timeout(cmd.current_dir(&dir), Duration::from_secs(90));
+        println!("{out}");
+        eprint!("{err}");
+        assert_eq!(code, Some(0), "{playlist}: latency.mjs failed");
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(v["advanced"].as_f64().unwrap() >= 18.0, "{v}");
+    }
+    let s = status(&d);
+    println!(
+        "capture to part published (ms): {}",
+        s["llhls"]["part_latency_ms"]
+    );
+    assert_eq!(s["frames"]["dropped"], 0, "{s}");
+}
+
+/// 50 clients each follow the live edge for 30 s with blocking playlist
+/// reloads and part downloads, as LL-HLS players do.
+#[test]
+fn fifty_clients_doing_blocking_reloads_are_all_served_promptly() {
+    let d = Daemon::start(
+        "ll-load",
+        &["--size", "640x360", "--fps", "30", "--gop", "30"],
+    );
+    wait_for_parts(&d);
+    let port = d.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut served, mut errors, mut ages) = (0u32, Vec::new(), Vec::new());
+                let mut e = match http(port, "GET", "/hls/index.m3u8", None) {
+                    Ok(r) => edge(&r.text()),
+                    Err(err) => return (0, vec![err.to_string()], ages),
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(cur) = e.clone() else {
+                        errors.push("playlist without parts".to_string());
+                        break;
+                    };
+                    let path = format!(
+                        "/hls/index.m3u8?_HLS_msn={}&_HLS_part={}",
+                        cur.msn, cur.parts
+                    );
+                    match http(port, "GET", &path, None) {
+                        Ok(r) if r.status == 200 => {
+                            let got = now_ms();
+                            e = edge(&r.text());
+                            if let Some(n) = &e {
+                                // The part's last frame was captured one
+                                // frame (1/30 s) before its media end.
+                                ages.push(got - (n.last_part_end_ms - 1000.0 / 30.0));
+                                match http(port, "GET", &format!("/hls/{}", n.last_part), None) {
+                                    Ok(p) if p.status == 200 => served += 1,
+                                    Ok(p) => {
+                                        errors.push(format!("part {}: {}", n.last_part, p.status))
+                                    }
+                                    Err(err) => errors.push(err.to_string()),
+                                }
+                            }
+                        }
+                        Ok(r) => {
+                            errors.push(format!("{path}: {} {}", r.status, r.text()));
+                            e = http(port, "GET", "/hls/index.m3u8", None)
+                                .ok()
+                                .and_then(|r| edge(&r.text()));
+                        }
+                        Err(err) => errors.push(err.to_string()),
+                    }
+                }
+                (served, errors, ages)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(30));
+    stop.store(true, Ordering::Relaxed);
+    let mut ages = Vec::new();
+    let mut total = 0;
+    for c in clients {
+        let (served, errors, a) = c.join().unwrap();
+        assert!(errors.is_empty(), "a client saw errors: {errors:?}");
+        // 30 s of 267 ms parts is ~112; allow for start-up and slow machines.
+        assert!(served >= 80, "a client got only {served} parts in 30 s");
+        total += served;
+        ages.extend(a);
+    }
+    ages.sort_by(f64::total_cmp);
+    let s = status(&d);
+    println!(
+        "50 clients, {total} parts: capture of a part's last frame to the blocked playlist \
+         delivered (client clock) p50 {:.0} ms p99 {:.0} ms; \
+         publication to delivery (server) {}; capture to publication {}",
+        ages[ages.len() / 2],
+        ages[ages.len() * 99 / 100],
+        s["llhls"]["delivery_ms"],
+        s["llhls"]["part_latency_ms"],
+    );
+    let delivery_p50 = s["llhls"]["delivery_ms"]["p50"].as_f64().unwrap();
+    assert!(
+        delivery_p50 < 50.0,
+        "median publication-to-delivery {delivery_p50} ms"
+    );
+    assert_eq!(
+        s["frames"]["dropped_at_capture"], 0,
+        "capture dropped frames: {s}"
+    );
+    assert_eq!(s["frames"]["dropped"], 0, "a sink dropped frames: {s}");
+}
+
+#[test]
+fn pdt_parsing_matches_known_instants() {
+    assert_eq!(parse_pdt_ms("1970-01-01T00:00:00.000Z"), Some(0.0));
+    assert_eq!(
+        parse_pdt_ms("2025-11-25T10:00:00.123Z"),
+        Some(1_764_064_800_123.0)
+    );
+}
