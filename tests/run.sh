@@ -21,6 +21,11 @@ command -v ffprobe >/dev/null || need_pkgs+=(ffmpeg)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 command -v cc >/dev/null || need_pkgs+=(build-essential)
+# nginx + libnginx-mod-rtmp: the RTMP ingest; stunnel4 + openssl: RTMPS in
+# front of it with a CA the test makes.
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need_pkgs+=(nginx libnginx-mod-rtmp)
+command -v stunnel4 >/dev/null || need_pkgs+=(stunnel4)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
     step "installing ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -9,6 +9,12 @@
 //! * [`h264`]: Annex-B splitting and SPS parsing (ISO/IEC 14496-10).
 //! * [`ts`]: an MPEG-TS muxer for one H.264 stream (ISO/IEC 13818-1).
 //! * [`hls`]: a live media playlist and a keyframe segmenter (RFC 8216).
+//! * [`fmp4`]: fragmented MP4 / CMAF init segments and movie fragments
+//!   (ISO/IEC 14496-12, -15; ISO/IEC 23000-19).
+//! * [`llhls`]: the low-latency HLS playlist and blocking-reload decisions
+//!   (draft-pantos-hls-rfc8216bis).
+//! * [`amf0`], [`flv`], [`rtmp`]: AMF0 values, FLV tags and a sans-IO RTMP
+//!   publishing client (Adobe's AMF0, FLV 10.1 and RTMP 1.0 specifications).
 //!
 //! Panics: none of the public functions panic on any input; untrusted bytes
 //! are read with bounds checks and malformed data becomes an error or is

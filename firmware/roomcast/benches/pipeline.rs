@@ -100,8 +100,8 @@ struct Run {
     kbps: f64,
 }
 
-/// The daemon's pieces (encoder thread, frame bus, HLS packager thread, idle
-/// HTTP workers) turning `frames` into HLS segments, as `roomcast::start`
+/// The daemon's pieces (encoder thread, frame bus, the TS and the LL-HLS
+/// packager threads, idle HTTP workers) turning `frames` into HLS segments, as `roomcast::start`
 /// builds them minus `Pipeline::apply`: its paced test source would set the
 /// rate, and here the bench is the source.
 ///
