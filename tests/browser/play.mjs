@@ -161,6 +161,18 @@ async function run() {
   }
   ok(`width 7 refused: "${err}" (next to the field: "${fieldErr}"), /api/config unchanged`);
 
+  // The LL-HLS part target is refused below 100 ms, next to its own field.
+  await page.fill('#cfg-width', String(before.video.width));
+  await page.fill('#cfg-part', '50');
+  await page.click('#apply');
+  await waitText(page, 'apply-result', (t) => t.includes('hls.part_ms'), 10_000, 'Apply with part 50 ms did not report an error on hls.part_ms');
+  const partErr = await page.evaluate(() => document.getElementById('err-hls.part_ms').textContent);
+  if (!partErr) fail('part 50 ms was refused but no error is shown next to its field');
+  if (!isDeepStrictEqual(await apiGet('/api/config'), before)) fail('a refused part target changed /api/config');
+  if (!(await page.isChecked('#cfg-ll'))) fail('the low-latency checkbox does not show hls.low_latency = true');
+  await page.fill('#cfg-part', String(before.hls.part_ms));
+  ok(`LL-HLS part target 50 ms refused next to its field: "${partErr}"; low-latency box checked`);
+
   // ...and a good one is applied, and the stream comes back.
   const startsBefore = (await videoState(page)).playerStarts;
   await page.fill('#cfg-width', String(before.video.width));

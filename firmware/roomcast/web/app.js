@@ -183,7 +183,11 @@ function loadConfig() {
     .then(({ status, body }) => {
       if (status !== 200) throw new Error(body.error || `HTTP ${status}`);
       config = body;
-      for (const input of inputs()) input.value = getPath(config, input.dataset.field) ?? '';
+      for (const input of inputs()) {
+        const value = getPath(config, input.dataset.field);
+        if (input.type === 'checkbox') input.checked = value === true;
+        else input.value = value ?? '';
+      }
       $('apply').disabled = false;
     })
     .finally(() => { loading = null; });
@@ -215,6 +219,10 @@ async function apply(event) {
   clearErrors();
   const next = structuredClone(config);
   for (const input of inputs()) {
+    if (input.type === 'checkbox') {
+      setPath(next, input.dataset.field, input.checked);
+      continue;
+    }
     const value = input.value.trim() === '' ? NaN : Number(input.value);
     if (!Number.isFinite(value)) {
       showError(input.dataset.field, `${input.dataset.field}: enter a number`, 'enter a number');
