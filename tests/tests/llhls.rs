@@ -87,6 +87,14 @@ fn parse_pdt_ms(t: &str) -> Option<f64> {
     Some(((days * 86_400 + hh * 3600 + mm * 60) as f64 + ss) * 1000.0)
 }
 
+/// The browser and the load test each want the machine to themselves (CI has
+/// two cores); they take turns.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn now_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -239,6 +247,7 @@ fn blocking_reload_answers_when_the_next_part_is_published() {
 /// the same run plays too (its latency is printed for the README).
 #[test]
 fn hls_js_plays_ll_hls_under_1_5_s_and_classic_ts_still_plays() {
+    let _turn = heavy();
     let dir = browser_dir();
     let d = Daemon::start(
         "ll-browser",
@@ -273,6 +282,7 @@ fn hls_js_plays_ll_hls_under_1_5_s_and_classic_ts_still_plays() {
 /// reloads and part downloads, as LL-HLS players do.
 #[test]
 fn fifty_clients_doing_blocking_reloads_are_all_served_promptly() {
+    let _turn = heavy();
     let d = Daemon::start(
         "ll-load",
         &["--size", "640x360", "--fps", "30", "--gop", "30"],
