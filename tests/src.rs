@@ -53,7 +53,13 @@ pub struct Daemon {
     pub child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// An API token provisioned in the data directory before start; `get`
+    /// and `put_json` send it, so tests reach the admin API.
+    pub token: String,
 }
+
+/// The API token tests provision (the daemon reads `DATA_DIR/api-tokens`).
+pub const TEST_TOKEN: &str = "e2e-test-token-0123456789abcdef";
 
 impl Daemon {
     /// Starts `roomcast --http 127.0.0.1:PORT --data-dir DIR` plus `args`,
@@ -61,6 +67,8 @@ impl Daemon {
     pub fn start(tag: &str, args: &[&str]) -> Daemon {
         let port = free_port();
         let data_dir = temp_dir(tag);
+        std::fs::write(data_dir.join("api-tokens"), format!("{TEST_TOKEN}\n"))
+            .expect("write api-tokens");
         let child = Command::new(roomcast_bin())
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
@@ -75,6 +83,7 @@ impl Daemon {
             child,
             port,
             data_dir,
+            token: TEST_TOKEN.to_string(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -98,12 +107,26 @@ impl Daemon {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// GET with the test's API token.
     pub fn get(&self, path: &str) -> std::io::Result<Response> {
-        http(self.port, "GET", path, None)
+        http_with(
+            self.port,
+            "GET",
+            path,
+            None,
+            &[("Authorization", &format!("Bearer {}", self.token))],
+        )
     }
 
+    /// PUT JSON with the test's API token.
     pub fn put_json(&self, path: &str, body: &str) -> std::io::Result<Response> {
-        http(self.port, "PUT", path, Some(body))
+        http_with(
+            self.port,
+            "PUT",
+            path,
+            Some(body),
+            &[("Authorization", &format!("Bearer {}", self.token))],
+        )
     }
 
     /// Polls `path` until it answers 200 and `pred` accepts the body.
@@ -157,12 +180,27 @@ impl Response {
 /// Minimal HTTP/1.1 client (Connection: close), enough for tests; keeps the
 /// tests free of an HTTP client dependency tree.
 pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
+    http_with(port, method, path, body, &[])
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();

@@ -20,6 +20,9 @@ commands:
 
 options:
   --seconds N    how long probe watches the playlist (default 5, 1..=3600)
+
+environment:
+  ROOMCAST_TOKEN an API token of the box, for its /api/status
   -h, --help     this text
   -V, --version  the version
 

@@ -56,6 +56,16 @@ fn malformed<T>(reason: impl Into<String>) -> Result<T, HttpError> {
 
 /// `GET url`, all of it done within `timeout`.
 pub fn get(url: &HttpUrl, timeout: Duration) -> Result<Response, HttpError> {
+    get_with_token(url, timeout, None)
+}
+
+/// [`get`] with `Authorization: Bearer TOKEN` when a token is given (the
+/// box's admin API needs one; the stream does not).
+pub fn get_with_token(
+    url: &HttpUrl,
+    timeout: Duration,
+    token: Option<&str>,
+) -> Result<Response, HttpError> {
     let deadline = Instant::now() + timeout;
     let timed_out = || HttpError::Timeout(timeout.as_secs_f64());
     let addrs: Vec<_> = (url.host.as_str(), url.port)
@@ -98,8 +108,12 @@ pub fn get(url: &HttpUrl, timeout: Duration) -> Result<Response, HttpError> {
         stream: &stream,
         deadline,
     };
+    let auth = token
+        .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: roomcast-host/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: roomcast-host/{}\r\nAccept: */*\r\n{auth}Connection: close\r\n\r\n",
         url.path,
         url.host_header(),
         env!("CARGO_PKG_VERSION")

@@ -29,7 +29,9 @@ fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Version => println!("roomcast-host {}", env!("CARGO_PKG_VERSION")),
         Command::Probe { url, watch } => {
             println!("probing {url} for {} s", watch.as_secs());
-            let opts = ProbeOptions::new(url, watch);
+            let mut opts = ProbeOptions::new(url, watch);
+            // The box's admin API needs a token (see its README, "Access").
+            opts.token = std::env::var("ROOMCAST_TOKEN").ok();
             let mut stdout = std::io::stdout().lock();
             probe(&opts, &mut stdout).map_err(|e| anyhow::anyhow!("probe failed: {e}"))?;
         }

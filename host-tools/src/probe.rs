@@ -26,6 +26,8 @@ pub struct ProbeOptions {
     pub watch: Duration,
     /// Longest one HTTP request may take.
     pub request_timeout: Duration,
+    /// API token for the box's /api/status (`ROOMCAST_TOKEN`).
+    pub token: Option<String>,
 }
 
 impl ProbeOptions {
@@ -35,6 +37,7 @@ impl ProbeOptions {
             watch,
             // Above the box's 10 s wait for the first segment at start-up.
             request_timeout: Duration::from_secs(12),
+            token: None,
         }
     }
 }
@@ -97,6 +100,13 @@ pub fn now_unix_ms() -> i64 {
     }
 }
 
+fn fetch_as(url: &HttpUrl, timeout: Duration, token: Option<&str>) -> Result<Response, ProbeError> {
+    http::get_with_token(url, timeout, token).map_err(|source| ProbeError::Http {
+        url: url.to_string(),
+        source,
+    })
+}
+
 fn fetch(url: &HttpUrl, timeout: Duration) -> Result<Response, ProbeError> {
     http::get(url, timeout).map_err(|source| ProbeError::Http {
         url: url.to_string(),
@@ -132,7 +142,7 @@ pub fn probe(opts: &ProbeOptions, out: &mut dyn Write) -> Result<Report, ProbeEr
 
     // 1. Status.
     let status_url = opts.base.with_api_path("/api/status");
-    let r = fetch(&status_url, timeout)?;
+    let r = fetch_as(&status_url, timeout, opts.token.as_deref())?;
     expect_ok(&status_url, &r)?;
     let status: Value = serde_json::from_slice(&r.body).map_err(|e| ProbeError::StatusJson {
         url: status_url.to_string(),

@@ -63,6 +63,10 @@ fn probe_reports_segments_and_latency_from_the_real_daemon() {
     let data_dir =
         std::env::temp_dir().join(format!("roomcast-host-probe-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&data_dir).unwrap();
+    // The status API needs the admin: provision an API token, as an
+    // installer would.
+    let token = "probe-test-token-0123456789abcdef";
+    std::fs::write(data_dir.join("api-tokens"), format!("{token}\n")).unwrap();
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(&bin)
         .args(["--http", &addr, "--data-dir"])
@@ -90,6 +94,7 @@ fn probe_reports_segments_and_latency_from_the_real_daemon() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_roomcast-host"))
         .args(["probe", &format!("http://{addr}"), "--seconds", "3"])
+        .env("ROOMCAST_TOKEN", token)
         .output()
         .expect("run roomcast-host");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -42,8 +42,19 @@ setTimeout(() => {
   process.exit(1); // playwright kills the browser it launched on exit
 }, HARD_TIMEOUT_MS).unref();
 
+// The daemon's API needs the admin; the test reads it with the API token the
+// Rust side provisioned (ROOMCAST_TOKEN), independently of the page's session.
+const token = process.env.ROOMCAST_TOKEN || '';
+const PASSWORD = 'meeting-room-42';
+const shotDir = process.env.SCREENSHOTS || '';
+const shot = async (page, name) => {
+  if (!shotDir) return;
+  fs.mkdirSync(shotDir, { recursive: true });
+  await page.screenshot({ path: `${shotDir}/${name}.png`, fullPage: true });
+};
+
 async function apiGet(path) {
-  const res = await fetch(base + path, { signal: AbortSignal.timeout(5000) });
+  const res = await fetch(base + path, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
   if (res.status !== 200) fail(`GET ${path} answered ${res.status}: ${await res.text()}`);
   return res.json();
 }
@@ -136,8 +147,20 @@ async function run() {
   if (!hls.supported) fail('hls.js says this browser cannot play HLS (no MediaSource / H.264?)');
   ok(`hls.js ${hls.version} loaded and supported`);
 
+  // First start: the page asks for a new admin password and shows no setting.
+  await page.waitForSelector('#auth-card:not([hidden])');
+  if (!(await page.textContent('#auth-title')).includes('Set the admin password')) fail('first start did not ask to set the admin password');
+  if (await page.isVisible('#settings') || await page.isVisible('#status')) fail('settings or status visible before the password was set');
+  await shot(page, '1-first-start');
+  await page.fill('#auth-password', PASSWORD);
+  await page.fill('#auth-confirm', PASSWORD);
+  await page.click('#auth-submit');
+  await page.waitForSelector('#settings', { state: 'visible' });
+  ok('first start: the page asked for an admin password and set it');
+
   // (a) live playback
   await expectPlaying(page, 'live stream');
+  await shot(page, '2-main');
 
   // (b) status panel
   const frames = await waitText(page, 'st-frames', (t) => /\b[1-9]\d* encoded/.test(t), 5000, 'status panel shows no encoded frames');
@@ -188,6 +211,76 @@ async function run() {
     fail('the page did not restart its player after Apply');
   });
   await expectPlaying(page, 'stream after restart');
+
+  // Log out: the admin sections go, the login form comes.
+  await page.click('#logout');
+  await page.waitForSelector('#auth-card:not([hidden])');
+  if (!(await page.textContent('#auth-title')).includes('Log in')) fail('after logging out the page does not offer to log in');
+  if (await page.isVisible('#settings')) fail('settings still visible after logging out');
+  await shot(page, '3-login');
+  ok('logged out: login form shown, settings hidden');
+
+  // Without a session or token, every admin API call answers 401.
+  for (const [method, path] of [['GET', '/api/status'], ['GET', '/api/config'], ['GET', '/metrics'], ['PUT', '/api/config'], ['POST', '/api/token']]) {
+    const r = await fetch(base + path, { method, body: method === 'GET' ? undefined : '{}', signal: AbortSignal.timeout(5000) });
+    if (r.status !== 401) fail(`${method} ${path} without a session answered ${r.status}, expected 401`);
+  }
+  const pageText = await page.textContent('body');
+  if (/bitrate_kbps|"video"/.test(pageText)) fail('the logged-out page shows settings');
+  ok('without a session: /api/status, /api/config, /metrics, PUT /api/config, POST /api/token answer 401; the page shows no settings');
+
+  // Log in again through the form.
+  await page.fill('#auth-password', PASSWORD);
+  await page.click('#auth-submit');
+  await page.waitForSelector('#settings', { state: 'visible' });
+  ok('logged in again through the form');
+
+  // A state change with the session cookie but without the CSRF token is refused.
+  const csrfless = await page.evaluate(async () => {
+    const r = await fetch('/api/config', { method: 'PUT', body: '{"video":{"bitrate_kbps":777}}', headers: { 'Content-Type': 'application/json' } });
+    return r.status;
+  });
+  if (csrfless !== 403) fail(`PUT /api/config without X-CSRF-Token answered ${csrfless}, expected 403`);
+  if ((await apiGet('/api/config')).video.bitrate_kbps === 777) fail('a PUT without CSRF token changed the config');
+  ok('PUT without the CSRF token refused (403), config unchanged');
+
+  // Status shows the bitrate set earlier.
+  await waitText(page, 'st-encoder', (t) => t.includes('900 kbit/s'), 5000, 'status does not show the new target bitrate 900 kbit/s');
+  ok('status reports the new target bitrate (900 kbit/s)');
+
+  // Outputs: a bad destination is refused next to the outputs list.
+  const beforeOut = await apiGet('/api/config');
+  await page.click('#add-output');
+  await page.fill('#outputs .out-row:last-child .out-url', 'ftp://example.com/live');
+  await page.click('#apply');
+  await waitText(page, 'err-outputs', (t) => t.includes('outputs[0].url'), 10_000, 'a bad output URL was not refused next to the outputs');
+  if (!isDeepStrictEqual(await apiGet('/api/config'), beforeOut)) fail('a refused output changed /api/config');
+  await page.click('#outputs .out-row:last-child .out-remove');
+  ok(`bad output URL refused: "${await page.textContent('#err-outputs')}"`);
+
+  // Configuration export (secrets masked unless asked) and import.
+  const exported = await page.evaluate(async () => (await fetch('/api/config/export')).text());
+  if (!exported.includes('bitrate_kbps = 900')) fail(`export does not hold the stored bitrate: ${exported}`);
+  const imported = exported.replace('bitrate_kbps = 900', 'bitrate_kbps = 1100');
+  await page.setInputFiles('#import-file', { name: 'roomcast-config.toml', mimeType: 'text/plain', buffer: Buffer.from(imported) });
+  await waitText(page, 'import-result', (t) => t.length > 0, 15_000, 'import said nothing');
+  if ((await page.textContent('#import-result')) !== 'Imported') fail(`import failed: ${await page.textContent('#import-result')}`);
+  if ((await apiGet('/api/config')).video.bitrate_kbps !== 1100) fail('the imported bitrate is not in effect');
+  await page.setInputFiles('#import-file', { name: 'bad.toml', mimeType: 'text/plain', buffer: Buffer.from('[video]\nwidth = 7\n') });
+  await waitText(page, 'import-result', (t) => t.includes('video.width'), 15_000, 'a bad import was not refused with the field');
+  if ((await apiGet('/api/config')).video.bitrate_kbps !== 1100) fail('a refused import changed the config');
+  await shot(page, '4-settings');
+  ok('configuration exported, re-imported with a change (bitrate 1100 in effect); a bad file refused with its field');
+
+  // Ten wrong passwords in a row are slowed down (429 with Retry-After).
+  const statuses = [];
+  for (let i = 0; i < 10; i++) {
+    const r = await fetch(`${base}/api/login`, { method: 'POST', body: '{"password":"wrong-guess"}', signal: AbortSignal.timeout(5000) });
+    statuses.push(r.status);
+  }
+  const slowed = statuses.filter((s) => s === 429).length;
+  if (slowed < 5 || statuses.some((s) => s !== 401 && s !== 429)) fail(`ten wrong passwords answered ${statuses.join(',')}: expected 401s then 429s`);
+  ok(`ten wrong passwords: ${statuses.join(',')} (slowed down after the third)`);
 }
 
 function dumpPageLog() {

@@ -18,6 +18,9 @@ fn web_page_plays_the_stream_and_applies_settings() {
         Command::new("node")
             .arg("play.mjs")
             .arg(daemon.base_url())
+            .env("ROOMCAST_TOKEN", &daemon.token)
+            // Screens of the run, to look at: target/screenshots/*.png.
+            .env("SCREENSHOTS", screenshots_dir())
             .current_dir(&dir),
         Duration::from_secs(120),
     );
@@ -28,4 +31,11 @@ fn web_page_plays_the_stream_and_applies_settings() {
         Some(0),
         "tests/browser/play.mjs failed (its output is above)"
     );
+}
+
+fn screenshots_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("screenshots")
 }

@@ -248,10 +248,12 @@ fn bad_flags_and_bad_config_exit_2_with_one_line() {
     let dir = temp_dir("flags");
     run_expecting_exit_2(&["--size", "0x0"], &dir, "video.width");
     run_expecting_exit_2(&["--fps", "abc"], &dir, "--fps wants a whole number");
+    run_expecting_exit_2(&["--record", "/tmp"], &dir, "not supported yet");
+    // A bad SRT URL names the output and what is wrong with it.
     run_expecting_exit_2(
-        &["--srt", "srt://127.0.0.1:9000"],
+        &["--srt", "srt://127.0.0.1:9000?mode=pull"],
         &dir,
-        "not supported yet",
+        "outputs[0].url: mode must be caller, listener or rendezvous",
     );
     run_expecting_exit_2(&["--source", "v4l2:/dev/video0"], &dir, "not supported yet");
     run_expecting_exit_2(&["--bogus"], &dir, "unknown flag --bogus");
@@ -266,4 +268,29 @@ fn bad_flags_and_bad_config_exit_2_with_one_line() {
     std::fs::write(&file, "[video]\nfps = 0\n").unwrap();
     run_expecting_exit_2(&[], &dir, "video.fps");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn command_line_overrides_stay_out_of_the_stored_file() {
+    let d = Daemon::start(
+        "overrides",
+        &["--size", "320x240", "--fps", "15", "--gop", "15"],
+    );
+    let r = d
+        .put_json("/api/config", r#"{"video":{"bitrate_kbps":700}}"#)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let running: Value = serde_json::from_slice(&d.get("/api/config").unwrap().body).unwrap();
+    assert_eq!(running["video"]["width"], 320);
+    assert_eq!(running["video"]["bitrate_kbps"], 700);
+    let stored = std::fs::read_to_string(d.data_dir.join("config.toml")).unwrap();
+    assert!(stored.contains("bitrate_kbps = 700"), "{stored}");
+    assert!(
+        stored.contains("width = 1280"),
+        "the --size override was saved: {stored}"
+    );
+    assert!(
+        stored.contains("fps = 30"),
+        "the --fps override was saved: {stored}"
+    );
 }

@@ -133,6 +133,7 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
         started_ns: clock.monotonic_ns(),
         pipeline: Pipeline::new(clock.clone(), bus.clone(), stats.clone()),
         outputs: roomcast::rtmp::Outputs::new(bus.clone(), clock.clone()),
+        srt_outputs: roomcast::srt::SrtOutputs::new(bus.clone(), clock.clone()),
         clock,
         stats: stats.clone(),
         bus: bus.clone(),
@@ -140,6 +141,7 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
         ll: ll.clone(),
         config: Mutex::new(cfg),
         config_path: dir.join("config.toml"),
+        auth: roomcast::auth::Auth::new(dir),
         http_responses: Default::default(),
     });
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind HTTP"));

@@ -23,6 +23,8 @@ pub struct App {
     pub pipeline: Pipeline,
     /// RTMP outputs, one thread each.
     pub outputs: crate::rtmp::Outputs,
+    /// SRT outputs, one thread each, on the SRT module's tokio runtime.
+    pub srt_outputs: crate::srt::SrtOutputs,
     pub hls: Arc<HlsStore>,
     /// Low-latency HLS (CMAF parts, blocking reloads).
     pub ll: Arc<LlStore>,
@@ -30,6 +32,8 @@ pub struct App {
     /// until an API change replaces it).
     pub config: Mutex<ValidConfig>,
     pub config_path: PathBuf,
+    /// Admin password, sessions and API tokens.
+    pub auth: crate::auth::Auth,
     pub started_ns: u64,
     /// Responses by status class (index = status / 100).
     pub http_responses: [AtomicU64; 6],
@@ -89,38 +93,56 @@ impl App {
     /// error leaves the stored file and the running stream as they were.
     pub fn put_config(&self, patch: Value) -> Result<(), ApplyError> {
         let mut current = lock(&self.config);
-        let mut merged = serde_json::to_value(current.get()).unwrap_or(Value::Null);
-        merge(&mut merged, patch);
-        let mut cfg: Config =
-            serde_json::from_value(merged).map_err(|e| ApplyError::Shape(e.to_string()))?;
-        // A masked URL sent back means "unchanged": restore its secret.
-        for o in &mut cfg.outputs {
-            if let Some(old) = current
-                .get()
-                .outputs
-                .iter()
-                .find(|old| mask_url(&old.url) == o.url)
-            {
-                o.url = old.url.clone();
-            }
-        }
-        let valid = cfg.validate()?;
+        let valid = patched(current.get(), patch.clone())?;
         if valid == *current {
             return Ok(());
         }
-        config::save(&self.config_path, &valid)?;
+        // The file gets the patch applied to what it holds, not to what runs:
+        // command-line overrides are for one run and never written back.
+        let stored = config::load(&self.config_path)?;
+        let to_save = patched(stored.get(), patch)?;
+        config::save(&self.config_path, &to_save)?;
         self.hls.set_settings(hls_settings(&valid));
         self.ll.set_settings(ll_settings(&valid));
         if let Err(e) = self.apply_pipeline(&current, &valid) {
-            // Put the old file back so the box boots into what runs now.
-            let _ = config::save(&self.config_path, &current);
+            // Put the old file back so the box boots into what it did.
+            let _ = config::save(&self.config_path, &stored);
             self.hls.set_settings(hls_settings(&current));
             self.ll.set_settings(ll_settings(&current));
             return Err(e.into());
         }
         *current = valid;
         self.outputs.apply(&current);
+        self.srt_outputs.apply(&current);
         Ok(())
+    }
+
+    /// The stored configuration as a TOML file for download; stream keys and
+    /// passphrases masked unless `secrets` (a masked file imports back
+    /// without losing them, as long as the outputs are unchanged).
+    pub fn export_config(&self, secrets: bool) -> Result<String, ApplyError> {
+        let mut cfg = config::load(&self.config_path)?.get().clone();
+        if !secrets {
+            for o in &mut cfg.outputs {
+                o.url = mask_url(&o.url);
+            }
+        }
+        toml::to_string_pretty(&cfg).map_err(|e| ApplyError::Shape(e.to_string()))
+    }
+
+    /// Replaces the whole configuration with an exported file's contents:
+    /// parsed strictly, checked, saved and applied like a PUT.
+    pub fn import_config(&self, text: &str) -> Result<(), ApplyError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ApplyError::Shape(e.message().to_string()))?;
+        let mut patch = serde_json::to_value(&cfg).map_err(|e| ApplyError::Shape(e.to_string()))?;
+        // Arrays replace wholesale in a merge; the outputs list is taken as
+        // given. Every other key is present in `patch`, so the merge is a
+        // replacement.
+        if patch.get("outputs").is_none() {
+            patch["outputs"] = json!([]);
+        }
+        self.put_config(patch)
     }
 
     /// Restarts the pipeline unless only the outputs changed (a new stream
@@ -132,6 +154,28 @@ impl App {
             return Ok(());
         }
         self.pipeline.apply(new)
+    }
+
+    /// Every output's status (RTMP and SRT) in configuration order.
+    pub fn outputs_status_json(&self) -> Vec<Value> {
+        let rtmp = match self.outputs.status_json() {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        };
+        let mut rtmp = rtmp.into_iter();
+        let mut srt = self.srt_outputs.status_json().into_iter();
+        lock(&self.config)
+            .get()
+            .outputs
+            .iter()
+            .filter_map(|o| {
+                if crate::srt::is_srt(&o.url) {
+                    srt.next()
+                } else {
+                    rtmp.next()
+                }
+            })
+            .collect()
     }
 
     fn uptime_s(&self) -> f64 {
@@ -166,6 +210,7 @@ impl App {
         let sink_dropped: u64 = self.bus.sinks().iter().map(|q| q.stats().dropped).sum();
         let (p50, p99) = self.ll.part_latency_ms().unzip();
         let (d50, d99) = self.ll.delivery_ms().unzip();
+        let health = crate::system::read(self.clock.monotonic_ns());
         json!({
             "llhls": {
                 "parts": self.ll.parts_published(),
@@ -174,10 +219,13 @@ impl App {
                 "delivery_ms": { "p50": d50.map(round1), "p99": d99.map(round1) },
             },
             "version": env!("CARGO_PKG_VERSION"),
+            "board": crate::board::current().status_json(),
             "uptime_s": round1(self.uptime_s()),
+            "system": { "cpu_percent": health.cpu_percent, "load1": health.load1, "soc_temp_c": health.soc_temp_c },
             "source": { "kind": cur.source, "width": cur.width, "height": cur.height, "fps": cur.fps },
             "encoder": { "kind": cur.encoder, "restarts": s.encoder_restarts.load(Relaxed),
-                         "errors": s.encode_errors.load(Relaxed) },
+                         "errors": s.encode_errors.load(Relaxed),
+                         "bitrate_kbps": lock(&self.config).get().video.bitrate_kbps },
             "frames": {
                 "captured": s.captured.load(Relaxed),
                 "encoded": s.encoded.load(Relaxed),
@@ -186,7 +234,7 @@ impl App {
             },
             "measured": { "fps": round1(rates.fps), "bitrate_kbps": round1(rates.bitrate_bps / 1000.0) },
             "sinks": sinks,
-            "outputs": self.outputs.status_json(),
+            "outputs": self.outputs_status_json(),
         })
     }
 
@@ -258,8 +306,24 @@ impl App {
             &classes,
         );
         self.outputs.write_metrics(&mut out);
+        self.srt_outputs.write_metrics(&mut out);
         out
     }
+}
+
+/// `base` with `patch` merged in, checked. A masked output URL in the patch
+/// means "unchanged" and gets its secret back from `base`.
+fn patched(base: &Config, patch: Value) -> Result<ValidConfig, ApplyError> {
+    let mut merged = serde_json::to_value(base).unwrap_or(Value::Null);
+    merge(&mut merged, patch);
+    let mut cfg: Config =
+        serde_json::from_value(merged).map_err(|e| ApplyError::Shape(e.to_string()))?;
+    for o in &mut cfg.outputs {
+        if let Some(old) = base.outputs.iter().find(|old| mask_url(&old.url) == o.url) {
+            o.url = old.url.clone();
+        }
+    }
+    Ok(cfg.validate()?)
 }
 
 fn round1(v: f64) -> f64 {

@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
                 [--source test] [--size WxH] [--fps N]
                 [--encoder auto|openh264] [--bitrate KBPS] [--gop FRAMES]
-                [--rtmp URL]...
+                [--rtmp URL]... [--srt URL]... [--board NAME]
 
   --config FILE     configuration file (default: DATA_DIR/config.toml)
   --data-dir DIR    where configuration and state live
@@ -21,8 +21,15 @@ usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
   --encoder E       auto or openh264
   --bitrate KBPS    target bitrate in kbit/s
   --gop FRAMES      keyframe interval in frames
+  --board NAME      board profile (pi4, pi5, pi-zero-2w, cm4,
+                    generic-aarch64-uvc, generic) instead of the one
+                    recognised from /proc/device-tree/model
+  --reset-password  forget the web page's admin password and API tokens, then exit
   --rtmp URL        also push to rtmp://HOST[:PORT]/APP/KEY or rtmps://…
-  --srt URL, --record DIR: not supported yet";
+  --srt URL         also send MPEG-TS over SRT: srt://HOST:PORT?mode=caller|
+                    listener|rendezvous&latency=MS&passphrase=P&pbkeylen=16|24|32
+                    &streamid=S (listener: srt://:PORT?mode=listener)
+  --record DIR: not supported yet";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +44,8 @@ pub struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Run,
+    /// Forget the admin password and API tokens, then exit.
+    ResetPassword,
     Help,
     Version,
 }
@@ -50,8 +59,12 @@ pub struct Overrides {
     pub encoder: Option<String>,
     pub bitrate_kbps: Option<u32>,
     pub gop: Option<u32>,
-    /// `--rtmp URL`, added to the configured outputs for this run.
+    /// `--rtmp URL` and `--srt URL`, added to the configured outputs for
+    /// this run.
     pub outputs: Vec<String>,
+    /// `--board NAME`: chooses the board profile (see `board::select`);
+    /// not a configuration value, so [`Overrides::apply`] leaves it out.
+    pub board: Option<String>,
 }
 
 impl Overrides {
@@ -116,7 +129,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        const VALUE_FLAGS: [&str; 12] = [
+        const VALUE_FLAGS: [&str; 13] = [
+            "--board",
             "--config",
             "--data-dir",
             "--http",
@@ -142,6 +156,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
         match flag.as_str() {
             "--help" | "-h" => out.action = Action::Help,
             "--version" | "-V" => out.action = Action::Version,
+            "--reset-password" => out.action = Action::ResetPassword,
             "--config" => out.config_file = Some(value.into()),
             "--data-dir" => out.data_dir = Some(value.into()),
             "--http" => {
@@ -165,8 +180,22 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
             "--encoder" => o.encoder = Some(value),
             "--bitrate" => o.bitrate_kbps = Some(number("--bitrate", &value)?),
             "--gop" => o.gop = Some(number("--gop", &value)?),
+            "--board" if crate::board::is_known(&value) => o.board = Some(value),
+            "--board" => {
+                return err(format!(
+                    "--board wants one of {}, got {value:?}",
+                    crate::board::names().join(", ")
+                ))
+            }
             "--rtmp" => o.outputs.push(value),
-            "--srt" | "--record" => {
+            "--srt" if value.starts_with("srt://") => o.outputs.push(value),
+            "--srt" => {
+                return err(format!(
+                    "--srt wants srt://HOST:PORT?mode=caller|listener|rendezvous..., got {:?}",
+                    crate::outputs::mask_url(&value)
+                ))
+            }
+            "--record" => {
                 return err(format!(
                     "{flag} is not supported yet in this version of roomcast"
                 ))
@@ -212,13 +241,39 @@ mod tests {
     }
 
     #[test]
+    fn srt_flags_add_outputs() {
+        let a = p(&[
+            "--srt",
+            "srt://:9000?mode=listener",
+            "--srt=srt://10.0.0.2:9000?passphrase=0123456789",
+        ])
+        .unwrap();
+        let c = a.overrides.apply(Config::default());
+        let urls: Vec<&str> = c.outputs.iter().map(|o| o.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "srt://:9000?mode=listener",
+                "srt://10.0.0.2:9000?passphrase=0123456789"
+            ]
+        );
+        assert!(c.validate().is_ok());
+        // A bad SRT URL is caught by validation, naming the output.
+        let a = p(&["--srt", "srt://h:1?mode=pull"]).unwrap();
+        let e = a.overrides.apply(Config::default()).validate().unwrap_err();
+        assert_eq!(e.field, "outputs[0].url");
+        assert!(e.reason.contains("mode must be caller"), "{}", e.reason);
+    }
+
+    #[test]
     fn bad_input_is_one_clear_line() {
         for (args, needle) in [
             (&["--size", "big"][..], "--size wants WxH"),
             (&["--fps", "x"][..], "--fps wants a whole number"),
             (&["--http", "8080"][..], "--http wants ADDR:PORT"),
-            (&["--srt", "srt://h:1"][..], "not supported yet"),
+            (&["--srt", "rtmp://h/a/k"][..], "--srt wants srt://"),
             (&["--record", "/tmp"][..], "not supported yet"),
+            (&["--board", "pi3"][..], "--board wants one of pi4, pi5"),
             (&["--frobnicate"][..], "unknown flag"),
             (&["--gop"][..], "needs a value"),
         ] {

@@ -27,6 +27,10 @@ pub struct Config {
     pub hls: Hls,
     /// Streams pushed to upstream servers (RTMP/RTMPS; SRT to come).
     pub outputs: Vec<Output>,
+    /// Board profile name (`boards/*.toml`, or `generic`), overriding the
+    /// one recognised from the device tree; absent: recognise it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
 }
 
 /// One upstream destination.
@@ -90,6 +94,7 @@ impl Default for Config {
             video: Video::default(),
             hls: Hls::default(),
             outputs: Vec::new(),
+            board: None,
         }
     }
 }
@@ -262,24 +267,33 @@ impl Config {
                 ),
             ));
         }
+        if let Some(b) = self.board.as_deref().filter(|b| !crate::board::is_known(b)) {
+            return Err(field(
+                "board",
+                format!(
+                    "unknown board {b:?}; use one of {} or leave it out",
+                    crate::board::names().join(", ")
+                ),
+            ));
+        }
         if self.outputs.len() > 8 {
             return Err(field("outputs", "at most 8 outputs"));
         }
         for (i, o) in self.outputs.iter().enumerate() {
-            if let Err(reason) = crate::outputs::OutputUrl::parse(&o.url) {
-                return Err(field(format!("outputs[{i}].url"), reason.to_string()));
+            match crate::outputs::OutputUrl::parse(&o.url) {
+                Err(reason) => return Err(field(format!("outputs[{i}].url"), reason.to_string())),
+                Ok(crate::outputs::OutputUrl::Srt(_)) if !crate::srt::SINK_READY => {
+                    return Err(field(
+                        format!("outputs[{i}].url"),
+                        "SRT outputs are not supported yet",
+                    ))
+                }
+                Ok(_) => {}
             }
             if o.ca_file.as_ref().is_some_and(|f| f.is_empty()) {
                 return Err(field(
                     format!("outputs[{i}].ca_file"),
                     "must be a file path or left out",
-                ));
-            }
-            // Until the RTMP sink lands, an output would be silently ignored.
-            if !crate::outputs::RTMP_SINK_READY {
-                return Err(field(
-                    format!("outputs[{i}].url"),
-                    "RTMP outputs are not supported yet",
                 ));
             }
         }

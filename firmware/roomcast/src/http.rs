@@ -3,11 +3,13 @@
 //! requests; each request is parsed and bounded before anything acts on it.
 
 use crate::app::{App, ApplyError};
+use crate::auth::{self, Access, AuthError};
 use crate::bus::lock;
 use crate::llhls::{LlReply, Ready, Responder, Want};
 use crate::web;
 use serde_json::{json, Value};
 use std::io::{Cursor, Read};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -313,12 +315,165 @@ fn put_config(app: &App, req: &mut Req<'_>) -> Reply {
     }
 }
 
-/// Reads the body with a limit, then routes.
+/// Checks who is asking, reads the body with a limit, then routes. The
+/// stream and the page's files are open to viewers; the API needs the admin.
 pub fn handle(app: &App, req: &mut Request) -> Reply {
     let method = req.method().clone();
     let url = req.url().to_string();
-    let body: Box<dyn Read + '_> = Box::new(req.as_reader().take(MAX_BODY + 1));
-    route(app, &mut Req { method, url, body })
+    let path = url.split('?').next().unwrap_or("").to_string();
+    let header = |name: &'static str| {
+        req.headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    let cookie = header("Cookie");
+    let session = cookie
+        .as_deref()
+        .and_then(|c| auth::cookie_value(c, auth::COOKIE))
+        .map(str::to_string);
+    let bearer = header("Authorization")
+        .and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_string()));
+    let csrf = header("X-CSRF-Token");
+    let from = req
+        .remote_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let now = app.clock.monotonic_ns();
+    let mut body: Box<dyn Read + '_> = Box::new(req.as_reader().take(MAX_BODY + 1));
+
+    if !(path.starts_with("/api/") || path == "/metrics") {
+        return route(app, &mut Req { method, url, body });
+    }
+    match (&method, path.as_str()) {
+        (Method::Get, "/api/session") => {
+            let access = app.auth.check(session.as_deref(), bearer.as_deref(), now);
+            return Reply::json(
+                200,
+                &json!({
+                    "setup_needed": app.auth.setup_needed(),
+                    "logged_in": access.is_ok(),
+                    "csrf": match access { Ok(Access::Session { csrf }) => Some(csrf), _ => None },
+                }),
+            );
+        }
+        (Method::Post, "/api/setup" | "/api/login") => {
+            let password = match read_json(&mut body) {
+                Ok(v) => v["password"].as_str().unwrap_or("").to_string(),
+                Err(r) => return r,
+            };
+            let result = if path == "/api/setup" {
+                app.auth.setup(&password, now)
+            } else {
+                app.auth.login(from, &password, now)
+            };
+            return match result {
+                Ok((sid, csrf)) => Reply::json(200, &json!({ "ok": true, "csrf": csrf })).header(
+                    "Set-Cookie",
+                    format!(
+                        "{}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
+                        auth::COOKIE
+                    ),
+                ),
+                Err(e @ AuthError::SlowDown(secs)) => {
+                    Reply::error(429, &e.to_string()).header("Retry-After", secs.to_string())
+                }
+                Err(e @ (AuthError::WrongPassword | AuthError::SetupNeeded)) => {
+                    Reply::error(401, &e.to_string())
+                }
+                Err(e @ (AuthError::TooShort | AuthError::AlreadySet)) => {
+                    Reply::error(400, &e.to_string())
+                }
+                Err(e) => Reply::error(500, &e.to_string()),
+            };
+        }
+        _ => {}
+    }
+    let access = match app.auth.check(session.as_deref(), bearer.as_deref(), now) {
+        Ok(a) => a,
+        Err(e) => {
+            return Reply::json(
+                401,
+                &json!({ "error": e.to_string(), "setup_needed": e == AuthError::SetupNeeded }),
+            )
+        }
+    };
+    if !matches!(method, Method::Get | Method::Head) {
+        if let Access::Session { csrf: want } = &access {
+            if csrf.as_deref() != Some(want.as_str()) {
+                return Reply::error(403, &AuthError::Csrf.to_string());
+            }
+        }
+    }
+    match (&method, path.as_str()) {
+        (Method::Post, "/api/logout") => {
+            if let Some(sid) = &session {
+                app.auth.logout(sid);
+            }
+            Reply::json(200, &json!({ "ok": true })).header(
+                "Set-Cookie",
+                format!(
+                    "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+                    auth::COOKIE
+                ),
+            )
+        }
+        (Method::Get, "/api/config/export") => {
+            let secrets = url.contains("secrets=1");
+            match app.export_config(secrets) {
+                Ok(text) => Reply::new(200, "application/toml", text.into_bytes())
+                    .header(
+                        "Content-Disposition",
+                        "attachment; filename=\"roomcast-config.toml\"",
+                    )
+                    .header("Cache-Control", "no-store"),
+                Err(e) => Reply::error(500, &e.to_string()),
+            }
+        }
+        (Method::Put, "/api/config/import") => {
+            let mut text = String::new();
+            if body
+                .as_mut()
+                .take(MAX_BODY + 1)
+                .read_to_string(&mut text)
+                .is_err()
+                || text.len() as u64 > MAX_BODY
+            {
+                return Reply::error(400, "the file is not UTF-8 text or is larger than 64 KiB");
+            }
+            match app.import_config(&text) {
+                Ok(()) => Reply::json(200, &json!({ "ok": true })),
+                Err(ApplyError::Field(f)) => Reply::json(
+                    400,
+                    &json!({ "error": f.to_string(), "field": f.field, "reason": f.reason }),
+                ),
+                Err(e @ ApplyError::Shape(_)) => {
+                    Reply::error(400, &format!("not a roomcast configuration: {e}"))
+                }
+                Err(e) => Reply::error(500, &e.to_string()),
+            }
+        }
+        (Method::Post, "/api/token") => match app.auth.new_api_token() {
+            Ok(token) => Reply::json(200, &json!({ "token": token })),
+            Err(e) => Reply::error(500, &e.to_string()),
+        },
+        _ => route(app, &mut Req { method, url, body }),
+    }
+}
+
+/// Reads a small JSON body.
+fn read_json(body: &mut Box<dyn Read + '_>) -> Result<Value, Reply> {
+    let mut buf = Vec::new();
+    if body
+        .as_mut()
+        .take(MAX_BODY + 1)
+        .read_to_end(&mut buf)
+        .is_err()
+        || buf.len() as u64 > MAX_BODY
+    {
+        return Err(Reply::error(400, "could not read the request body"));
+    }
+    serde_json::from_slice(&buf)
+        .map_err(|e| Reply::error(400, &format!("body is not valid JSON: {e}")))
 }
 
 /// Counts requests answered, for metrics (by status class).

@@ -7,12 +7,15 @@
 //! acts on; [`config`] and [`cli`] parse what the user gives.
 
 pub mod app;
+pub mod auth;
+pub mod board;
 pub mod bus;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod encoder;
 pub mod frame;
+pub mod gpio;
 pub mod hls;
 pub mod http;
 pub mod llhls;
@@ -20,7 +23,9 @@ pub mod outputs;
 pub mod pipeline;
 pub mod rtmp;
 pub mod source;
+pub mod srt;
 pub mod stats;
+pub mod system;
 pub mod web;
 
 use anyhow::Context;
@@ -47,6 +52,7 @@ pub struct Daemon {
 pub fn start(
     clock: SharedClock,
     cfg: config::ValidConfig,
+    data_dir: &std::path::Path,
     config_path: PathBuf,
     server: Arc<tiny_http::Server>,
 ) -> anyhow::Result<Daemon> {
@@ -85,6 +91,9 @@ pub fn start(
     // RTMP outputs: one thread and bus queue each (see rtmp.rs).
     let outputs = rtmp::Outputs::new(bus.clone(), clock.clone());
     outputs.apply(&cfg);
+    // SRT outputs: one thread and bus queue each, one tokio runtime (srt/).
+    let srt_outputs = srt::SrtOutputs::new(bus.clone(), clock.clone());
+    srt_outputs.apply(&cfg);
     let app = Arc::new(App {
         started_ns: clock.monotonic_ns(),
         clock,
@@ -92,10 +101,12 @@ pub fn start(
         bus,
         pipeline,
         outputs,
+        srt_outputs,
         hls,
         ll,
         config: Mutex::new(cfg),
         config_path,
+        auth: auth::Auth::new(data_dir),
         http_responses: Default::default(),
     });
     threads.extend(http::serve(server.clone(), app.clone()));

@@ -3,6 +3,7 @@
 //! or configuration), with one line on stderr saying what and how to fix it.
 
 use anyhow::Context;
+use roomcast::board;
 use roomcast::cli::{self, Action};
 use roomcast::clock::{Clock, RealClock};
 use roomcast::config::{self, CONFIG_FILE};
@@ -24,9 +25,27 @@ fn main() -> ExitCode {
             println!("roomcast {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Action::Run => {}
+        Action::Run | Action::ResetPassword => {}
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    if args.action == Action::ResetPassword {
+        return match roomcast::auth::reset(&data_dir) {
+            Ok(()) => {
+                eprintln!(
+                    "roomcast: admin password and API tokens removed from {}; the web page asks for a new password",
+                    data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "roomcast: cannot reset the password in {}: {e}",
+                    data_dir.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config_path = args
         .config_file
         .clone()
@@ -35,7 +54,28 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return bad_input(&e.to_string()),
     };
-    let cfg = match args.overrides.apply(stored.get().clone()).validate() {
+    // The board: --board, else `board` in the file, else the device tree
+    // (none on a PC: "generic", which changes nothing). Its video profile
+    // fills in what the stored file leaves out.
+    let (model, compatible) = board::read_device_tree();
+    let chosen = args.overrides.board.as_deref();
+    let chosen = chosen.or(stored.get().board.as_deref());
+    let board = match board::select(chosen, model.as_deref(), &compatible) {
+        Ok(b) => b,
+        Err(e) => return bad_input(&e.to_string()),
+    };
+    let (with_board, notes) =
+        board.apply_defaults(stored.get().clone(), &board::file_keys(&config_path));
+    if board.profile.is_some() {
+        let model = board.model.as_deref().unwrap_or("no device-tree model");
+        let by = board.selected_by.as_str();
+        eprintln!("roomcast: board {} ({model}; chosen by {by})", board.name());
+    }
+    for n in notes {
+        eprintln!("roomcast: {n}");
+    }
+    board::set_current(board);
+    let cfg = match args.overrides.apply(with_board).validate() {
         Ok(c) => c,
         Err(e) => return bad_input(&format!("bad setting {e}")),
     };
@@ -78,7 +118,9 @@ fn run(
     let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
     let c = cfg.get();
     let (w, h, fps) = (c.video.width, c.video.height, c.video.fps);
-    let daemon = roomcast::start(clock, cfg, config_path, Arc::new(server))?;
+    let daemon = roomcast::start(clock, cfg, &data_dir, config_path, Arc::new(server))?;
+    // Status LED and reset button, when the board has them (not on a PC).
+    let _gpio = roomcast::gpio::start(board::current(), daemon.app.clone());
     let shown = if http.ip().is_unspecified() {
         format!("localhost:{}", http.port())
     } else {

@@ -1,16 +1,14 @@
 //! Upstream output URLs: parsing, and masking of the secrets in them (stream
-//! keys) so status, logs and the API never show a secret in full.
+//! keys, SRT passphrases) so status, logs and the API never show a secret in
+//! full.
 
 use std::fmt;
-
-/// Whether the daemon can push RTMP yet; until then outputs are refused
-/// rather than accepted and ignored.
-pub const RTMP_SINK_READY: bool = true;
 
 /// A parsed output destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputUrl {
     Rtmp(RtmpUrl),
+    Srt(SrtUrl),
 }
 
 /// `rtmp://HOST[:PORT]/APP/KEY` or `rtmps://…`.
@@ -28,9 +26,7 @@ pub struct RtmpUrl {
 /// Why a URL was refused; the text tells the user what a good one looks like.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("SRT outputs are not supported yet")]
-    SrtNotYet,
-    #[error("must start with rtmp:// or rtmps://")]
+    #[error("must start with rtmp://, rtmps:// or srt://")]
     Scheme,
     #[error("has no host; expected rtmp://HOST[:PORT]/APP/KEY")]
     NoHost,
@@ -40,12 +36,15 @@ pub enum UrlError {
     Path,
     #[error("must not contain spaces or control characters")]
     Characters,
+    /// An SRT URL that does not parse; the text says which part and why.
+    #[error("{0}")]
+    Srt(#[from] SrtUrlError),
 }
 
 impl OutputUrl {
     pub fn parse(url: &str) -> Result<OutputUrl, UrlError> {
         if url.starts_with("srt://") {
-            return Err(UrlError::SrtNotYet);
+            return Ok(OutputUrl::Srt(SrtUrl::parse(url)?));
         }
         RtmpUrl::parse(url).map(OutputUrl::Rtmp)
     }
@@ -54,6 +53,7 @@ impl OutputUrl {
     pub fn masked(&self) -> String {
         match self {
             OutputUrl::Rtmp(r) => r.masked(),
+            OutputUrl::Srt(s) => s.masked(),
         }
     }
 }
@@ -123,6 +123,9 @@ impl RtmpUrl {
     }
 }
 
+/// `srt://` URLs are parsed in `srt::url`, beside the sink that uses them.
+pub use crate::srt::url::{SrtMode, SrtUrl, SrtUrlError};
+
 /// The Debug form must not leak the key either.
 impl fmt::Debug for RtmpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -179,7 +182,7 @@ mod tests {
             ("rtmp://h/a", UrlError::Path),
             ("rtmp://h/a/", UrlError::Path),
             ("rtmp://h/a/k ey", UrlError::Characters),
-            ("srt://h:9000", UrlError::SrtNotYet),
+            ("srt://h", UrlError::Srt(SrtUrlError::Port)),
         ] {
             assert_eq!(OutputUrl::parse(url).unwrap_err(), e, "{url}");
         }

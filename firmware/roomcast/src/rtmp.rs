@@ -569,7 +569,13 @@ impl Outputs {
             .store(cfg.get().video.bitrate_kbps, Relaxed);
         let mut running = lock(&self.running);
         let mut old = std::mem::take(&mut *running);
-        for o in &cfg.get().outputs {
+        // srt:// outputs belong to crate::srt::SrtOutputs.
+        for o in cfg
+            .get()
+            .outputs
+            .iter()
+            .filter(|o| !crate::srt::is_srt(&o.url))
+        {
             match old.iter().position(|r| r.output == *o) {
                 Some(i) => running.push(old.remove(i)),
                 None => running.push(self.start(o)),
@@ -648,9 +654,10 @@ impl Outputs {
         }
     }
 
-    /// Each output's status in configuration order, keys masked.
-    pub fn status_json(&self) -> Vec<Value> {
-        lock(&self.running)
+    /// A JSON array: each output's status in configuration order, keys
+    /// masked.
+    pub fn status_json(&self) -> Value {
+        let outputs: Vec<Value> = lock(&self.running)
             .iter()
             .map(|r| {
                 let s = lock(&r.status).clone();
@@ -668,7 +675,8 @@ impl Outputs {
                     "last_error": s.last_error,
                 })
             })
-            .collect()
+            .collect();
+        Value::Array(outputs)
     }
 
     /// Prometheus lines for the outputs (text format 0.0.4).
@@ -770,6 +778,186 @@ mod tests {
                 .contains("cannot connect to 127.0.0.1:9"),
             "{st}"
         );
+    }
+
+    /// A minimal RTMP server for one test: answers connect, createStream
+    /// and publish, records the media messages of `sessions` connections
+    /// and hangs up on each after `frames` video frames.
+    fn fake_server(
+        listener: std::net::TcpListener,
+        sessions: usize,
+        frames: usize,
+    ) -> Vec<Vec<(u8, u32, [u8; 2])>> {
+        use roomcast_media::amf0::{self, Value};
+        use roomcast_media::rtmp::chunk::{ChunkReader, ChunkWriter};
+        let mut all = Vec::new();
+        for _ in 0..sessions {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut c0c1 = vec![0u8; 1537];
+            s.read_exact(&mut c0c1).unwrap();
+            let mut hs = vec![3u8];
+            hs.extend_from_slice(&[0u8; 1536]);
+            hs.extend_from_slice(&c0c1[1..]);
+            s.write_all(&hs).unwrap();
+            let mut c2 = vec![0u8; 1536];
+            s.read_exact(&mut c2).unwrap();
+            let (mut r, mut w) = (ChunkReader::default(), ChunkWriter::default());
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            'conn: loop {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "client hung up");
+                r.push(&buf[..n]);
+                while let Some(m) = r.next_message().unwrap() {
+                    let mut reply = |vals: &[Value], csid, sid| {
+                        let mut body = Vec::new();
+                        vals.iter().for_each(|v| amf0::encode(v, &mut body));
+                        let mut out = Vec::new();
+                        w.write(csid, 0, 20, sid, &body, &mut out).unwrap();
+                        out
+                    };
+                    match m.type_id {
+                        1 => r
+                            .set_chunk_size(u32::from_be_bytes(m.payload[..4].try_into().unwrap()))
+                            .unwrap(),
+                        20 => {
+                            let v = amf0::decode_all(&m.payload).unwrap();
+                            let out = match v[0].as_str().unwrap() {
+                                "connect" => reply(
+                                    &[
+                                        Value::str("_result"),
+                                        Value::Number(1.0),
+                                        Value::Null,
+                                        Value::Null,
+                                    ],
+                                    3,
+                                    0,
+                                ),
+                                "createStream" => reply(
+                                    &[
+                                        Value::str("_result"),
+                                        Value::Number(4.0),
+                                        Value::Null,
+                                        Value::Number(1.0),
+                                    ],
+                                    3,
+                                    0,
+                                ),
+                                "publish" => {
+                                    let info = Value::Object(vec![
+                                        ("level".into(), Value::str("status")),
+                                        ("code".into(), Value::str("NetStream.Publish.Start")),
+                                    ]);
+                                    reply(
+                                        &[
+                                            Value::str("onStatus"),
+                                            Value::Number(0.0),
+                                            Value::Null,
+                                            info,
+                                        ],
+                                        5,
+                                        1,
+                                    )
+                                }
+                                _ => Vec::new(),
+                            };
+                            s.write_all(&out).unwrap();
+                        }
+                        8 | 9 | 18 => {
+                            got.push((m.type_id, m.timestamp, [m.payload[0], m.payload[1]]));
+                            if got
+                                .iter()
+                                .filter(|g| g.2 == [0x17, 1] || g.2 == [0x27, 1])
+                                .count()
+                                >= frames
+                            {
+                                break 'conn;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            all.push(got);
+        }
+        all
+    }
+
+    #[test]
+    fn reconnect_resends_headers_and_time_continues() {
+        use crate::frame::EncodedFrame;
+        // Parameter sets of a 320x240 openh264 stream.
+        const SPS: [u8; 13] = [
+            0x67, 0x42, 0xc0, 0x15, 0x8c, 0x68, 0x14, 0x1f, 0x20, 0x1e, 0x11, 0x08, 0xd4,
+        ];
+        const PPS: [u8; 4] = [0x68, 0xce, 0x3c, 0x80];
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || fake_server(listener, 2, 25));
+        let bus = Arc::new(FrameBus::new());
+        let outs = Outputs::new(bus.clone(), Arc::new(RealClock::new()));
+        outs.apply(&cfg(&[(&format!("rtmp://127.0.0.1:{port}/live/k"), true)]));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut n = 0u64;
+        while !server.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            let key = n % 10 == 0;
+            let mut data = Vec::new();
+            if key {
+                for nal in [&SPS[..], &PPS[..], &[0x65, 0x88, 0x80][..]] {
+                    data.extend_from_slice(&[0, 0, 0, 1]);
+                    data.extend_from_slice(nal);
+                }
+            } else {
+                data.extend_from_slice(&[0, 0, 0, 1, 0x41, 0x9a, 0x02]);
+            }
+            let ts = Ticks90k(1_000_000 + n * 3000);
+            bus.publish(Arc::new(EncodedFrame {
+                capture_ns: ts.as_nanos(),
+                wall_ms: 0,
+                pts: ts,
+                dts: ts,
+                duration: Ticks90k(3000),
+                keyframe: key,
+                data,
+                epoch: 0,
+                width: 320,
+                height: 240,
+            }));
+            n += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let sessions = server.join().unwrap();
+        let mut last = None;
+        for got in &sessions {
+            // Every connection: onMetaData, then the sequence header, then a
+            // keyframe, all at the keyframe's time.
+            assert_eq!(got[0].0, 18, "{got:?}");
+            assert_eq!(got[1].2, [0x17, 0], "{got:?}");
+            assert_eq!(got[2].2, [0x17, 1], "{got:?}");
+            assert!(got[0].1 == got[1].1 && got[1].1 == got[2].1, "{got:?}");
+            // Time only moves forward, across the reconnect too.
+            for g in got {
+                if let Some(l) = last {
+                    assert!(g.1 >= l, "{sessions:?}");
+                }
+                last = Some(g.1);
+            }
+        }
+        assert!(sessions[1][0].1 > sessions[0].last().unwrap().1);
+        // Frames are 33 ms apart in RTMP time.
+        let video: Vec<u32> = sessions[0]
+            .iter()
+            .filter(|g| g.0 == 9)
+            .map(|g| g.1)
+            .collect();
+        // (After the sequence header: frame i at i × 33.3 ms, rounded, so
+        // no drift.)
+        for (i, t) in (0u32..).zip(&video[1..]) {
+            assert_eq!(*t, (i * 100 + 1) / 3, "{video:?}");
+        }
+        assert!(outs.status_json()[0]["reconnects"].as_u64().unwrap() >= 1);
     }
 
     #[test]

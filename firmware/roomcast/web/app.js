@@ -22,11 +22,17 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// CSRF token of the admin session: sent with every request that changes state.
+let csrf = null;
+
 async function fetchJSON(url, options = {}, timeoutMs = 5000) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  const headers = { ...(options.headers || {}) };
+  if (csrf && options.method && options.method !== 'GET') headers['X-CSRF-Token'] = csrf;
   try {
-    const res = await fetch(url, { cache: 'no-store', ...options, signal: ctl.signal });
+    const res = await fetch(url, { cache: 'no-store', ...options, headers, signal: ctl.signal });
+    if (res.status === 401 && url !== '/api/login' && url !== '/api/setup') showAuth();
     const text = await res.text();
     let body = null;
     try { body = JSON.parse(text); } catch (_) { body = { error: text.trim() || res.statusText }; }
@@ -125,7 +131,8 @@ function renderStatus(s) {
     ['Measured', `${num(m.fps, 1)} fps, ${num(m.bitrate_kbps)} kbit/s`, 'st-measured'],
     ['Frames', `${num(fr.captured)} captured, ${num(fr.encoded)} encoded, ${num(fr.dropped)} dropped`, 'st-frames'],
     ['Source', `${src.kind ?? '–'} ${num(src.width)}×${num(src.height)} @ ${num(src.fps)} fps`, 'st-source'],
-    ['Encoder', `${enc.kind ?? '–'} (restarts: ${num(enc.restarts)})`, 'st-encoder'],
+    ['Encoder', `${enc.kind ?? '–'}, target ${num(enc.bitrate_kbps)} kbit/s (restarts: ${num(enc.restarts)})`, 'st-encoder'],
+    ['Box', health(s.system || {}), 'st-system'],
     ['Uptime', fmtDuration(s.uptime_s), 'st-uptime'],
     ['Version', s.version, 'st-version'],
   ];
@@ -144,10 +151,63 @@ function renderStatus(s) {
       el('td', {}, sink.segments ?? '–')));
   }
   table.append(body);
-  $('status').replaceChildren(dl, el('div', { className: 'scroll' }, table));
+
+  // Upstream outputs (RTMP/SRT): state, last error, reconnects.
+  const outs = el('table', { id: 'st-outputs' },
+    el('thead', {}, el('tr', {}, ...['Upstream', 'State', 'Rate', 'Reconnects', 'Last error'].map((h) => el('th', {}, h)))));
+  const obody = el('tbody');
+  for (const o of s.outputs || []) {
+    obody.append(el('tr', {},
+      el('td', { className: 'url' }, o.url),
+      el('td', { className: `state state-${o.state}` }, o.enabled === false ? 'disabled' : o.state),
+      el('td', {}, o.send_rate_kbps != null ? `${num(o.send_rate_kbps)} kbit/s` : '–'),
+      el('td', {}, num(o.reconnects)),
+      el('td', { className: 'err-text' }, o.last_error || '')));
+  }
+  outs.append(obody);
+
+  history.push({ fps: m.fps ?? 0, kbps: m.bitrate_kbps ?? 0 });
+  if (history.length > HISTORY) history.shift();
+  const parts = [dl, el('div', { className: 'scroll' }, table)];
+  if ((s.outputs || []).length) parts.push(el('div', { className: 'scroll' }, outs));
+  $('status').replaceChildren(...parts);
+  drawChart();
+}
+
+function health(sys) {
+  const bits = [];
+  if (sys.cpu_percent != null) bits.push(`CPU ${num(sys.cpu_percent, 1)} %`);
+  if (sys.load1 != null) bits.push(`load ${num(sys.load1, 2)}`);
+  if (sys.soc_temp_c != null) bits.push(`${num(sys.soc_temp_c, 1)} °C`);
+  return bits.join(', ') || '–';
+}
+
+// The last five minutes of measured fps and bitrate, one sample a second.
+const HISTORY = 300;
+const history = [];
+
+function drawChart() {
+  const canvas = $('chart');
+  const w = (canvas.width = canvas.clientWidth || 300), h = (canvas.height = 80);
+  const g = canvas.getContext('2d');
+  g.clearRect(0, 0, w, h);
+  const line = (key, color) => {
+    const max = Math.max(1, ...history.map((p) => p[key])) * 1.1;
+    g.strokeStyle = color;
+    g.beginPath();
+    history.forEach((p, i) => {
+      const x = w - (history.length - 1 - i) * (w / (HISTORY - 1));
+      const y = h - (p[key] / max) * (h - 4) - 2;
+      if (i) g.lineTo(x, y); else g.moveTo(x, y);
+    });
+    g.stroke();
+  };
+  line('kbps', '#1f6feb');
+  line('fps', '#3fb950');
 }
 
 async function pollStatus() {
+  if (!csrf) { watchPlayer(); setTimeout(pollStatus, 1000); return; } // not logged in
   try {
     const { status, body } = await fetchJSON('/api/status');
     if (status !== 200) throw new Error(body.error || `HTTP ${status}`);
@@ -178,11 +238,37 @@ function setPath(obj, path, value) {
   parent[last] = value;
 }
 
+// ---------- outputs (upstream destinations) ----------
+
+function outputRow(o = { url: '', enabled: true }) {
+  const url = el('input', { type: 'text', className: 'out-url', value: o.url, placeholder: 'rtmp://host/app/key or srt://host:port?mode=caller' });
+  url.setAttribute('aria-label', 'destination URL');
+  const enabled = el('input', { type: 'checkbox', className: 'out-enabled', checked: o.enabled !== false });
+  const remove = el('button', { type: 'button', className: 'out-remove' }, 'Remove');
+  const row = el('div', { className: 'out-row' }, url, el('label', {}, enabled, ' on'), remove);
+  if (o.ca_file) row.dataset.caFile = o.ca_file;
+  remove.addEventListener('click', () => row.remove());
+  return row;
+}
+
+function renderOutputs(list) {
+  $('outputs').replaceChildren(...(list || []).map(outputRow));
+}
+
+function formOutputs() {
+  return [...document.querySelectorAll('#outputs .out-row')].map((row) => {
+    const o = { url: row.querySelector('.out-url').value.trim(), enabled: row.querySelector('.out-enabled').checked };
+    if (row.dataset.caFile) o.ca_file = row.dataset.caFile;
+    return o;
+  });
+}
+
 function loadConfig() {
   loading ??= fetchJSON('/api/config')
     .then(({ status, body }) => {
       if (status !== 200) throw new Error(body.error || `HTTP ${status}`);
       config = body;
+      renderOutputs(config.outputs);
       for (const input of inputs()) {
         const value = getPath(config, input.dataset.field);
         if (input.type === 'checkbox') input.checked = value === true;
@@ -195,6 +281,8 @@ function loadConfig() {
 }
 
 function clearErrors() {
+  $('err-outputs').textContent = '';
+  for (const u of document.querySelectorAll('#outputs .out-url')) u.removeAttribute('aria-invalid');
   $('apply-result').textContent = '';
   $('apply-result').className = '';
   for (const input of inputs()) {
@@ -206,6 +294,13 @@ function clearErrors() {
 function showError(field, message, reason) {
   $('apply-result').textContent = message;
   $('apply-result').className = 'bad';
+  if (field && field.startsWith('outputs')) {
+    $('err-outputs').textContent = message;
+    const i = Number((field.match(/^outputs\[(\d+)\]/) || [])[1]);
+    const row = document.querySelectorAll('#outputs .out-row')[i];
+    if (row) { row.querySelector('.out-url').setAttribute('aria-invalid', 'true'); row.querySelector('.out-url').focus(); }
+    return;
+  }
   const input = inputs().find((i) => i.dataset.field === field);
   if (input) {
     input.setAttribute('aria-invalid', 'true');
@@ -230,20 +325,32 @@ async function apply(event) {
     }
     setPath(next, input.dataset.field, value);
   }
+  // Send only what changed: the box keeps everything else as it is (and
+  // settings given on its command line stay out of its stored file).
+  const patch = {};
+  for (const input of inputs()) {
+    const value = getPath(next, input.dataset.field);
+    if (value !== getPath(config, input.dataset.field)) setPath(patch, input.dataset.field, value);
+  }
+  const outputs = formOutputs();
+  if (JSON.stringify(outputs) !== JSON.stringify(config.outputs || [])) patch.outputs = outputs;
   $('apply').disabled = true;
   $('apply-result').textContent = 'applying…';
   try {
     const { status, body } = await fetchJSON('/api/config', {
       method: 'PUT',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(next),
+      body: JSON.stringify(patch),
     }, 15000);
     if (status === 200) {
-      config = next;
+      config = { ...next, outputs };
       $('apply-result').textContent = 'Applied';
       $('apply-result').className = 'ok';
-      setPlayerState('restarting the stream…');
-      restartPlayer(1000); // the daemon restarts its pipeline: a new stream
+      // Only picture and HLS changes restart the stream; outputs do not.
+      if (Object.keys(patch).some((k) => k !== 'outputs')) {
+        setPlayerState('restarting the stream…');
+        restartPlayer(1000); // the daemon restarts its pipeline: a new stream
+      }
       loadConfig().catch(() => {});
     } else {
       showError(body.field, body.error || `HTTP ${status}`, body.reason);
@@ -255,9 +362,93 @@ async function apply(event) {
   }
 }
 
+// ---------- export / import ----------
+
+function exportConfig() {
+  const secrets = $('export-secrets').checked ? '?secrets=1' : '';
+  // A plain navigation downloads the file; the session cookie goes along.
+  window.location.href = `/api/config/export${secrets}`;
+}
+
+async function importConfig() {
+  const file = $('import-file').files[0];
+  if (!file) return;
+  const text = await file.text();
+  const { status, body } = await fetchJSON('/api/config/import', { method: 'PUT', body: text }, 15000)
+    .catch((e) => ({ status: 0, body: { error: e.message } }));
+  $('import-result').className = status === 200 ? 'ok' : 'bad';
+  $('import-result').textContent = status === 200 ? 'Imported' : body.error || `HTTP ${status}`;
+  $('import-file').value = '';
+  if (status === 200) { config = null; loadConfig().catch(() => {}); restartPlayer(1000); }
+}
+
+// ---------- access ----------
+
+let setupMode = false;
+
+// Hides the admin sections and asks for the password (or, on first start,
+// for a new one).
+async function showAuth() {
+  csrf = null;
+  for (const el of document.querySelectorAll('.admin')) el.hidden = true;
+  $('logout').hidden = true;
+  const { body } = await fetchJSON('/api/session').catch(() => ({ body: {} }));
+  setupMode = body.setup_needed === true;
+  $('auth-title').textContent = setupMode ? 'Set the admin password' : 'Log in';
+  $('auth-submit').textContent = setupMode ? 'Set password' : 'Log in';
+  $('auth-confirm-field').hidden = !setupMode;
+  $('auth-password').autocomplete = setupMode ? 'new-password' : 'current-password';
+  $('auth-card').hidden = false;
+}
+
+function showAdmin(token) {
+  csrf = token;
+  $('auth-card').hidden = true;
+  for (const el of document.querySelectorAll('.admin')) el.hidden = false;
+  $('logout').hidden = false;
+  config = null;
+  loadConfig().catch((e) => showError(null, `could not read the settings: ${e.message}`));
+}
+
+async function submitAuth(event) {
+  event.preventDefault();
+  const password = $('auth-password').value;
+  const result = $('auth-result');
+  result.className = 'bad';
+  if (setupMode && password !== $('auth-confirm').value) {
+    result.textContent = 'the two passwords differ';
+    return;
+  }
+  const { status, body } = await fetchJSON(setupMode ? '/api/setup' : '/api/login', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ password }),
+  }, 15000).catch((e) => ({ status: 0, body: { error: e.message } }));
+  if (status === 200) {
+    $('auth-password').value = '';
+    $('auth-confirm').value = '';
+    result.textContent = '';
+    showAdmin(body.csrf);
+  } else {
+    result.textContent = body.error || `HTTP ${status}`;
+  }
+}
+
+async function logout() {
+  await fetchJSON('/api/logout', { method: 'POST' }).catch(() => {});
+  showAuth();
+}
+
 // ---------- start ----------
 
 $('settings').addEventListener('submit', apply);
-loadConfig().catch((e) => showError(null, `could not read the settings: ${e.message}`));
+$('auth-form').addEventListener('submit', submitAuth);
+$('logout').addEventListener('click', logout);
+$('add-output').addEventListener('click', () => $('outputs').append(outputRow()));
+$('export').addEventListener('click', exportConfig);
+$('import-file').addEventListener('change', importConfig);
+fetchJSON('/api/session')
+  .then(({ body }) => (body.logged_in && body.csrf ? showAdmin(body.csrf) : showAuth()))
+  .catch(() => showAuth());
 pollStatus();
 startPlayer();
