@@ -517,3 +517,148 @@ fn rendezvous_with_srt_live_transmit() {
     check_stream(&d, &rx.kill(), 640, 360, 60);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A lossy path for one UDP flow: whatever arrives on `front` goes to
+/// `back_to` and the answers come back, each direction losing `loss` of the
+/// datagrams (seeded, so a failure replays) and delayed by `delay`. The
+/// kernel here has no netem, so the test brings its own.
+struct LossyRelay {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl LossyRelay {
+    fn start(back_to: u16, loss: f64, delay: Duration, seed: u64) -> LossyRelay {
+        use std::net::{SocketAddr, UdpSocket};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::{mpsc, Arc, Mutex};
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(("127.0.0.1", back_to)).unwrap();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        let port = front.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        // (deliver at, towards the receiver?, datagram): one delay line, FIFO
+        // because the delay is constant.
+        let (tx, rx) = mpsc::channel::<(Instant, bool, Vec<u8>)>();
+        let mut threads = Vec::new();
+        for to_back in [true, false] {
+            let sock = if to_back {
+                front.try_clone().unwrap()
+            } else {
+                back.try_clone().unwrap()
+            };
+            let (tx, stop, dropped, client) =
+                (tx.clone(), stop.clone(), dropped.clone(), client.clone());
+            let mut state = seed ^ u64::from(to_back) ^ 0x9e37_79b9_7f4a_7c15;
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    if to_back {
+                        *client.lock().unwrap() = Some(from);
+                    }
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    if (state % 1_000_000) as f64 / 1e6 < loss {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let _ = tx.send((Instant::now() + delay, to_back, buf[..n].to_vec()));
+                }
+            }));
+        }
+        drop(tx);
+        let stop2 = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((at, to_back, d)) = rx.recv_timeout(Duration::from_millis(100)) else {
+                    continue;
+                };
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if to_back {
+                    let _ = back.send(&d);
+                } else if let Some(c) = *client.lock().unwrap() {
+                    let _ = front.send_to(&d, c);
+                }
+            }
+        }));
+        LossyRelay {
+            port,
+            stop,
+            dropped,
+            threads,
+        }
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn five_percent_loss_and_20_ms_delay_decode_clean_at_default_latency() {
+    need_peers();
+    let dir = temp_dir("srt-loss");
+    let port = free_udp_port();
+    let rx = Receiver::start(
+        &format!("srt://127.0.0.1:{port}?mode=listener"),
+        &dir.join("out.ts"),
+    );
+    let seed = std::env::var("SRT_LOSS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let relay = LossyRelay::start(port, 0.05, Duration::from_millis(20), seed);
+    let d = daemon("srt-loss", &[format!("srt://127.0.0.1:{}", relay.port)]);
+    assert!(
+        rx.wait_for(1, Duration::from_secs(15)),
+        "no data (seed {seed}): {}",
+        output(&d, 0)
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let o = output(&d, 0);
+    let lost = relay.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let out = rx.kill();
+    drop(relay);
+    eprintln!("srt loss (seed {seed}): relay dropped {lost} datagrams; {o}");
+    assert!(lost > 20, "the relay dropped only {lost}");
+    assert!(o["packets_retransmitted"].as_u64() > Some(0), "{o}");
+    check_stream(&d, &out, 640, 360, 200);
+    // Decoding reports no corrupt frame. The kill may cut the last GOP
+    // short, so decode up to the last PAT (in front of the last keyframe).
+    let ts = std::fs::read(&out).unwrap();
+    let last_pat = ts
+        .chunks_exact(188)
+        .rposition(|p| p[0] == 0x47 && p[1] & 0x1f == 0 && p[2] == 0)
+        .expect("a PAT");
+    let whole = dir.join("whole-gops.ts");
+    std::fs::write(&whole, &ts[..last_pat * 188]).unwrap();
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&whole)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let errors = String::from_utf8_lossy(&dec.stderr);
+    assert!(
+        errors.trim().is_empty(),
+        "decode errors (seed {seed}):\n{errors}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

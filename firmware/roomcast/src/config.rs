@@ -25,7 +25,7 @@ pub struct Config {
     pub encoder: String,
     pub video: Video,
     pub hls: Hls,
-    /// Streams pushed to upstream servers (RTMP/RTMPS; SRT to come).
+    /// Streams pushed to upstream servers (RTMP/RTMPS) or sent over SRT.
     pub outputs: Vec<Output>,
     /// Board profile name (`boards/*.toml`, or `generic`), overriding the
     /// one recognised from the device tree; absent: recognise it.
@@ -37,7 +37,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
-    /// `rtmp://HOST[:PORT]/APP/KEY` or `rtmps://…`; the key is a secret.
+    /// `rtmp://HOST[:PORT]/APP/KEY` or `rtmps://…` (the key is a secret),
+    /// or `srt://HOST:PORT?mode=…` (see README "SRT output"; the
+    /// passphrase is a secret).
     pub url: String,
     /// A disabled output keeps its settings but does not connect.
     #[serde(default = "yes")]

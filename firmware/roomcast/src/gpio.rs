@@ -232,9 +232,9 @@ impl<P: InputPin> Button<P> {
     }
 }
 
-/// Output states (see `rtmp.rs` and the outputs of later issues) that mean
+/// Output states in `/api/status` (RTMP: `rtmp.rs`, SRT: `srt/`) that mean
 /// "on air" and "failing".
-const LIVE_STATES: [&str; 3] = ["publishing", "streaming", "connected"];
+const LIVE_STATES: [&str; 3] = ["publishing", "sending", "connected"];
 const ERROR_STATES: [&str; 4] = ["backoff", "rejected", "failed", "error"];
 
 /// Derives the tally from the encoder's frame counter and the outputs'
@@ -345,16 +345,18 @@ pub fn start(board: &Board, app: Arc<App>) -> Option<std::thread::JoinHandle<()>
         .name("gpio".into())
         .spawn(move || {
             let start = now_ms(clock.as_ref());
-            let encoded = || app.stats.encoded.load(std::sync::atomic::Ordering::Relaxed);
-            let mut watch = TallyWatch::new(encoded(), start);
+            // The status API's view: frames encoded, and every output's
+            // state (RTMP and SRT alike).
+            let encoded = |s: &serde_json::Value| s["frames"]["encoded"].as_u64().unwrap_or(0);
+            let mut watch = TallyWatch::new(encoded(&app.status_json()), start);
             let tally = |now| {
-                let outputs: serde_json::Value = app.outputs.status_json();
-                let states = outputs
+                let s = app.status_json();
+                let states = s["outputs"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter_map(|o| o["state"].as_str());
-                watch.update(now, encoded(), states)
+                watch.update(now, encoded(&s), states)
             };
             let on_reset = || {
                 eprintln!(
@@ -808,6 +810,7 @@ mod tests {
         assert_eq!(w.update(100, 3, []), Tally::Idle);
         assert_eq!(w.update(200, 6, ["connecting"]), Tally::Idle);
         assert_eq!(w.update(300, 9, ["publishing", "disabled"]), Tally::Live);
+        assert_eq!(w.update(350, 10, ["listening", "sending"]), Tally::Live);
         assert_eq!(w.update(400, 12, ["publishing", "backoff"]), Tally::Error);
         assert_eq!(w.update(500, 15, ["rejected"]), Tally::Error);
         // The encoder stops: error once STALL_MS has passed without a frame.
