@@ -258,6 +258,19 @@ async function run() {
   await page.click('#outputs .out-row:last-child .out-remove');
   ok(`bad output URL refused: "${await page.textContent('#err-outputs')}"`);
 
+  // Add an SRT output to the local libsrt listener and see it connect.
+  const srtUrl = process.env.SRT_OUTPUT;
+  if (srtUrl) {
+    await page.click('#add-output');
+    await page.fill('#outputs .out-row:last-child .out-url', srtUrl);
+    await page.click('#apply');
+    await waitText(page, 'apply-result', (t) => t.includes('Applied'), 10_000, 'adding the SRT output was not applied');
+    await page.waitForFunction(() => [...document.querySelectorAll('#st-outputs td.state')].some((td) => td.textContent === 'sending'), null, { timeout: 15_000 })
+      .catch(() => fail('the SRT output did not reach "sending" in the status table'));
+    await shot(page, '5-outputs');
+    ok(`SRT output ${srtUrl} added on the page and sending (status table)`);
+  }
+
   // Configuration export (secrets masked unless asked) and import.
   const exported = await page.evaluate(async () => (await fetch('/api/config/export')).text());
   if (!exported.includes('bitrate_kbps = 900')) fail(`export does not hold the stored bitrate: ${exported}`);
@@ -271,6 +284,13 @@ async function run() {
   if ((await apiGet('/api/config')).video.bitrate_kbps !== 1100) fail('a refused import changed the config');
   await shot(page, '4-settings');
   ok('configuration exported, re-imported with a change (bitrate 1100 in effect); a bad file refused with its field');
+
+  // A phone-sized screen: one column, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await shot(page, '6-phone');
+  if (overflow > 1) fail(`on a 390 px wide screen the page is ${overflow} px too wide`);
+  ok('phone-sized screen: the page fits 390 px without sideways scrolling');
 
   // Ten wrong passwords in a row are slowed down (429 with Retry-After).
   const statuses = [];

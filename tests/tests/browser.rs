@@ -10,6 +10,21 @@ use std::time::Duration;
 #[test]
 fn web_page_plays_the_stream_and_applies_settings() {
     let dir = browser_dir();
+    // A real SRT receiver (libsrt) for the page to add as an output.
+    let srt_port = roomcast_e2e::free_port();
+    let srt_out = roomcast_e2e::temp_dir("browser-srt").join("in.ts");
+    let mut receiver = Command::new("srt-live-transmit")
+        .args([
+            "-q",
+            "-a:no",
+            &format!("srt://:{srt_port}?mode=listener"),
+            "file://con",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&srt_out).expect("receiver output"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("srt-live-transmit (tests/run.sh installs srt-tools)");
     let daemon = Daemon::start(
         "browser",
         &["--size", "640x360", "--fps", "25", "--gop", "25"],
@@ -19,17 +34,28 @@ fn web_page_plays_the_stream_and_applies_settings() {
             .arg("play.mjs")
             .arg(daemon.base_url())
             .env("ROOMCAST_TOKEN", &daemon.token)
+            .env(
+                "SRT_OUTPUT",
+                format!("srt://127.0.0.1:{srt_port}?mode=caller"),
+            )
             // Screens of the run, to look at: target/screenshots/*.png.
             .env("SCREENSHOTS", screenshots_dir())
             .current_dir(&dir),
         Duration::from_secs(120),
     );
+    let received = std::fs::metadata(&srt_out).map_or(0, |m| m.len());
+    let _ = receiver.kill();
+    let _ = receiver.wait();
     print!("{stdout}");
     eprint!("{stderr}");
     assert_eq!(
         status,
         Some(0),
         "tests/browser/play.mjs failed (its output is above)"
+    );
+    assert!(
+        received >= 188 * 100,
+        "the SRT receiver got only {received} bytes"
     );
 }
 
