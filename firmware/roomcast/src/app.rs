@@ -318,9 +318,14 @@ fn patched(base: &Config, patch: Value) -> Result<ValidConfig, ApplyError> {
     merge(&mut merged, patch);
     let mut cfg: Config =
         serde_json::from_value(merged).map_err(|e| ApplyError::Shape(e.to_string()))?;
-    for o in &mut cfg.outputs {
+    for (i, o) in cfg.outputs.iter_mut().enumerate() {
         if let Some(old) = base.outputs.iter().find(|old| mask_url(&old.url) == o.url) {
             o.url = old.url.clone();
+        } else if o.url.contains("****") {
+            // Edited around the mask: the secret is the one this row had.
+            if let Some(old) = base.outputs.get(i) {
+                o.url = crate::outputs::unmask(&o.url, &old.url);
+            }
         }
     }
     Ok(cfg.validate()?)

@@ -144,6 +144,32 @@ pub fn mask(secret: &str) -> String {
     }
 }
 
+/// Puts `old`'s secret back into `new` where `new` still shows it masked, so
+/// a user can edit other parts of a masked URL (latency, host) without
+/// retyping the stream key or passphrase. Anything else is left as it is.
+pub fn unmask(new: &str, old: &str) -> String {
+    match OutputUrl::parse(old) {
+        Ok(OutputUrl::Rtmp(r)) => {
+            let masked = format!("/{}", mask(&r.key));
+            match new.strip_suffix(&masked) {
+                Some(head) => format!("{head}/{}", r.key),
+                None => new.to_string(),
+            }
+        }
+        Ok(OutputUrl::Srt(_)) => {
+            // The raw passphrase as written in the old URL (still encoded).
+            let raw = old
+                .split_once('?')
+                .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("passphrase=")));
+            match raw {
+                Some(raw) => new.replace("passphrase=****", &format!("passphrase={raw}")),
+                None => new.to_string(),
+            }
+        }
+        Err(_) => new.to_string(),
+    }
+}
+
 /// Masks the secret in `url` if it parses; otherwise masks everything after
 /// the scheme so a typo'd URL with a key in it is not shown either.
 pub fn mask_url(url: &str) -> String {
@@ -186,6 +212,23 @@ mod tests {
         ] {
             assert_eq!(OutputUrl::parse(url).unwrap_err(), e, "{url}");
         }
+    }
+
+    #[test]
+    fn edited_masked_urls_get_their_secret_back() {
+        let old = "rtmp://h/live/sk_live_1234567890abcd";
+        let edited = "rtmp://other:1936/live/****abcd";
+        assert_eq!(
+            unmask(edited, old),
+            "rtmp://other:1936/live/sk_live_1234567890abcd"
+        );
+        assert_eq!(unmask("rtmp://h/live/newkey", old), "rtmp://h/live/newkey");
+        let old = "srt://h:9000?mode=caller&passphrase=se%26cret-pass&latency=200";
+        let edited = "srt://h:9000?mode=caller&latency=500&passphrase=****";
+        assert_eq!(
+            unmask(edited, old),
+            "srt://h:9000?mode=caller&latency=500&passphrase=se%26cret-pass"
+        );
     }
 
     #[test]
