@@ -222,6 +222,15 @@ impl Auth {
                 .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
 
+    /// [`reset`] for the running daemon (the board's reset button): also
+    /// forgets every session, so none made before the reset becomes valid
+    /// again once a new password is set.
+    pub fn reset(&self) -> std::io::Result<()> {
+        lock(&self.sessions).clear();
+        lock(&self.failures).clear();
+        reset(&self.dir)
+    }
+
     /// Creates an API token, stores it, and returns it (shown once).
     pub fn new_api_token(&self) -> Result<String, AuthError> {
         let token = random_token();

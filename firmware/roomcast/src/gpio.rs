@@ -16,10 +16,11 @@
 //!   board's lines (Linux only, when the profile names them and the chip
 //!   exists) and runs it against the daemon.
 //!
-//! The reset is meant to restore the password and network settings. Neither
-//! exists yet (the password is issue 8), so for now the hook restores the
-//! default configuration (with the board's video profile), saved atomically
-//! like any other change, and logs it.
+//! The reset removes the admin password and API tokens (`Auth::reset`, which
+//! also ends every session) and restores the default configuration (with
+//! the board's video profile), saved atomically like any other change, and
+//! logs both. Network settings are not managed by roomcast yet; when they
+//! are, their reset belongs in the same hook.
 
 use crate::app::App;
 use crate::board::Board;
@@ -360,10 +361,17 @@ pub fn start(board: &Board, app: Arc<App>) -> Option<std::thread::JoinHandle<()>
             };
             let on_reset = || {
                 eprintln!(
-                    "roomcast: button held {} s: restoring the default configuration \
-                     (password and network settings: not implemented yet)",
+                    "roomcast: button held {} s: removing the admin password and API tokens, \
+                     restoring the default configuration (network settings are not managed \
+                     by roomcast yet)",
                     RESET_HOLD_MS / 1000
                 );
+                match app.auth.reset() {
+                    Ok(()) => {
+                        eprintln!("roomcast: admin password removed; the page asks for a new one")
+                    }
+                    Err(e) => eprintln!("roomcast: cannot remove the admin password: {e}"),
+                }
                 let patch = serde_json::to_value(&reset_to).unwrap_or_default();
                 match app.put_config(patch) {
                     Ok(()) => eprintln!("roomcast: default configuration restored and saved"),
