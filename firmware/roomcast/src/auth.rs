@@ -60,6 +60,10 @@ pub enum AuthError {
 struct Session {
     csrf: String,
     expires_ns: u64,
+    /// The password hash the session was opened under: a session never
+    /// outlives its password (`--reset-password` on a running box, a new
+    /// password set afterwards).
+    password: String,
 }
 
 #[derive(Debug, Default)]
@@ -122,7 +126,7 @@ impl Auth {
             .to_string();
         write_private(&self.dir.join(PASSWORD_FILE), &hash)
             .map_err(|e| AuthError::Store(e.to_string()))?;
-        Ok(self.new_session(now_ns))
+        Ok(self.new_session(now_ns, hash))
     }
 
     /// Checks the password; on success returns (session id, CSRF token).
@@ -164,14 +168,14 @@ impl Auth {
         }
         failures.remove(&from);
         drop(failures);
-        Ok(self.new_session(now_ns))
+        Ok(self.new_session(now_ns, hash))
     }
 
     pub fn logout(&self, session: &str) {
         lock(&self.sessions).remove(session);
     }
 
-    fn new_session(&self, now_ns: u64) -> (String, String) {
+    fn new_session(&self, now_ns: u64, password: String) -> (String, String) {
         let (id, csrf) = (random_token(), random_token());
         let mut s = lock(&self.sessions);
         s.retain(|_, v| v.expires_ns > now_ns);
@@ -180,6 +184,7 @@ impl Auth {
             Session {
                 csrf: csrf.clone(),
                 expires_ns: now_ns + SESSION_NS,
+                password,
             },
         );
         (id, csrf)
@@ -197,15 +202,17 @@ impl Auth {
                 return Ok(Access::Token);
             }
         }
-        if self.setup_needed() {
+        let Some(password) = self.password_hash() else {
             return Err(AuthError::SetupNeeded);
-        }
+        };
         let id = cookie.ok_or(AuthError::NotLoggedIn)?;
         let s = lock(&self.sessions);
         match s.get(id) {
-            Some(session) if session.expires_ns > now_ns => Ok(Access::Session {
-                csrf: session.csrf.clone(),
-            }),
+            Some(session) if session.expires_ns > now_ns && session.password == password => {
+                Ok(Access::Session {
+                    csrf: session.csrf.clone(),
+                })
+            }
             _ => Err(AuthError::NotLoggedIn),
         }
     }
@@ -326,6 +333,9 @@ mod tests {
         assert!(!stored.contains("correct horse"));
         reset(&d).unwrap();
         assert!(a.setup_needed());
+        // A session from before a reset does not come back with a new password.
+        a.setup("a new password", 2).unwrap();
+        assert_eq!(a.check(Some(&sid), None, 3), Err(AuthError::NotLoggedIn));
         std::fs::remove_dir_all(d).unwrap();
     }
 
