@@ -129,6 +129,39 @@ impl Daemon {
         )
     }
 
+    /// `/api/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let r = self.get("/api/status").expect("GET /api/status");
+        serde_json::from_slice(&r.body).expect("status JSON")
+    }
+
+    /// Output `i` of `/api/status` (RTMP and SRT destinations, config order).
+    pub fn output(&self, i: usize) -> serde_json::Value {
+        self.status()["outputs"][i].clone()
+    }
+
+    /// Polls output `i` until `pred` holds; panics with the last status after
+    /// `timeout`.
+    pub fn wait_output(
+        &self,
+        i: usize,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let o = self.output(i);
+            if pred(&o) {
+                return o;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "output {i} not as expected after {timeout:?}: {o}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls `path` until it answers 200 and `pred` accepts the body.
     pub fn wait_for(
         &self,
@@ -328,4 +361,23 @@ pub fn browser_dir() -> PathBuf {
         );
     }
     dir
+}
+
+/// An EXT-X-PROGRAM-DATE-TIME value (`2026-11-25T10:00:00.123Z`) as Unix
+/// milliseconds.
+pub fn parse_pdt_ms(t: &str) -> Option<f64> {
+    let (date, time) = t.trim().trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut tt = time.split(':');
+    let (hh, mm): (i64, i64) = (tt.next()?.parse().ok()?, tt.next()?.parse().ok()?);
+    let ss: f64 = tt.next()?.parse().ok()?;
+    // Days from civil (proleptic Gregorian), as in the media crate.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60) as f64 + ss) * 1000.0)
 }

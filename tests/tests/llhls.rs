@@ -2,7 +2,7 @@
 //! at low latency, the classic TS playlist beside it, ffprobe on the CMAF
 //! output, and 50 clients doing blocking reloads at once.
 
-use roomcast_e2e::{browser_dir, http, run_with_timeout, temp_dir, Daemon, Response};
+use roomcast_e2e::{browser_dir, http, parse_pdt_ms, run_with_timeout, temp_dir, Daemon, Response};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,24 +69,6 @@ fn edge(playlist: &str) -> Option<Edge> {
     })
 }
 
-/// `2026-11-25T10:00:00.123Z` to Unix milliseconds.
-fn parse_pdt_ms(t: &str) -> Option<f64> {
-    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut tt = time.split(':');
-    let (hh, mm): (i64, i64) = (tt.next()?.parse().ok()?, tt.next()?.parse().ok()?);
-    let ss: f64 = tt.next()?.parse().ok()?;
-    // Days from civil (proleptic Gregorian), as in the media crate.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hh * 3600 + mm * 60) as f64 + ss) * 1000.0)
-}
-
 /// Each test here wants the machine to itself (CI has two cores; timing is
 /// what they check): they take turns.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -101,10 +83,6 @@ fn now_ms() -> f64 {
         .unwrap()
         .as_secs_f64()
         * 1000.0
-}
-
-fn status(d: &Daemon) -> Value {
-    serde_json::from_slice(&d.get("/api/status").unwrap().body).unwrap()
 }
 
 fn wait_for_parts(d: &Daemon) -> Response {
@@ -275,7 +253,7 @@ fn hls_js_plays_ll_hls_under_1_5_s_and_classic_ts_still_plays() {
     // Capture drops are the load test's business: here Chromium decodes
     // 720p30 on the same two cores, and a busy CI machine may starve the
     // encoder for a frame or two. They are reported; playback is what counts.
-    let s = status(&d);
+    let s = d.status();
     println!(
         "capture to part published (ms): {}; frames: {}",
         s["llhls"]["part_latency_ms"], s["frames"]
@@ -355,7 +333,7 @@ fn fifty_clients_doing_blocking_reloads_are_all_served_promptly() {
         ages.extend(a);
     }
     ages.sort_by(f64::total_cmp);
-    let s = status(&d);
+    let s = d.status();
     println!(
         "50 clients, {total} parts: capture of a part's last frame to the blocked playlist \
          delivered (client clock) p50 {:.0} ms p99 {:.0} ms; \

@@ -167,30 +167,6 @@ impl Drop for Killed {
     }
 }
 
-/// `/api/status` → `outputs[i]`.
-fn output(d: &Daemon, i: usize) -> Value {
-    let r = d.get("/api/status").expect("GET /api/status");
-    let v: Value = serde_json::from_slice(&r.body).expect("status JSON");
-    v["outputs"][i].clone()
-}
-
-/// Polls output `i` until `pred` holds; panics with the last status after
-/// `timeout`.
-fn wait_output(d: &Daemon, i: usize, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let o = output(d, i);
-        if pred(&o) {
-            return o;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "output {i} not as expected after {timeout:?}: {o}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn publishing(o: &Value) -> bool {
     o["state"] == "publishing" && o["frames_sent"].as_u64().unwrap_or(0) > 0
 }
@@ -233,7 +209,7 @@ fn push_to_nginx_is_read_back_as_configured_h264() {
     let nginx = Nginx::start(None);
     let key = "roomcast_e2e_key_0123456789";
     let d = daemon("rtmp-push", &["--rtmp", &nginx.url(key)]);
-    let o = wait_output(&d, 0, Duration::from_secs(15), publishing);
+    let o = d.wait_output(0, Duration::from_secs(15), publishing);
     assert_eq!(o["peer"], format!("127.0.0.1:{}", nginx.port));
     // The key never shows in status.
     assert!(!o.to_string().contains("0123456789"), "{o}");
@@ -241,7 +217,7 @@ fn push_to_nginx_is_read_back_as_configured_h264() {
         probe(&nginx.url(key)),
         ("h264".to_string(), 320, 240, "30/1".to_string())
     );
-    let o = output(&d, 0);
+    let o = d.output(0);
     assert!(o["bytes_sent"].as_u64().unwrap() > 10_000, "{o}");
     assert!(o["send_rate_kbps"].as_f64().unwrap() > 0.0, "{o}");
     assert_eq!(o["reconnects"], 0, "{o}");
@@ -257,8 +233,8 @@ fn push_to_nginx_is_read_back_as_configured_h264() {
     let body = serde_json::json!({"outputs": [{"url": masked}, {"url": nginx.url("second_key")}]});
     let r = d.put_json("/api/config", &body.to_string()).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_output(&d, 1, Duration::from_secs(15), publishing);
-    let o = output(&d, 0);
+    d.wait_output(1, Duration::from_secs(15), publishing);
+    let o = d.output(0);
     assert!(publishing(&o) && o["reconnects"] == 0, "{o}");
     let status: Value = serde_json::from_slice(&d.get("/api/status").unwrap().body).unwrap();
     assert_eq!(status["encoder"]["restarts"], 0, "{status}");
@@ -390,7 +366,7 @@ fn rtmps_through_stunnel_with_private_ca_and_refused_without_it() {
     )
     .unwrap();
     let d = daemon("rtmps-ca", &["--config", config.to_str().unwrap()]);
-    wait_output(&d, 0, Duration::from_secs(15), publishing);
+    d.wait_output(0, Duration::from_secs(15), publishing);
     assert_eq!(
         probe(&nginx.url("tls_key_0123456789")),
         ("h264".to_string(), 320, 240, "30/1".to_string())
@@ -399,7 +375,7 @@ fn rtmps_through_stunnel_with_private_ca_and_refused_without_it() {
     // Without it: a certificate error in status, nothing sent.
     let url = format!("rtmps://127.0.0.1:{tls_port}/live/no_ca_key");
     let d2 = daemon("rtmps-no-ca", &["--rtmp", &url]);
-    let o = wait_output(&d2, 0, Duration::from_secs(10), |o| {
+    let o = d2.wait_output(0, Duration::from_secs(10), |o| {
         o["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("certificate"))
@@ -421,18 +397,16 @@ fn publishing_resumes_after_nginx_restarts_and_pull_decodes_cleanly() {
     let mut nginx = Nginx::start(None);
     let key = "restart_key";
     let d = daemon("rtmp-restart", &["--rtmp", &nginx.url(key)]);
-    wait_output(&d, 0, Duration::from_secs(15), publishing);
+    d.wait_output(0, Duration::from_secs(15), publishing);
     for round in 1..=3 {
         nginx.down();
-        let o = wait_output(&d, 0, Duration::from_secs(10), |o| {
-            o["state"] != "publishing"
-        });
+        let o = d.wait_output(0, Duration::from_secs(10), |o| o["state"] != "publishing");
         // Down long enough for a couple of failed attempts.
         std::thread::sleep(Duration::from_millis(1500));
-        let sent = output(&d, 0)["frames_sent"].as_u64().unwrap();
+        let sent = d.output(0)["frames_sent"].as_u64().unwrap();
         nginx.up();
         let back = Instant::now();
-        let o2 = wait_output(&d, 0, Duration::from_secs(10), |o| {
+        let o2 = d.wait_output(0, Duration::from_secs(10), |o| {
             o["state"] == "publishing" && o["frames_sent"].as_u64().unwrap() > sent
         });
         let took = back.elapsed();
@@ -519,8 +493,8 @@ fn rejected_publish_shows_in_status_and_retries_with_backoff() {
         &["--rtmp", &nginx.url("bad"), "--rtmp", &nginx.url("good")],
     );
     // The good key is let through by the same hook.
-    wait_output(&d, 1, Duration::from_secs(15), publishing);
-    let o = wait_output(&d, 0, Duration::from_secs(15), |o| o["state"] == "rejected");
+    d.wait_output(1, Duration::from_secs(15), publishing);
+    let o = d.wait_output(0, Duration::from_secs(15), |o| o["state"] == "rejected");
     let err = o["last_error"].as_str().unwrap_or_default();
     assert!(err.contains("refused the stream"), "{o}");
     // Count attempts over 5 s: backoff 0.25, 0.5, 1, 2, 4 s allows a handful;
@@ -530,7 +504,7 @@ fn rejected_publish_shows_in_status_and_retries_with_backoff() {
         hits.load(Ordering::SeqCst),
     );
     std::thread::sleep(Duration::from_secs(5));
-    let o = output(&d, 0);
+    let o = d.output(0);
     let (r1, h1) = (
         o["reconnects"].as_u64().unwrap(),
         hits.load(Ordering::SeqCst),
@@ -548,6 +522,6 @@ fn rejected_publish_shows_in_status_and_retries_with_backoff() {
     assert!(h1 - h0 <= 6, "{} on_publish calls in 5 s", h1 - h0);
     assert_eq!(o["frames_sent"], 0, "{o}");
     // The refused output never disturbed the good one.
-    let good = output(&d, 1);
+    let good = d.output(1);
     assert!(publishing(&good) && good["reconnects"] == 0, "{good}");
 }

@@ -8,8 +8,8 @@
 //! once, each joining at a keyframe), AES-128/192/256 both ways plus a wrong
 //! passphrase, and a receiver killed and restarted three times.
 
-use roomcast_e2e::{free_port, have, temp_dir, Daemon};
-use serde_json::Value;
+use roomcast_e2e::{free_port, have, parse_pdt_ms, temp_dir, Daemon};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -178,7 +178,7 @@ fn check_stream(d: &Daemon, path: &Path, w: u32, h: u32, min_frames: usize) {
         .filter(|(a, b)| b - a <= 0 || b - a > FRAME_TICKS * 3 / 2)
         .collect();
     if !gaps.is_empty() {
-        let st = status(d);
+        let st = d.status();
         let captured_dropped = st["frames"]["dropped_at_capture"].as_u64().unwrap_or(0);
         assert!(
             captured_dropped > 0,
@@ -189,28 +189,6 @@ fn check_stream(d: &Daemon, path: &Path, w: u32, h: u32, min_frames: usize) {
             "{what}: {} gaps, explained by {captured_dropped} pictures dropped at capture",
             gaps.len()
         );
-    }
-}
-
-fn status(d: &Daemon) -> Value {
-    let r = d.get("/api/status").expect("GET /api/status");
-    serde_json::from_slice(&r.body).expect("status JSON")
-}
-
-fn output(d: &Daemon, i: usize) -> Value {
-    status(d)["outputs"][i].clone()
-}
-
-/// Polls output `i`'s status until `pred` holds; panics with the last one.
-fn wait_output(d: &Daemon, i: usize, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let o = output(d, i);
-        if pred(&o) {
-            return o;
-        }
-        assert!(Instant::now() < deadline, "output {i} never got there: {o}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -250,9 +228,9 @@ fn caller_pushes_to_srt_live_transmit() {
     assert!(
         rx.wait_for(1, Duration::from_secs(10)),
         "no data: {}",
-        output(&d, 0)
+        d.output(0)
     );
-    let o = wait_output(&d, 0, Duration::from_secs(5), |o| {
+    let o = d.wait_output(0, Duration::from_secs(5), |o| {
         o["state"] == "sending" && o["frames_sent"].as_u64() > Some(60)
     });
     assert_eq!(o["mode"], "caller");
@@ -281,22 +259,22 @@ fn listener_serves_two_srt_live_transmit_callers_each_from_a_keyframe() {
         "srt-listener",
         &[format!("srt://127.0.0.1:{port}?mode=listener")],
     );
-    wait_output(&d, 0, Duration::from_secs(5), |o| o["state"] == "listening");
+    d.wait_output(0, Duration::from_secs(5), |o| o["state"] == "listening");
     let uri = format!("srt://127.0.0.1:{port}?mode=caller");
     let a = Receiver::start(&uri, &dir.join("a.ts"));
-    assert!(a.wait_for(1, Duration::from_secs(5)), "{}", output(&d, 0));
+    assert!(a.wait_for(1, Duration::from_secs(5)), "{}", d.output(0));
     // The second one joins mid-GOP, half a second later.
     std::thread::sleep(Duration::from_millis(500));
     let b = Receiver::start(&uri, &dir.join("b.ts"));
-    assert!(b.wait_for(1, Duration::from_secs(5)), "{}", output(&d, 0));
-    let o = wait_output(&d, 0, Duration::from_secs(5), |o| o["receivers"] == 2);
+    assert!(b.wait_for(1, Duration::from_secs(5)), "{}", d.output(0));
+    let o = d.wait_output(0, Duration::from_secs(5), |o| o["receivers"] == 2);
     assert_eq!(o["state"], "sending");
     std::thread::sleep(Duration::from_secs(4));
     let (a, b) = (a.kill(), b.kill());
     check_stream(&d, &a, 640, 360, 120);
     check_stream(&d, &b, 640, 360, 100);
     // Both gone: the listener waits again.
-    wait_output(&d, 0, Duration::from_secs(6), |o| {
+    d.wait_output(0, Duration::from_secs(6), |o| {
         o["receivers"] == 0 && o["state"] == "listening"
     });
     let _ = std::fs::remove_dir_all(dir);
@@ -349,7 +327,7 @@ fn passphrase_at_each_key_length_both_ways_and_wrong_passphrase_is_reported() {
     let d = daemon("srt-aes", &urls);
     for i in 3..8 {
         if i != 6 {
-            wait_output(&d, i, Duration::from_secs(5), |o| o["state"] == "listening");
+            d.wait_output(i, Duration::from_secs(5), |o| o["state"] == "listening");
         }
     }
     for (i, k) in keys.iter().enumerate() {
@@ -373,12 +351,12 @@ fn passphrase_at_each_key_length_both_ways_and_wrong_passphrase_is_reported() {
             r.wait_for(1, Duration::from_secs(8)),
             "{}: no data; status {}",
             r.out.display(),
-            status(&d)["outputs"]
+            d.status()["outputs"]
         );
     }
     std::thread::sleep(Duration::from_secs(4));
     // The wrong passphrases: refused, said so, nothing received.
-    let o = wait_output(&d, 6, Duration::from_secs(5), |o| o["state"] == "rejected");
+    let o = d.wait_output(6, Duration::from_secs(5), |o| o["state"] == "rejected");
     let e = o["last_error"].as_str().unwrap_or_default();
     assert!(e.contains("passphrase"), "{o}");
     assert!(!e.contains(PASS), "the passphrase leaked: {o}");
@@ -389,7 +367,7 @@ fn passphrase_at_each_key_length_both_ways_and_wrong_passphrase_is_reported() {
             ports[6]
         )
     );
-    let o = output(&d, 7);
+    let o = d.output(7);
     assert!(
         o["last_error"]
             .as_str()
@@ -409,17 +387,6 @@ fn passphrase_at_each_key_length_both_ways_and_wrong_passphrase_is_reported() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Seconds from the MPEG-TS playlist's PROGRAM-DATE-TIME (time of day only,
-/// which is all a test of a few seconds needs).
-fn pdt_seconds(line: &str) -> Option<f64> {
-    let t = line.split('T').nth(1)?.trim_end_matches('Z');
-    let mut parts = t.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
 #[test]
 fn receiver_killed_and_restarted_three_times_gets_data_again_quickly() {
     let _turn = need_peers();
@@ -428,7 +395,7 @@ fn receiver_killed_and_restarted_three_times_gets_data_again_quickly() {
     let uri = format!("srt://127.0.0.1:{port}?mode=listener");
     let mut rx = Receiver::start(&uri, &dir.join("run0.ts"));
     let d = daemon("srt-restart", &[format!("srt://127.0.0.1:{port}")]);
-    assert!(rx.wait_for(1, Duration::from_secs(10)), "{}", output(&d, 0));
+    assert!(rx.wait_for(1, Duration::from_secs(10)), "{}", d.output(0));
     std::thread::sleep(Duration::from_secs(2));
     let pid = d.child.id();
     let mut rss = Vec::new();
@@ -448,7 +415,7 @@ fn receiver_killed_and_restarted_three_times_gets_data_again_quickly() {
         let back = Instant::now();
         let ok = rx.wait_for(1, Duration::from_secs(10));
         let took = back.elapsed();
-        assert!(ok, "run {run}: no data after restart: {}", output(&d, 0));
+        assert!(ok, "run {run}: no data after restart: {}", d.output(0));
         waits.push(took);
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -461,7 +428,7 @@ fn receiver_killed_and_restarted_three_times_gets_data_again_quickly() {
             i + 1
         );
     }
-    let o = output(&d, 0);
+    let o = d.output(0);
     assert!(o["reconnects"].as_u64() >= Some(restarts as u64), "{o}");
     // Memory does not grow with reconnects (allocator noise allowed).
     let (first, last) = (rss[0], rss[rss.len() - 1]);
@@ -473,7 +440,7 @@ fn receiver_killed_and_restarted_three_times_gets_data_again_quickly() {
 
     // HLS of the same run never noticed: no frame dropped for its sinks, no
     // discontinuity, and the segments follow each other without a gap.
-    let st = status(&d);
+    let st = d.status();
     for s in st["sinks"].as_array().unwrap() {
         if s["name"] == "hls" || s["name"] == "llhls" {
             assert_eq!(s["dropped"], 0, "{s}");
@@ -485,7 +452,7 @@ fn receiver_killed_and_restarted_three_times_gets_data_again_quickly() {
     let mut pdt = None;
     for line in playlist.lines() {
         if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
-            pdt = pdt_seconds(v);
+            pdt = parse_pdt_ms(v).map(|ms| ms / 1000.0);
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
             let dur: f64 = v.trim_end_matches(',').parse().unwrap();
             segs.push((pdt.take().expect("PDT before EXTINF"), dur));
@@ -517,10 +484,10 @@ fn rendezvous_with_srt_live_transmit() {
     assert!(
         rx.wait_for(1, Duration::from_secs(20)),
         "no data: {}",
-        output(&d, 0)
+        d.output(0)
     );
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(output(&d, 0)["state"], "sending");
+    assert_eq!(d.output(0)["state"], "sending");
     check_stream(&d, &rx.kill(), 640, 360, 60);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -636,10 +603,10 @@ fn five_percent_loss_and_20_ms_delay_decode_clean_at_default_latency() {
     assert!(
         rx.wait_for(1, Duration::from_secs(15)),
         "no data (seed {seed}): {}",
-        output(&d, 0)
+        d.output(0)
     );
     std::thread::sleep(Duration::from_secs(8));
-    let o = output(&d, 0);
+    let o = d.output(0);
     let lost = relay.dropped.load(std::sync::atomic::Ordering::Relaxed);
     let out = rx.kill();
     drop(relay);

@@ -11,7 +11,6 @@ use crate::outputs::mask_url;
 use crate::pipeline::Pipeline;
 use crate::stats::Stats;
 use serde_json::{json, Value};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -244,10 +243,7 @@ impl App {
         let rates = s.rates(self.clock.monotonic_ns());
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
+            crate::stats::write_family(&mut out, (name, kind, help), samples.iter().cloned());
         };
         // Process-wide metrics without labels: (name, type, help, value).
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed) as f64;

@@ -128,6 +128,16 @@ impl SinkQueue {
         f
     }
 
+    /// Hands every frame to `f` until the queue is closed: a sink thread's
+    /// whole loop.
+    pub fn run_until_closed(&self, mut f: impl FnMut(SharedFrame)) {
+        while !self.is_closed() {
+            if let Some(frame) = self.pop_timeout(Duration::from_millis(500)) {
+                f(frame);
+            }
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         lock(&self.state).closed
     }

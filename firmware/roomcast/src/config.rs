@@ -282,15 +282,8 @@ impl Config {
             return Err(field("outputs", "at most 8 outputs"));
         }
         for (i, o) in self.outputs.iter().enumerate() {
-            match crate::outputs::OutputUrl::parse(&o.url) {
-                Err(reason) => return Err(field(format!("outputs[{i}].url"), reason.to_string())),
-                Ok(crate::outputs::OutputUrl::Srt(_)) if !crate::srt::SINK_READY => {
-                    return Err(field(
-                        format!("outputs[{i}].url"),
-                        "SRT outputs are not supported yet",
-                    ))
-                }
-                Ok(_) => {}
+            if let Err(reason) = crate::outputs::OutputUrl::parse(&o.url) {
+                return Err(field(format!("outputs[{i}].url"), reason.to_string()));
             }
             if o.ca_file.as_ref().is_some_and(|f| f.is_empty()) {
                 return Err(field(

@@ -238,11 +238,7 @@ fn segment_target(s: HlsSettings) -> Ticks90k {
 /// The HLS sink thread: runs until its queue is closed.
 pub fn run_sink(queue: Arc<SinkQueue>, store: Arc<HlsStore>, first_sequence: u64) {
     let mut packager = Packager::new(store.clone(), first_sequence);
-    while !queue.is_closed() {
-        if let Some(f) = queue.pop_timeout(Duration::from_millis(500)) {
-            packager.push(&f);
-        }
-    }
+    queue.run_until_closed(|f| packager.push(&f));
     store.close();
 }
 

@@ -12,6 +12,7 @@
 use crate::bus::{lock, SinkQueue};
 use crate::clock::SharedClock;
 use crate::frame::{EncodedFrame, SharedFrame};
+use crate::stats::quantiles_ms;
 use roomcast_media::fmp4::{self, Sample};
 use roomcast_media::h264::ParameterSets;
 use roomcast_media::hls::{Cut, Segmenter};
@@ -508,16 +509,6 @@ impl State {
     }
 }
 
-fn quantiles_ms(samples: impl Iterator<Item = u64>) -> Option<(f64, f64)> {
-    let mut v: Vec<u64> = samples.collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1e6;
-    Some((q(0.5), q(0.99)))
-}
-
 fn segment_target(s: LlSettings) -> Ticks90k {
     Ticks90k(u64::from(s.segment_ms) * Ticks90k::HZ / 1000)
 }
@@ -525,11 +516,7 @@ fn segment_target(s: LlSettings) -> Ticks90k {
 /// The LL-HLS sink thread: runs until its queue is closed.
 pub fn run_sink(queue: Arc<SinkQueue>, store: Arc<LlStore>, first_sequence: u64) {
     let mut packager = LlPackager::new(store.clone(), first_sequence);
-    while !queue.is_closed() {
-        if let Some(f) = queue.pop_timeout(Duration::from_millis(500)) {
-            packager.push(f);
-        }
-    }
+    queue.run_until_closed(|f| packager.push(f));
     store.close();
 }
 

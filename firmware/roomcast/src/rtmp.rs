@@ -24,12 +24,12 @@ use crate::bus::{lock, FrameBus, SinkQueue};
 use crate::clock::SharedClock;
 use crate::config::{Output, ValidConfig};
 use crate::outputs::{OutputUrl, RtmpUrl};
+use crate::stats::{output_label, write_family};
 use roomcast_media::flv::Metadata;
 use roomcast_media::h264::{annexb_to_avcc, ParameterSets};
 use roomcast_media::rtmp::{ClientConfig, ClientSession, Event, RtmpError, State};
 use roomcast_media::time::Ticks90k;
 use serde_json::{json, Value};
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
@@ -683,10 +683,7 @@ impl Outputs {
     pub fn write_metrics(&self, out: &mut String) {
         let rows: Vec<(String, OutputStatus)> = lock(&self.running)
             .iter()
-            .map(|r| {
-                let label = r.masked.replace('\\', "\\\\").replace('"', "\\\"");
-                (format!("{{output=\"{label}\"}}"), lock(&r.status).clone())
-            })
+            .map(|r| (output_label(&r.masked), lock(&r.status).clone()))
             .collect();
         #[rustfmt::skip]
         let metrics: [Metric; 5] = [
@@ -697,10 +694,11 @@ impl Outputs {
             ("roomcast_output_publishing", "gauge", "1 while an output is publishing.", |s| f64::from(u8::from(s.state == OutputState::Publishing))),
         ];
         for (name, kind, help, f) in metrics {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, s) in &rows {
-                let _ = writeln!(out, "{name}{labels} {}", f(s));
-            }
+            write_family(
+                out,
+                (name, kind, help),
+                rows.iter().map(|(l, s)| (l.clone(), f(s))),
+            );
         }
     }
 }

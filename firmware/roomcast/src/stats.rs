@@ -78,9 +78,57 @@ impl Stats {
     }
 }
 
+/// Median and 99th percentile of nanosecond samples, in milliseconds.
+pub fn quantiles_ms(samples: impl Iterator<Item = u64>) -> Option<(f64, f64)> {
+    let mut v: Vec<u64> = samples.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
+    Some((at(0.5), at(0.99)))
+}
+
+/// Writes one Prometheus metric family (text format 0.0.4): its HELP and
+/// TYPE lines, then one sample per `(labels, value)`.
+pub fn write_family(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    samples: impl IntoIterator<Item = (String, f64)>,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+/// `{output="…"}` for an output's masked URL, escaped for Prometheus.
+pub fn output_label(masked: &str) -> String {
+    let label = masked.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("{{output=\"{label}\"}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_and_prometheus_families() {
+        assert_eq!(quantiles_ms(std::iter::empty()), None);
+        let (p50, p99) = quantiles_ms((1..=100).map(|ms| ms * 1_000_000)).unwrap();
+        assert_eq!((p50, p99), (51.0, 99.0));
+        let mut out = String::new();
+        write_family(
+            &mut out,
+            ("m", "gauge", "Help."),
+            [(output_label("a\"b"), 1.5)],
+        );
+        assert_eq!(
+            out,
+            "# HELP m Help.\n# TYPE m gauge\nm{output=\"a\\\"b\"} 1.5\n"
+        );
+    }
 
     #[test]
     fn rates_come_from_capture_time() {

@@ -40,6 +40,7 @@ use crate::clock::SharedClock;
 use crate::config::{Output, ValidConfig};
 use crate::frame::SharedFrame;
 use crate::outputs::OutputUrl;
+use crate::stats::{output_label, quantiles_ms, write_family};
 use bytes::Bytes;
 use futures::{Sink, Stream, StreamExt};
 use roomcast_media::ts::{TsConfig, TsMuxer, PACKET_SIZE};
@@ -50,7 +51,6 @@ use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::{SocketStatistics, SrtListener, SrtSocket};
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -60,9 +60,6 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 pub use url::{SrtMode, SrtUrl, SrtUrlError};
-
-/// SRT outputs are accepted by configuration validation.
-pub const SINK_READY: bool = true;
 
 /// Frames an output may fall behind (3 s at 30 fps) before the bus drops
 /// to the next keyframe.
@@ -223,16 +220,6 @@ impl SrtStatus {
     pub fn send_delay_ms(&self) -> Option<(f64, f64)> {
         quantiles_ms(self.delay_ns.iter().copied())
     }
-}
-
-fn quantiles_ms(samples: impl Iterator<Item = u64>) -> Option<(f64, f64)> {
-    let mut v: Vec<u64> = samples.collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
-    Some((at(0.5), at(0.99)))
 }
 
 /// Why a connection attempt or a listener failed.
@@ -1022,10 +1009,7 @@ impl SrtOutputs {
     pub fn write_metrics(&self, out: &mut String) {
         let rows: Vec<(String, SrtStatus)> = lock(&self.running)
             .iter()
-            .map(|r| {
-                let label = r.masked.replace('\\', "\\\\").replace('"', "\\\"");
-                (format!("{{output=\"{label}\"}}"), lock(&r.status).clone())
-            })
+            .map(|r| (output_label(&r.masked), lock(&r.status).clone()))
             .collect();
         if rows.is_empty() {
             return;
@@ -1042,10 +1026,11 @@ impl SrtOutputs {
             ("roomcast_srt_rtt_seconds", "gauge", "Handshake round-trip time of the first connection.", |s| s.peers.first().map_or(0.0, |p| p.rtt_ms / 1e3)),
         ];
         for (name, kind, help, f) in metrics {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, s) in &rows {
-                let _ = writeln!(out, "{name}{labels} {}", f(s));
-            }
+            write_family(
+                out,
+                (name, kind, help),
+                rows.iter().map(|(l, s)| (l.clone(), f(s))),
+            );
         }
     }
 }
@@ -1096,13 +1081,6 @@ mod tests {
         out.clear();
         pack_messages(&[], &mut out);
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn quantiles() {
-        assert_eq!(quantiles_ms(std::iter::empty()), None);
-        let (p50, p99) = quantiles_ms((1..=100).map(|ms| ms * 1_000_000)).unwrap();
-        assert_eq!((p50.round(), p99), (51.0, 99.0));
     }
 
     fn cfg(outputs: &[(&str, bool)]) -> ValidConfig {
