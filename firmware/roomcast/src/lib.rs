@@ -65,27 +65,20 @@ pub fn start(
     // Sequence numbers start from the wall clock so they never repeat across
     // restarts and a cached segment can never be the wrong one.
     let first_sequence = clock.wall_unix_ms() / 500;
-    let mut threads = vec![{
-        let hls = hls.clone();
-        std::thread::Builder::new()
-            .name("hls".into())
-            .spawn(move || hls::run_sink(queue, hls, first_sequence))
-            .context("spawn HLS thread")?
-    }];
-    threads.push({
-        let ll = ll.clone();
-        std::thread::Builder::new()
-            .name("llhls".into())
-            .spawn(move || llhls::run_sink(ll_queue, ll, first_sequence))
-            .context("spawn LL-HLS thread")?
-    });
-    threads.push({
-        let ll = ll.clone();
-        std::thread::Builder::new()
-            .name("llhls-timer".into())
-            .spawn(move || llhls::run_timer(ll))
-            .context("spawn LL-HLS timer")?
-    });
+    let mut threads = vec![
+        spawn("hls", {
+            let hls = hls.clone();
+            move || hls::run_sink(queue, hls, first_sequence)
+        })?,
+        spawn("llhls", {
+            let ll = ll.clone();
+            move || llhls::run_sink(ll_queue, ll, first_sequence)
+        })?,
+        spawn("llhls-timer", {
+            let ll = ll.clone();
+            move || llhls::run_timer(ll)
+        })?,
+    ];
     let pipeline = pipeline::Pipeline::new(clock.clone(), bus.clone(), stats.clone());
     pipeline.apply(&cfg).context("start the encoder")?;
     // RTMP outputs: one thread and bus queue each (see rtmp.rs).
@@ -120,4 +113,15 @@ pub fn start(
         server,
         threads,
     })
+}
+
+/// Starts a named thread of the daemon.
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .with_context(|| format!("spawn the {name} thread"))
 }
