@@ -56,8 +56,10 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 
+# libclang-dev + clang: bindgen generates the `v4l` crate's V4L2 bindings
+# (its libclang parses the headers; the clang binary finds include paths).
 pkgs=(rustc-web cargo-web "libstd-rust-web-dev:$debarch" "gcc-$gnu" "g++-$gnu"
-    "libc6-dev-$debarch-cross" qemu-user-static nasm ffmpeg curl)
+    "libc6-dev-$debarch-cross" qemu-user-static nasm ffmpeg curl libclang-dev clang)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
@@ -125,6 +127,11 @@ cargo=/usr/bin/cargo
 unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC
 export CARGO_TARGET_DIR="$root/target/cross"
 export "CC_$triple_env=$gnu-gcc" "CXX_$triple_env=$gnu-g++" "AR_$triple_env=$gnu-ar"
+# bindgen must read the target's kernel and libc headers (from
+# libc6-dev-ARCH-cross): V4L2 struct layouts, and so the ioctl codes built
+# from their sizes, differ between armv7 and aarch64. Host headers would
+# compile and then fail every ioctl on the box.
+export "BINDGEN_EXTRA_CLANG_ARGS_$triple_env=-isystem /usr/$gnu/include"
 echo "   $($RUSTC --version), $($cargo --version | cut -d' ' -f1-2), $($gnu-gcc --version | head -n1)"
 
 t=$(now)

@@ -65,6 +65,12 @@ impl Daemon {
     /// Starts `roomcast --http 127.0.0.1:PORT --data-dir DIR` plus `args`,
     /// and waits until `/api/status` answers.
     pub fn start(tag: &str, args: &[&str]) -> Daemon {
+        Self::start_with_env(tag, args, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (e.g. the V4L2
+    /// simulator's directory).
+    pub fn start_with_env(tag: &str, args: &[&str], env: &[(&str, &Path)]) -> Daemon {
         let port = free_port();
         let data_dir = temp_dir(tag);
         std::fs::write(data_dir.join("api-tokens"), format!("{TEST_TOKEN}\n"))
@@ -75,6 +81,7 @@ impl Daemon {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -380,4 +387,34 @@ pub fn parse_pdt_ms(t: &str) -> Option<f64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(((days * 86_400 + hh * 3600 + mm * 60) as f64 + ss) * 1000.0)
+}
+
+/// `ffprobe -of json ARGS FILE`, asserting that it succeeds.
+pub fn ffprobe_json(args: &[&str], file: &Path) -> serde_json::Value {
+    assert!(
+        have("ffprobe"),
+        "ffprobe is missing: run tests/run.sh, which installs ffmpeg"
+    );
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// Segment URIs of a media playlist, in order.
+pub fn segment_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
 }

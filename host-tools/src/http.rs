@@ -66,6 +66,23 @@ pub fn get_with_token(
     timeout: Duration,
     token: Option<&str>,
 ) -> Result<Response, HttpError> {
+    let auth = token
+        .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request("GET", url, &headers, None, timeout)
+}
+
+/// One request: `method url` with extra `headers` (values must be printable
+/// ASCII; others are left out) and an optional JSON `body`, all of it done
+/// within `timeout`.
+pub fn request(
+    method: &str,
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, HttpError> {
     let deadline = Instant::now() + timeout;
     let timed_out = || HttpError::Timeout(timeout.as_secs_f64());
     let addrs: Vec<_> = (url.host.as_str(), url.port)
@@ -108,17 +125,30 @@ pub fn get_with_token(
         stream: &stream,
         deadline,
     };
-    let auth = token
-        .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: roomcast-host/{}\r\nAccept: */*\r\n{auth}Connection: close\r\n\r\n",
+    let extra: String = headers
+        .iter()
+        .filter(|(k, v)| {
+            k.bytes().all(|b| b.is_ascii_graphic()) && v.bytes().all(|b| (b' '..=b'~').contains(&b))
+        })
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let body_headers = match body {
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+        None => String::new(),
+    };
+    let head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: roomcast-host/{}\r\nAccept: */*\r\n{extra}{body_headers}Connection: close\r\n\r\n",
         url.path,
         url.host_header(),
         env!("CARGO_PKG_VERSION")
     );
-    writer.write_all(request.as_bytes()).map_err(map_io)?;
+    writer.write_all(head.as_bytes()).map_err(map_io)?;
+    if let Some(b) = body {
+        writer.write_all(b).map_err(map_io)?;
+    }
     let mut reader = BufReader::new(DeadlineStream {
         stream: &stream,
         deadline,

@@ -1,39 +1,10 @@
 //! The real `roomcast` binary, checked with ffprobe (FFmpeg) and plain HTTP.
 
-use roomcast_e2e::{have, roomcast_bin, temp_dir, Daemon};
+use roomcast_e2e::{ffprobe_json, roomcast_bin, segment_uris, temp_dir, Daemon};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-fn ffprobe_json(args: &[&str], file: &Path) -> Value {
-    assert!(
-        have("ffprobe"),
-        "ffprobe is missing: run tests/run.sh, which installs ffmpeg"
-    );
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
-}
-
-/// Segment URIs of the playlist, in order.
-fn segment_uris(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
 
 #[test]
 fn live_segments_decode_with_configured_size_frame_count_and_continuous_pts() {

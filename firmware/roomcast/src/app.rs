@@ -146,10 +146,13 @@ impl App {
 
     /// Restarts the pipeline unless only the outputs changed (a new stream
     /// key must not interrupt HLS or the other outputs).
+    /// Camera controls are applied live, also without a restart.
     fn apply_pipeline(&self, old: &ValidConfig, new: &ValidConfig) -> Result<(), EncodeError> {
         let (mut a, mut b) = (old.get().clone(), new.get().clone());
         (a.outputs, b.outputs) = (Vec::new(), Vec::new());
+        (a.camera, b.camera) = (Default::default(), Default::default());
         if a == b {
+            self.pipeline.set_controls(new);
             return Ok(());
         }
         self.pipeline.apply(new)
@@ -221,7 +224,8 @@ impl App {
             "board": crate::board::current().status_json(),
             "uptime_s": round1(self.uptime_s()),
             "system": { "cpu_percent": health.cpu_percent, "load1": health.load1, "soc_temp_c": health.soc_temp_c },
-            "source": { "kind": cur.source, "width": cur.width, "height": cur.height, "fps": cur.fps },
+            "source": { "kind": cur.source, "width": cur.width, "height": cur.height, "fps": cur.fps,
+                        "camera": (cur.source == "v4l2").then(|| lock(&self.pipeline.camera).clone()) },
             "encoder": { "kind": cur.encoder, "restarts": s.encoder_restarts.load(Relaxed),
                          "errors": s.encode_errors.load(Relaxed),
                          "bitrate_kbps": lock(&self.config).get().video.bitrate_kbps },

@@ -10,6 +10,7 @@
 
 use crate::frame::SharedFrame;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct FrameBus {
     sinks: Mutex<Vec<Arc<SinkQueue>>>,
+    /// A sink wants a keyframe soon (a receiver joined); the encoder
+    /// stage takes it.
+    keyframe_wanted: Arc<AtomicBool>,
 }
 
 impl FrameBus {
@@ -31,6 +35,7 @@ impl FrameBus {
             capacity: capacity.max(1),
             state: Mutex::new(QueueState::default()),
             ready: Condvar::new(),
+            keyframe_wanted: self.keyframe_wanted.clone(),
         });
         lock(&self.sinks).push(q.clone());
         q
@@ -52,6 +57,17 @@ impl FrameBus {
     pub fn sinks(&self) -> Vec<Arc<SinkQueue>> {
         lock(&self.sinks).clone()
     }
+
+    /// Asks the encoder (or a pass-through camera) for an IDR, so a new
+    /// receiver does not wait a whole GOP for its first picture.
+    pub fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a keyframe was asked for since the last call.
+    pub fn take_keyframe_request(&self) -> bool {
+        self.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
 }
 
 /// One sink's bounded queue.
@@ -60,6 +76,8 @@ pub struct SinkQueue {
     capacity: usize,
     state: Mutex<QueueState>,
     ready: Condvar,
+    /// The bus's flag (see [`FrameBus::request_keyframe`]).
+    keyframe_wanted: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -81,6 +99,11 @@ pub struct QueueStats {
 }
 
 impl SinkQueue {
+    /// This sink needs a keyframe soon (a receiver joined or reconnected).
+    pub fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

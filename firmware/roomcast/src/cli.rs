@@ -7,23 +7,28 @@ use std::path::PathBuf;
 
 pub const USAGE: &str = "\
 usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
-                [--source test] [--size WxH] [--fps N]
-                [--encoder auto|openh264] [--bitrate KBPS] [--gop FRAMES]
-                [--rtmp URL]... [--srt URL]... [--board NAME]
+                [--source test|v4l2:/dev/videoN] [--size WxH] [--fps N]
+                [--encoder auto|openh264|v4l2m2m:/dev/videoN|passthrough]
+                [--bitrate KBPS] [--gop FRAMES]
+                [--rtmp URL]... [--srt URL]... [--board NAME] [--no-mdns]
 
   --config FILE     configuration file (default: DATA_DIR/config.toml)
   --data-dir DIR    where configuration and state live
                     (default: $ROOMCAST_DATA_DIR, else ~/.local/share/roomcast)
   --http ADDR:PORT  web page, API and HLS (default: 0.0.0.0:8080)
-  --source test     the built-in test pattern
+  --source S        test (the built-in test pattern) or v4l2:/dev/videoN
+                    (a camera; `GET /api/devices` lists them and their modes)
   --size WxH        picture size, e.g. 1280x720
   --fps N           frames per second
-  --encoder E       auto or openh264
+  --encoder E       auto (hardware encoder if the board has one, else
+                    openh264), openh264, v4l2m2m:/dev/videoN, or passthrough
+                    (the camera's own H.264)
   --bitrate KBPS    target bitrate in kbit/s
   --gop FRAMES      keyframe interval in frames
   --board NAME      board profile (pi4, pi5, pi-zero-2w, cm4,
                     generic-aarch64-uvc, generic) instead of the one
                     recognised from /proc/device-tree/model
+  --no-mdns         do not announce the box on the LAN by mDNS (config: mdns = false)
   --reset-password  forget the web page's admin password and API tokens, then exit
   --rtmp URL        also push to rtmp://HOST[:PORT]/APP/KEY or rtmps://…
   --srt URL         also send MPEG-TS over SRT: srt://HOST:PORT?mode=caller|
@@ -65,6 +70,8 @@ pub struct Overrides {
     /// `--board NAME`: chooses the board profile (see `board::select`);
     /// not a configuration value, so [`Overrides::apply`] leaves it out.
     pub board: Option<String>,
+    /// `--no-mdns`: no mDNS announcement this run.
+    pub no_mdns: bool,
 }
 
 impl Overrides {
@@ -87,6 +94,9 @@ impl Overrides {
         }
         if let Some(g) = self.gop {
             c.video.gop = g;
+        }
+        if self.no_mdns {
+            c.mdns = false;
         }
         for url in &self.outputs {
             c.outputs.push(crate::config::Output {
@@ -157,6 +167,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
             "--help" | "-h" => out.action = Action::Help,
             "--version" | "-V" => out.action = Action::Version,
             "--reset-password" => out.action = Action::ResetPassword,
+            "--no-mdns" => o.no_mdns = true,
             "--config" => out.config_file = Some(value.into()),
             "--data-dir" => out.data_dir = Some(value.into()),
             "--http" => {

@@ -19,11 +19,16 @@ pub const CONFIG_FILE: &str = "config.toml";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where pictures come from: `test` (the built-in test pattern).
+    /// Where pictures come from: `test` (the built-in test pattern) or
+    /// `v4l2:/dev/videoN` (a camera; see `/api/devices`).
     pub source: String,
-    /// Which encoder: `auto` or `openh264`.
+    /// Which encoder: `auto` (the board's hardware encoder if present, else
+    /// openh264), `openh264`, `v4l2m2m:/dev/videoN`, or `passthrough` (the
+    /// camera's own H.264).
     pub encoder: String,
     pub video: Video,
+    /// Camera controls, applied without restarting the stream.
+    pub camera: crate::v4l2::capture::Controls,
     pub hls: Hls,
     /// Streams pushed to upstream servers (RTMP/RTMPS) or sent over SRT.
     pub outputs: Vec<Output>,
@@ -31,6 +36,9 @@ pub struct Config {
     /// one recognised from the device tree; absent: recognise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board: Option<String>,
+    /// Announce the box on the LAN by mDNS/DNS-SD (`_roomcast._tcp`,
+    /// `_http._tcp`; see mdns.rs). `--no-mdns` turns it off for one run.
+    pub mdns: bool,
 }
 
 /// One upstream destination.
@@ -93,10 +101,12 @@ impl Default for Config {
         Config {
             source: "test".into(),
             encoder: "auto".into(),
+            camera: Default::default(),
             video: Video::default(),
             hls: Hls::default(),
             outputs: Vec::new(),
             board: None,
+            mdns: true,
         }
     }
 }
@@ -167,33 +177,56 @@ impl ValidConfig {
     }
 }
 
+/// `/dev/videoN`-like: an absolute path without `..`, so a config cannot
+/// point the daemon at arbitrary files.
+fn is_device_path(p: &str) -> bool {
+    p.starts_with("/dev/") && !p.contains("..") && p.len() > 5
+}
+
 impl Config {
     /// Checks every value; the first bad one is reported.
     pub fn validate(self) -> Result<ValidConfig, FieldError> {
         match self.source.as_str() {
             "test" => {}
-            s if s.starts_with("v4l2:") => {
+            s if s.strip_prefix("v4l2:").is_some_and(is_device_path) => {}
+            s => {
                 return Err(field(
                     "source",
-                    "V4L2 capture is not supported yet; use \"test\"",
+                    format!("must be \"test\" or \"v4l2:/dev/videoN\" (got {s:?})"),
                 ))
             }
-            s => return Err(field("source", format!("must be \"test\" (got {s:?})"))),
         }
         match self.encoder.as_str() {
             "auto" | "openh264" => {}
-            e if e == "passthrough" || e.starts_with("v4l2m2m") => {
+            "passthrough" if self.source.starts_with("v4l2:") => {}
+            "passthrough" => {
                 return Err(field(
                     "encoder",
-                    format!("{e:?} is not supported yet; use \"auto\" or \"openh264\""),
+                    "passthrough needs a camera source (the test pattern has no H.264 of its own)",
                 ))
             }
+            e if e.strip_prefix("v4l2m2m:").is_some_and(is_device_path) => {}
             e => {
                 return Err(field(
                     "encoder",
-                    format!("must be \"auto\" or \"openh264\" (got {e:?})"),
+                    format!(
+                        "must be \"auto\", \"openh264\", \"passthrough\" or \"v4l2m2m:/dev/videoN\" (got {e:?})"
+                    ),
                 ))
             }
+        }
+        let cam = &self.camera;
+        if ![0, 50, 60].contains(&cam.power_line_hz) {
+            return Err(field(
+                "camera.power_line_hz",
+                format!("must be 50, 60 or 0 (off) (got {})", cam.power_line_hz),
+            ));
+        }
+        if let Some(b) = cam.brightness.filter(|b| !(-10_000..=10_000).contains(b)) {
+            return Err(field(
+                "camera.brightness",
+                format!("must be between -10000 and 10000, or left out (got {b})"),
+            ));
         }
         let v = &self.video;
         // openh264 refuses pictures larger than 3840x2160.
@@ -389,7 +422,9 @@ mod tests {
             (|c| c.video.bitrate_kbps = 1, "video.bitrate_kbps"),
             (|c| c.video.gop = 0, "video.gop"),
             (|c| c.hls.segment_ms = 50, "hls.segment_ms"),
-            (|c| c.source = "v4l2:/dev/video0".into(), "source"),
+            (|c| c.source = "v4l2:/etc/passwd".into(), "source"),
+            (|c| c.encoder = "passthrough".into(), "encoder"),
+            (|c| c.camera.power_line_hz = 55, "camera.power_line_hz"),
             (|c| c.encoder = "x264".into(), "encoder"),
         ];
         for (break_it, name) in cases {

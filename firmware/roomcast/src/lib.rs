@@ -13,19 +13,23 @@ pub mod bus;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod convert;
 pub mod encoder;
 pub mod frame;
 pub mod gpio;
 pub mod hls;
 pub mod http;
 pub mod llhls;
+pub mod mdns;
 pub mod outputs;
 pub mod pipeline;
 pub mod rtmp;
+pub mod sdnotify;
 pub mod source;
 pub mod srt;
 pub mod stats;
 pub mod system;
+pub mod v4l2;
 pub mod web;
 
 use anyhow::Context;
@@ -79,7 +83,12 @@ pub fn start(
             move || llhls::run_timer(ll)
         })?,
     ];
-    let pipeline = pipeline::Pipeline::new(clock.clone(), bus.clone(), stats.clone());
+    let pipeline = pipeline::Pipeline::new(
+        clock.clone(),
+        bus.clone(),
+        stats.clone(),
+        v4l2::backend(clock.clone()),
+    );
     pipeline.apply(&cfg).context("start the encoder")?;
     // RTMP outputs: one thread and bus queue each (see rtmp.rs).
     let outputs = rtmp::Outputs::new(bus.clone(), clock.clone());
@@ -108,6 +117,12 @@ pub fn start(
         ll_replies,
         LL_REPLY_THREADS,
     ));
+    // mDNS announcement (while `mdns` is on) and, under systemd, READY=1 and
+    // the watchdog pings.
+    if let tiny_http::ListenAddr::IP(addr) = server.server_addr() {
+        threads.extend(mdns::start(app.clone(), addr));
+    }
+    threads.extend(sdnotify::start(app.clone()));
     Ok(Daemon {
         app,
         server,

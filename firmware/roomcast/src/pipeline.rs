@@ -14,10 +14,13 @@
 use crate::bus::{lock, FrameBus};
 use crate::clock::SharedClock;
 use crate::config::ValidConfig;
-use crate::encoder::{self, EncodeError, EncoderSettings, VideoEncoder};
+use crate::encoder::{self, EncodeError, EncoderChoice, EncoderSettings, VideoEncoder};
 use crate::frame::{EncodedFrame, I420Frame, RawFrame};
-use crate::source::{Source, TestSource};
+use crate::source::camera::{CameraSource, CameraStatus, LiveControls};
+use crate::source::{Next, PassthroughFrame, Source, TestSource};
 use crate::stats::{Current, Stats};
+use crate::v4l2::mode::Want;
+use crate::v4l2::Backend;
 use roomcast_media::time::Ticks90k;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
@@ -31,7 +34,11 @@ pub struct Pipeline {
     clock: SharedClock,
     bus: Arc<FrameBus>,
     stats: Arc<Stats>,
-    epoch: AtomicU32,
+    backend: Arc<dyn Backend>,
+    epoch: Arc<AtomicU32>,
+    /// The camera's state while a V4L2 source runs.
+    pub camera: Arc<Mutex<CameraStatus>>,
+    controls: Arc<LiveControls>,
     running: Mutex<Option<Running>>,
 }
 
@@ -41,15 +48,39 @@ struct Running {
     encoder: JoinHandle<()>,
 }
 
+/// What travels from capture to the encoder thread.
+enum Input {
+    Picture(RawFrame),
+    Encoded(PassthroughFrame),
+}
+
 impl Pipeline {
-    pub fn new(clock: SharedClock, bus: Arc<FrameBus>, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        clock: SharedClock,
+        bus: Arc<FrameBus>,
+        stats: Arc<Stats>,
+        backend: Arc<dyn Backend>,
+    ) -> Self {
         Pipeline {
             clock,
             bus,
             stats,
-            epoch: AtomicU32::new(0),
+            backend,
+            epoch: Arc::new(AtomicU32::new(0)),
+            camera: Arc::default(),
+            controls: Arc::default(),
             running: Mutex::new(None),
         }
+    }
+
+    /// Cameras and hardware encoders present now, with their modes.
+    pub fn devices(&self) -> Vec<crate::v4l2::DeviceInfo> {
+        crate::v4l2::describe(self.backend.as_ref())
+    }
+
+    /// Camera controls changed: applied by the running capture, no restart.
+    pub fn set_controls(&self, cfg: &ValidConfig) {
+        self.controls.set(cfg.get().camera.clone());
     }
 
     /// Starts (or restarts with) `cfg`. On error the old stream keeps going.
@@ -63,13 +94,34 @@ impl Pipeline {
             gop: c.video.gop,
             threads: c.video.threads,
         };
-        let enc = encoder::open(&c.encoder, settings)?;
-        let source = TestSource::new(
-            self.clock.clone(),
-            settings.width,
-            settings.height,
-            settings.fps,
-        );
+        let choice = encoder::resolve(&c.encoder, self.backend.as_ref());
+        // Open the encoder before touching the running stream, so a bad
+        // choice fails here and changes nothing.
+        let enc = choice.open(settings, self.backend.as_ref())?;
+        self.controls.set(c.camera.clone());
+        let keyframe = Arc::new(AtomicBool::new(false));
+        let source: Box<dyn Source> = match c.source.strip_prefix("v4l2:") {
+            Some(path) => Box::new(CameraSource::new(
+                self.backend.clone(),
+                path,
+                Want {
+                    width: settings.width,
+                    height: settings.height,
+                    fps: settings.fps,
+                    passthrough: choice == EncoderChoice::Passthrough,
+                },
+                self.controls.clone(),
+                self.clock.clone(),
+                self.camera.clone(),
+                keyframe.clone(),
+            )),
+            None => Box::new(TestSource::new(
+                self.clock.clone(),
+                settings.width,
+                settings.height,
+                settings.fps,
+            )),
+        };
         let mut running = lock(&self.running);
         if let Some(old) = running.take() {
             old.stop.store(true, Relaxed);
@@ -77,14 +129,10 @@ impl Pipeline {
             let _ = old.encoder.join();
             self.stats.encoder_restarts.fetch_add(1, Relaxed);
         }
-        *lock(&self.stats.current) = Current {
-            source: source.kind(),
-            encoder: enc.kind(),
-            width: settings.width,
-            height: settings.height,
-            fps: settings.fps,
-        };
-        let epoch = self.epoch.fetch_add(1, Relaxed);
+        if !c.source.starts_with("v4l2:") {
+            *lock(&self.camera) = CameraStatus::default();
+        }
+        let source_kind = source.kind();
         let stop = Arc::new(AtomicBool::new(false));
         let (raw_tx, raw_rx) = mpsc::sync_channel(RAW_QUEUE);
         let (free_tx, free_rx) = mpsc::channel();
@@ -92,14 +140,26 @@ impl Pipeline {
             let (stop, stats) = (stop.clone(), self.stats.clone());
             std::thread::Builder::new()
                 .name("capture".into())
-                .spawn(move || capture_loop(Box::new(source), raw_tx, free_rx, &stats, &stop))
+                .spawn(move || capture_loop(source, raw_tx, free_rx, &stats, &stop))
                 .expect("spawn capture thread")
         };
         let encoder = {
+            let mut stage = EncoderStage {
+                choice,
+                settings,
+                backend: self.backend.clone(),
+                current: Some((enc, settings.width, settings.height)),
+                producer: None,
+                epochs: self.epoch.clone(),
+                epoch: 0,
+                camera_keyframe: keyframe,
+                waiting_for_key: false,
+                source: source_kind,
+            };
             let (bus, stats) = (self.bus.clone(), self.stats.clone());
             std::thread::Builder::new()
                 .name("encoder".into())
-                .spawn(move || encode_loop(enc, raw_rx, free_tx, &bus, &stats, epoch))
+                .spawn(move || stage.run(raw_rx, free_tx, &bus, &stats))
                 .expect("spawn encoder thread")
         };
         *running = Some(Running {
@@ -127,9 +187,9 @@ impl Drop for Pipeline {
 }
 
 /// Produces pictures until `stop`; never blocks on the encoder.
-pub fn capture_loop(
+fn capture_loop(
     mut source: Box<dyn Source>,
-    tx: SyncSender<RawFrame>,
+    tx: SyncSender<Input>,
     free: Receiver<I420Frame>,
     stats: &Stats,
     stop: &AtomicBool,
@@ -142,49 +202,155 @@ pub fn capture_loop(
                 spare.take().unwrap_or_else(|| I420Frame::new(0, 0))
             }
         };
-        let raw = source.next(buffer);
+        let input = match source.next(buffer) {
+            Next::Idle(picture) => {
+                spare = Some(picture);
+                continue;
+            }
+            Next::Picture(raw) => Input::Picture(raw),
+            Next::Encoded { frame, picture } => {
+                spare = Some(picture);
+                Input::Encoded(frame)
+            }
+        };
         stats.captured.fetch_add(1, Relaxed);
-        match tx.try_send(raw) {
+        match tx.try_send(input) {
             Ok(()) => {}
-            Err(TrySendError::Full(raw)) => {
+            Err(TrySendError::Full(input)) => {
                 stats.capture_dropped.fetch_add(1, Relaxed);
-                spare = Some(raw.picture);
+                if let Input::Picture(raw) = input {
+                    spare = Some(raw.picture);
+                }
             }
             Err(TrySendError::Disconnected(_)) => break,
         }
     }
 }
 
-/// Encodes pictures as they come and publishes them on the bus; returns when
-/// the capture side hangs up. Timestamps are the capture's, unchanged.
-pub fn encode_loop(
-    mut enc: Box<dyn VideoEncoder>,
-    rx: Receiver<RawFrame>,
-    free: Sender<I420Frame>,
-    bus: &FrameBus,
-    stats: &Stats,
+/// Who makes the frames now; a change starts a new epoch (discontinuity).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Producer {
+    Encoder { width: u32, height: u32 },
+    Camera { width: u32, height: u32 },
+}
+
+/// The encoder thread's state: the encoder (reopened when the picture size
+/// changes, e.g. a camera that came back in another mode) and the epoch.
+struct EncoderStage {
+    choice: EncoderChoice,
+    settings: EncoderSettings,
+    backend: Arc<dyn Backend>,
+    current: Option<(Box<dyn VideoEncoder>, u32, u32)>,
+    producer: Option<Producer>,
+    epochs: Arc<AtomicU32>,
     epoch: u32,
-) {
-    while let Ok(raw) = rx.recv() {
+    /// Set to ask a pass-through camera for an IDR.
+    camera_keyframe: Arc<AtomicBool>,
+    /// Pass-through frames are dropped until the camera's next IDR.
+    waiting_for_key: bool,
+    source: &'static str,
+}
+
+impl EncoderStage {
+    /// Encodes or forwards inputs until the capture side hangs up.
+    /// Timestamps are the capture's, unchanged.
+    fn run(&mut self, rx: Receiver<Input>, free: Sender<I420Frame>, bus: &FrameBus, stats: &Stats) {
+        while let Ok(input) = rx.recv() {
+            let wants_key = bus.take_keyframe_request();
+            match input {
+                Input::Picture(raw) => {
+                    self.picture(&raw, wants_key, bus, stats);
+                    let _ = free.send(raw.picture);
+                }
+                Input::Encoded(frame) => self.passthrough(frame, wants_key, bus, stats),
+            }
+        }
+    }
+
+    /// Marks a producer change: a new epoch, and status says what runs.
+    fn switch_to(&mut self, p: Producer, encoder: String, stats: &Stats) {
+        if self.producer == Some(p) {
+            return;
+        }
+        if self.producer.is_some() {
+            self.epoch = self.epochs.fetch_add(1, Relaxed) + 1;
+        } else {
+            self.epoch = self.epochs.fetch_add(1, Relaxed);
+        }
+        self.producer = Some(p);
+        let (width, height) = match p {
+            Producer::Encoder { width, height } | Producer::Camera { width, height } => {
+                (width, height)
+            }
+        };
+        *lock(&stats.current) = Current {
+            source: self.source,
+            encoder,
+            width,
+            height,
+            fps: self.settings.fps,
+        };
+    }
+
+    fn picture(&mut self, raw: &RawFrame, wants_key: bool, bus: &FrameBus, stats: &Stats) {
+        let (w, h) = (raw.picture.width as u32, raw.picture.height as u32);
+        if !matches!(&self.current, Some((_, cw, ch)) if (*cw, *ch) == (w, h)) {
+            self.current = None;
+            let settings = EncoderSettings {
+                width: w,
+                height: h,
+                ..self.settings
+            };
+            // Pass-through only encodes slates: openh264 does that.
+            let choice = match &self.choice {
+                EncoderChoice::Passthrough => EncoderChoice::OpenH264,
+                other => other.clone(),
+            };
+            match choice.open(settings, self.backend.as_ref()) {
+                Ok(enc) => self.current = Some((enc, w, h)),
+                Err(e) => {
+                    if stats.encode_errors.fetch_add(1, Relaxed) == 0 {
+                        eprintln!("roomcast: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+        let Some((enc, _, _)) = self.current.as_mut() else {
+            return;
+        };
+        let producer = Producer::Encoder {
+            width: w,
+            height: h,
+        };
+        if self.producer != Some(producer) {
+            // A new stream starts on an IDR.
+            enc.request_keyframe();
+            let name = enc.name();
+            self.switch_to(producer, name, stats);
+        } else if wants_key {
+            if let Some((enc, _, _)) = self.current.as_mut() {
+                enc.request_keyframe();
+            }
+        }
+        let Some((enc, _, _)) = self.current.as_mut() else {
+            return;
+        };
         match enc.encode(&raw.picture) {
-            Ok(Some(pic)) => {
-                let ts = Ticks90k::from_nanos(raw.capture_ns);
-                stats.on_encoded(raw.capture_ns, pic.data.len());
-                bus.publish(Arc::new(EncodedFrame {
+            Ok(Some(pic)) => publish(
+                bus,
+                stats,
+                self.epoch,
+                Stamped {
                     capture_ns: raw.capture_ns,
                     wall_ms: raw.wall_ms,
-                    // Constrained baseline has no B-frames: decode order is
-                    // display order.
-                    pts: ts,
-                    dts: ts,
-                    duration: Ticks90k::from_nanos(raw.duration_ns),
-                    keyframe: pic.keyframe,
-                    data: pic.data,
-                    epoch,
-                    width: raw.picture.width as u32,
-                    height: raw.picture.height as u32,
-                }));
-            }
+                    duration_ns: raw.duration_ns,
+                    width: w,
+                    height: h,
+                },
+                pic.keyframe,
+                pic.data,
+            ),
             Ok(None) => {}
             Err(e) => {
                 // One bad picture is not a reason to stop the stream.
@@ -193,8 +359,67 @@ pub fn encode_loop(
                 }
             }
         }
-        let _ = free.send(raw.picture);
     }
+
+    fn passthrough(&mut self, f: PassthroughFrame, wants_key: bool, bus: &FrameBus, stats: &Stats) {
+        let producer = Producer::Camera {
+            width: f.width,
+            height: f.height,
+        };
+        if self.producer != Some(producer) {
+            self.switch_to(producer, "passthrough".into(), stats);
+            self.waiting_for_key = true;
+        }
+        if wants_key || (self.waiting_for_key && !f.keyframe) {
+            self.camera_keyframe.store(true, Relaxed);
+        }
+        if self.waiting_for_key && !f.keyframe {
+            return;
+        }
+        self.waiting_for_key = false;
+        publish(
+            bus,
+            stats,
+            self.epoch,
+            Stamped {
+                capture_ns: f.capture_ns,
+                wall_ms: f.wall_ms,
+                duration_ns: f.duration_ns,
+                width: f.width,
+                height: f.height,
+            },
+            f.keyframe,
+            f.data,
+        );
+    }
+}
+
+/// Timing and size of one frame, whoever encoded it.
+struct Stamped {
+    capture_ns: u64,
+    wall_ms: u64,
+    duration_ns: u64,
+    width: u32,
+    height: u32,
+}
+
+fn publish(bus: &FrameBus, stats: &Stats, epoch: u32, s: Stamped, keyframe: bool, data: Vec<u8>) {
+    let ts = Ticks90k::from_nanos(s.capture_ns);
+    stats.on_encoded(s.capture_ns, data.len());
+    bus.publish(Arc::new(EncodedFrame {
+        capture_ns: s.capture_ns,
+        wall_ms: s.wall_ms,
+        // Constrained baseline has no B-frames: decode order is display
+        // order (pass-through cameras are assumed to send none either).
+        pts: ts,
+        dts: ts,
+        duration: Ticks90k::from_nanos(s.duration_ns),
+        keyframe,
+        data,
+        epoch,
+        width: s.width,
+        height: s.height,
+    }));
 }
 
 #[cfg(test)]
@@ -209,7 +434,12 @@ mod tests {
         let bus = Arc::new(FrameBus::new());
         let q = bus.subscribe("t", 100);
         let stats = Arc::new(Stats::default());
-        let p = Pipeline::new(Arc::new(RealClock::new()), bus.clone(), stats.clone());
+        let p = Pipeline::new(
+            Arc::new(RealClock::new()),
+            bus.clone(),
+            stats.clone(),
+            crate::v4l2::no_devices(),
+        );
         let mut c = Config::default();
         (c.video.width, c.video.height, c.video.fps, c.video.gop) = (64, 64, 50, 5);
         p.apply(&c.clone().validate().unwrap()).unwrap();

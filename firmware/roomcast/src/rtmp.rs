@@ -386,8 +386,10 @@ impl Worker {
         peer: SocketAddr,
     ) -> Result<(), SinkError> {
         let io_err = |source| SinkError::Io { peer, source };
-        // What queued up during setup is stale: start from the next keyframe.
+        // What queued up during setup is stale: start from the next keyframe,
+        // and ask for one rather than waiting out the GOP.
         while self.queue.pop_timeout(Duration::ZERO).is_some() {}
+        self.queue.request_keyframe();
         let mut record: Option<Vec<u8>> = None;
         let mut avcc = Vec::new();
         let mut out = Vec::new();

@@ -28,7 +28,8 @@ pub struct Stats {
 #[derive(Debug, Clone, Default)]
 pub struct Current {
     pub source: &'static str,
-    pub encoder: &'static str,
+    /// E.g. `openh264`, `v4l2m2m:/dev/video11 (bcm2835-codec-encode)`.
+    pub encoder: String,
     pub width: u32,
     pub height: u32,
     pub fps: u32,

@@ -131,6 +131,7 @@ function renderStatus(s) {
     ['Measured', `${num(m.fps, 1)} fps, ${num(m.bitrate_kbps)} kbit/s`, 'st-measured'],
     ['Frames', `${num(fr.captured)} captured, ${num(fr.encoded)} encoded, ${num(fr.dropped)} dropped`, 'st-frames'],
     ['Source', `${src.kind ?? '–'} ${num(src.width)}×${num(src.height)} @ ${num(src.fps)} fps`, 'st-source'],
+    ...(src.camera ? [['Camera', camera(src.camera), 'st-camera']] : []),
     ['Encoder', `${enc.kind ?? '–'}, target ${num(enc.bitrate_kbps)} kbit/s (restarts: ${num(enc.restarts)})`, 'st-encoder'],
     ['Box', health(s.system || {}), 'st-system'],
     ['Uptime', fmtDuration(s.uptime_s), 'st-uptime'],
@@ -172,6 +173,12 @@ function renderStatus(s) {
   if ((s.outputs || []).length) parts.push(el('div', { className: 'scroll' }, outs));
   $('status').replaceChildren(...parts);
   drawChart();
+}
+
+function camera(c) {
+  const what = c.state === 'live' ? `live, ${c.card} ${c.mode}` : `NO SIGNAL: ${c.reason}`;
+  const extra = c.warnings && c.warnings.length ? ` (${c.warnings.join('; ')})` : '';
+  return `${what} — ${num(c.frames)} frames, ${num(c.dropped)} dropped, opened ${num(c.opens)}×${extra}`;
 }
 
 function health(sys) {
@@ -228,7 +235,46 @@ async function pollStatus() {
 let config = null; // last config read from the daemon; the form edits a copy
 let loading = null; // the GET /api/config under way, if any
 
-const inputs = () => [...document.querySelectorAll('#settings input[data-field]')];
+const inputs = () => [...document.querySelectorAll('#settings [data-field]')];
+
+// ---------- devices (cameras, hardware encoders) ----------
+
+let devices = [];
+
+function option(value, label) { return el('option', { value }, label); }
+
+// Fills the source and encoder pickers from /api/devices; the configured
+// value stays selectable even when its device is unplugged right now.
+function renderDevices() {
+  const cams = devices.filter((d) => d.kind === 'camera');
+  const encs = devices.filter((d) => d.kind === 'encoder');
+  $('cfg-source').replaceChildren(option('test', 'Test pattern'),
+    ...cams.map((d) => option(`v4l2:${d.path}`, `${d.card} (${d.path})`)));
+  $('cfg-encoder').replaceChildren(
+    option('auto', encs.length ? `Automatic (hardware: ${encs[0].card})` : 'Automatic (openh264)'),
+    option('openh264', 'openh264 (software)'),
+    ...encs.map((d) => option(`v4l2m2m:${d.path}`, `${d.card} (${d.path})`)),
+    option('passthrough', "Camera's own H.264 (pass-through)"));
+  for (const id of ['cfg-source', 'cfg-encoder']) {
+    const want = config && getPath(config, $(id).dataset.field);
+    if (want && ![...$(id).options].some((o) => o.value === want)) $(id).append(option(want, `${want} (not present)`));
+    if (want) $(id).value = want;
+  }
+  showModes();
+}
+
+function showModes() {
+  const dev = devices.find((d) => `v4l2:${d.path}` === $('cfg-source').value);
+  $('source-modes').textContent = dev
+    ? `Modes: ${dev.modes.map((m) => `${m.fourcc} ${m.width}×${m.height}@${Math.round(m.interval.fps * 100) / 100}`).join(', ')}`
+    : '';
+}
+
+function loadDevices() {
+  return fetchJSON('/api/devices').then(({ status, body }) => {
+    if (status === 200) { devices = body.devices || []; renderDevices(); }
+  }).catch(() => {});
+}
 
 function getPath(obj, path) { return path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj); }
 function setPath(obj, path, value) {
@@ -269,12 +315,14 @@ function loadConfig() {
       if (status !== 200) throw new Error(body.error || `HTTP ${status}`);
       config = body;
       renderOutputs(config.outputs);
+      renderDevices();
       for (const input of inputs()) {
         const value = getPath(config, input.dataset.field);
         if (input.type === 'checkbox') input.checked = value === true;
         else input.value = value ?? '';
       }
       $('apply').disabled = false;
+      loadDevices();
     })
     .finally(() => { loading = null; });
   return loading;
@@ -318,6 +366,14 @@ async function apply(event) {
       setPath(next, input.dataset.field, input.checked);
       continue;
     }
+    if (input.tagName === 'SELECT' && input.dataset.type !== 'number') {
+      setPath(next, input.dataset.field, input.value);
+      continue;
+    }
+    if ('optional' in input.dataset && input.value.trim() === '') {
+      setPath(next, input.dataset.field, null);
+      continue;
+    }
     const value = input.value.trim() === '' ? NaN : Number(input.value);
     if (!Number.isFinite(value)) {
       showError(input.dataset.field, `${input.dataset.field}: enter a number`, 'enter a number');
@@ -346,8 +402,9 @@ async function apply(event) {
       config = { ...next, outputs };
       $('apply-result').textContent = 'Applied';
       $('apply-result').className = 'ok';
-      // Only picture and HLS changes restart the stream; outputs do not.
-      if (Object.keys(patch).some((k) => k !== 'outputs')) {
+      // Only picture and HLS changes restart the stream; outputs and camera
+      // controls do not.
+      if (Object.keys(patch).some((k) => k !== 'outputs' && k !== 'camera')) {
         setPlayerState('restarting the stream…');
         restartPlayer(1000); // the daemon restarts its pipeline: a new stream
       }
@@ -445,6 +502,7 @@ $('settings').addEventListener('submit', apply);
 $('auth-form').addEventListener('submit', submitAuth);
 $('logout').addEventListener('click', logout);
 $('add-output').addEventListener('click', () => $('outputs').append(outputRow()));
+$('cfg-source').addEventListener('change', showModes);
 $('export').addEventListener('click', exportConfig);
 $('import-file').addEventListener('change', importConfig);
 fetchJSON('/api/session')

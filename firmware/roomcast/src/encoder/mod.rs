@@ -1,10 +1,13 @@
 //! Encoders behind one small trait, so the pipeline does not care whether
-//! pictures are compressed in software (openh264) or, later, by the board's
-//! V4L2 memory-to-memory encoder.
+//! pictures are compressed in software (openh264) or by the board's V4L2
+//! memory-to-memory encoder ([`m2m`]). Pass-through (the camera's own H.264)
+//! needs no encoder except for the "no signal" slate.
 
+pub mod m2m;
 pub mod openh264;
 
 use crate::frame::I420Frame;
+use crate::v4l2::Backend;
 
 /// Settings an encoder is opened with (already validated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,19 +48,51 @@ pub enum EncodeError {
 /// A video encoder. Pictures go in display order; with no B-frames (all our
 /// profiles are constrained baseline) decode order is the same.
 pub trait VideoEncoder: Send {
-    /// Short name for status, e.g. `openh264`.
-    fn kind(&self) -> &'static str;
+    /// Name for status, e.g. `openh264` or `v4l2m2m:/dev/video11 (bcm2835-codec-encode)`.
+    fn name(&self) -> String;
     /// Encodes one picture. `None` when the encoder chose to emit nothing.
     fn encode(&mut self, picture: &I420Frame) -> Result<Option<EncodedPicture>, EncodeError>;
     /// The next picture will be an IDR (a receiver joined or recovered).
     fn request_keyframe(&mut self);
 }
 
-/// Opens the encoder named in the configuration (`auto` = openh264 until
-/// hardware encoders arrive).
-pub fn open(kind: &str, settings: EncoderSettings) -> Result<Box<dyn VideoEncoder>, EncodeError> {
-    match kind {
-        "auto" | "openh264" => Ok(Box::new(openh264::OpenH264::open(settings)?)),
-        other => Err(EncodeError::Open(format!("unknown encoder {other:?}"))),
+/// Which encoder a configuration means, once `auto` is resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EncoderChoice {
+    OpenH264,
+    /// A V4L2 stateful encoder at this device node.
+    M2m(String),
+    /// The camera's own H.264.
+    Passthrough,
+}
+
+/// Resolves the configured name: `auto` is the board's hardware encoder
+/// when one is present (the first M2M device with H.264 output), else
+/// openh264.
+pub fn resolve(name: &str, backend: &dyn Backend) -> EncoderChoice {
+    match name {
+        "passthrough" => EncoderChoice::Passthrough,
+        "openh264" => EncoderChoice::OpenH264,
+        n if n.starts_with("v4l2m2m:") => EncoderChoice::M2m(n["v4l2m2m:".len()..].to_string()),
+        _ => m2m::find(backend).map_or(EncoderChoice::OpenH264, EncoderChoice::M2m),
+    }
+}
+
+impl EncoderChoice {
+    /// Opens it. Pass-through opens openh264, which encodes the slate while
+    /// the camera is missing.
+    pub fn open(
+        &self,
+        settings: EncoderSettings,
+        backend: &dyn Backend,
+    ) -> Result<Box<dyn VideoEncoder>, EncodeError> {
+        match self {
+            EncoderChoice::OpenH264 | EncoderChoice::Passthrough => {
+                Ok(Box::new(openh264::OpenH264::open(settings)?))
+            }
+            EncoderChoice::M2m(path) => {
+                Ok(Box::new(m2m::M2mEncoder::open(backend, path, settings)?))
+            }
+        }
     }
 }

@@ -49,8 +49,8 @@ impl OpenH264 {
 }
 
 impl VideoEncoder for OpenH264 {
-    fn kind(&self) -> &'static str {
-        "openh264"
+    fn name(&self) -> String {
+        "openh264".into()
     }
 
     fn encode(&mut self, picture: &I420Frame) -> Result<Option<EncodedPicture>, EncodeError> {

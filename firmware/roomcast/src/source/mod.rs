@@ -1,17 +1,57 @@
 //! Picture sources. Each runs on its own capture thread (see
 //! [`crate::pipeline`]) and stamps frames with the monotonic clock.
 
+pub mod camera;
 pub mod pattern;
+pub mod slate;
 
 use crate::clock::SharedClock;
 use crate::frame::{I420Frame, RawFrame};
 use pattern::Pattern;
 
-/// A picture source. `next` blocks until the next picture is due and fills
-/// `picture` (a recycled buffer, possibly of another size).
+/// H.264 straight from a camera (pass-through), already stamped.
+#[derive(Debug)]
+pub struct PassthroughFrame {
+    /// Annex-B access unit as the camera sent it.
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+    pub capture_ns: u64,
+    pub wall_ms: u64,
+    pub duration_ns: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What a source produced.
+#[derive(Debug)]
+pub enum Next {
+    /// A picture to encode (in the recycled buffer).
+    Picture(RawFrame),
+    /// Compressed by the camera; the recycled buffer comes back unused.
+    Encoded {
+        frame: PassthroughFrame,
+        picture: I420Frame,
+    },
+    /// Nothing yet: call again. Lets the capture loop notice a stop.
+    Idle(I420Frame),
+}
+
+impl Next {
+    /// The picture, for callers that only expect pictures (tests).
+    pub fn picture(self) -> Option<RawFrame> {
+        match self {
+            Next::Picture(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// A picture source. `next` blocks until the next picture is due (or a
+/// short poll interval passes) and fills `picture`, a recycled buffer
+/// possibly of another size.
 pub trait Source: Send {
     fn kind(&self) -> &'static str;
-    fn next(&mut self, picture: I420Frame) -> RawFrame;
+    fn next(&mut self, picture: I420Frame) -> Next;
 }
 
 /// The built-in test pattern, paced by the clock at exactly `fps`: frame
@@ -53,7 +93,7 @@ impl Source for TestSource {
         "test"
     }
 
-    fn next(&mut self, mut picture: I420Frame) -> RawFrame {
+    fn next(&mut self, mut picture: I420Frame) -> Next {
         let mut due = self.due_ns(self.n);
         let now = self.clock.monotonic_ns();
         // Far behind (machine suspended, debugger): skip the missed frames
@@ -70,12 +110,12 @@ impl Source for TestSource {
         let wall_ms = self.clock.wall_unix_ms();
         self.pattern.draw(self.n, self.fps, wall_ms, &mut picture);
         self.n += 1;
-        RawFrame {
+        Next::Picture(RawFrame {
             picture,
             capture_ns: due,
             wall_ms,
             duration_ns: 1_000_000_000 / u64::from(self.fps),
-        }
+        })
     }
 }
 
@@ -94,7 +134,7 @@ mod tests {
         let mut stamps = Vec::new();
         let mut pic = I420Frame::new(2, 2);
         for _ in 0..4 {
-            let f = src.next(pic);
+            let f = src.next(pic).picture().unwrap();
             stamps.push(f.capture_ns);
             assert_eq!((f.picture.width, f.picture.height), (64, 48));
             assert_eq!(f.duration_ns, 40_000_000);
@@ -118,12 +158,12 @@ mod tests {
     fn a_long_stall_skips_frames_instead_of_bursting() {
         let clock = Arc::new(SimClock::new(0));
         let mut src = TestSource::new(clock.clone(), 16, 16, 10);
-        let f = src.next(I420Frame::new(16, 16));
+        let f = src.next(I420Frame::new(16, 16)).picture().unwrap();
         assert_eq!(f.capture_ns, 0);
         clock.advance(Duration::from_secs(3));
-        let f = src.next(f.picture);
+        let f = src.next(f.picture).picture().unwrap();
         assert_eq!(f.capture_ns, 3_000_000_000);
-        let f = src.next(f.picture);
+        let f = src.next(f.picture).picture().unwrap();
         assert_eq!(f.capture_ns, 3_100_000_000);
     }
 }

@@ -439,6 +439,7 @@ impl Worker {
                     });
                     let now = self.clock.monotonic_ns();
                     self.conns.push(Conn::new(socket, peer, now));
+                    self.queue.request_keyframe();
                     // Frames queued during the handshake are stale.
                     while self.queue.pop_timeout(Duration::ZERO).is_some() {}
                     while !self.stopped() && !self.conns.is_empty() {
@@ -543,6 +544,8 @@ impl Worker {
                             accepted += 1;
                             let now = self.clock.monotonic_ns();
                             self.conns.push(Conn::new(*socket, peer, now));
+                            // It starts at a keyframe: ask for one now.
+                            self.queue.request_keyframe();
                             self.set(|s| {
                                 s.last_peer = Some(peer);
                                 if accepted > 1 {
