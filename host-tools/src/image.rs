@@ -697,11 +697,15 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
     let rootfs = work.join("rootfs");
     let bootfs = work.join("bootfs");
     let log = work.join("build.log");
-    if rootfs.exists() {
-        fs::remove_dir_all(&rootfs).map_err(io_err(format!("clean {}", rootfs.display())))?;
-    }
-    if bootfs.exists() {
-        fs::remove_dir_all(&bootfs).map_err(io_err(format!("clean {}", bootfs.display())))?;
+    // ROOMCAST_IMAGE_REUSE_ROOTFS=1 (development): keep the root filesystem
+    // a previous run left in the work directory and skip mmdebstrap.
+    let reuse = std::env::var_os("ROOMCAST_IMAGE_REUSE_ROOTFS").is_some() && rootfs.is_dir();
+    if !reuse {
+        for d in [&rootfs, &bootfs] {
+            if d.exists() {
+                fs::remove_dir_all(d).map_err(io_err(format!("clean {}", d.display())))?;
+            }
+        }
     }
     fs::create_dir_all(work).map_err(io_err(format!("create {}", work.display())))?;
     let _ = fs::remove_file(&log);
@@ -722,7 +726,10 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
             packages.push(p.clone());
         }
     }
-    timed(out, "mmdebstrap: Debian packages into a directory", || {
+    if reuse {
+        let _ = writeln!(out, "== reusing {} (ROOMCAST_IMAGE_REUSE_ROOTFS)", rootfs.display());
+    }
+    let mmdebstrap = || {
         let security = if o.mirror == MIRROR {
             SECURITY_MIRROR.to_string()
         } else {
@@ -764,7 +771,10 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
             .arg(format!("deb {} {SUITE}-updates {comps}", o.mirror))
             .arg(format!("deb {security} {SUITE}-security {comps}"));
         run("mmdebstrap", &mut cmd, &log)
-    })?;
+    };
+    if !reuse {
+        timed(out, "mmdebstrap: Debian packages into a directory", mmdebstrap)?;
+    }
 
     // --- 2. our files, user, units.
     let (kernel, initrd) = timed(out, "roomcast files, user, units", || {
@@ -955,13 +965,15 @@ fn customize(o: &BuildOptions, root: &Path, log: &Path) -> Result<(String, Strin
             "--remove",
             UPDATE_INITRAMFS,
         ])?;
-    }
-    for stale in fs::read_dir(&boot).map_err(io_err("read /boot"))?.flatten() {
-        if stale.file_name().to_string_lossy().starts_with("initrd.img-") {
-            let _ = fs::remove_file(stale.path());
+        for stale in fs::read_dir(&boot).map_err(io_err("read /boot"))?.flatten() {
+            if stale.file_name().to_string_lossy().starts_with("initrd.img-") {
+                let _ = fs::remove_file(stale.path());
+            }
         }
     }
-    chroot(&["update-initramfs", "-c", "-k", &version])?;
+    if newest(&boot, "initrd.img-").is_none() {
+        chroot(&["update-initramfs", "-c", "-k", &version])?;
+    }
     let initrd = newest(&boot, "initrd.img-").ok_or_else(|| ImageError::Step {
         step: "initramfs".into(),
         status: "missing".into(),

@@ -414,7 +414,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         type Breaker = fn(&mut Config);
-        let cases: [(Breaker, &str); 9] = [
+        let cases: [(Breaker, &str); 11] = [
             (|c| c.video.width = 0, "video.width"),
             (|c| c.video.width = 641, "video.width"),
             (|c| c.video.height = 4000, "video.height"),

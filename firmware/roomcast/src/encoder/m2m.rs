@@ -60,6 +60,8 @@ pub struct M2mEncoder {
     /// SPS/PPS from a header-only buffer, put in front of IDRs that lack them.
     headers: Vec<u8>,
     want_keyframe: bool,
+    /// After [`M2mEncoder::drain`] until [`M2mEncoder::restart`].
+    drained: bool,
 }
 
 fn open_err(path: &str, what: &str, e: DevError) -> EncodeError {
@@ -147,6 +149,7 @@ impl M2mEncoder {
             frame_ns: 1_000_000_000 / u64::from(settings.fps.max(1)),
             headers: Vec::new(),
             want_keyframe: false,
+            drained: false,
         })
     }
 
@@ -255,6 +258,7 @@ impl M2mEncoder {
         self.dev
             .encoder_command(crate::v4l2::EncoderCmd::Stop)
             .map_err(|e| EncodeError::Encode(e.to_string()))?;
+        self.drained = true;
         let mut out = Vec::new();
         // Bounded: a driver that never sets LAST must not hang shutdown.
         for _ in 0..=self.coded_buffers + BUFFERS {
@@ -289,6 +293,7 @@ impl M2mEncoder {
                 .map_err(err)?;
         }
         self.dev.stream_on(Queue::Capture).map_err(err)?;
+        self.drained = false;
         Ok(())
     }
 
@@ -322,6 +327,11 @@ impl VideoEncoder for M2mEncoder {
                 want_h: s.height,
             });
         }
+        if self.drained {
+            return Err(EncodeError::Encode(
+                "hardware encoder is drained; it must be restarted".into(),
+            ));
+        }
         if std::mem::take(&mut self.want_keyframe) {
             let _ = self.dev.set_control(cid::MPEG_VIDEO_FORCE_KEY_FRAME, 1);
         }
@@ -341,7 +351,9 @@ impl VideoEncoder for M2mEncoder {
         // own buffer follows; older pictures' timestamps are not ours.
         loop {
             let Some((data, fl, got_ts)) = self.take_coded()? else {
-                return Ok(None);
+                return Err(EncodeError::Encode(
+                    "hardware encoder is drained; it must be restarted".into(),
+                ));
             };
             let vcl = split_annexb(&data).any(|n| NalType::of(n).is_some_and(|t| t.is_vcl()));
             if !vcl {
@@ -365,10 +377,130 @@ impl VideoEncoder for M2mEncoder {
 impl Drop for M2mEncoder {
     fn drop(&mut self) {
         // Best effort: a removed device simply fails these.
-        let _ = self.drain();
+        if !self.drained {
+            let _ = self.drain();
+        }
         let _ = self.dev.stream_off(Queue::Output);
         let _ = self.dev.stream_off(Queue::Capture);
         let _ = self.dev.request_buffers(Queue::Output, 0);
         let _ = self.dev.request_buffers(Queue::Capture, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SimClock;
+    use crate::source::pattern::Pattern;
+    use crate::v4l2::fake::{CameraSpec, FakeHandle};
+    use std::sync::Arc;
+
+    use crate::v4l2::OneNode;
+
+    #[allow(non_snake_case)]
+    fn One(h: FakeHandle) -> OneNode {
+        OneNode(h, "/dev/video11")
+    }
+
+    fn settings() -> EncoderSettings {
+        EncoderSettings {
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_kbps: 500,
+            gop: 10,
+            threads: 1,
+        }
+    }
+
+    fn encoder() -> (OneNode, M2mEncoder) {
+        let clock = Arc::new(SimClock::new(0));
+        let b = One(FakeHandle::new_encoder(clock));
+        let e = M2mEncoder::open(&b, "/dev/video11", settings()).unwrap();
+        (b, e)
+    }
+
+    fn nal_types(data: &[u8]) -> Vec<NalType> {
+        split_annexb(data).filter_map(NalType::of).collect()
+    }
+
+    fn picture(n: u64) -> I420Frame {
+        let mut p = I420Frame::new(320, 240);
+        Pattern::new(320, 240).draw(n, 30, 0, &mut p);
+        p
+    }
+
+    #[test]
+    fn auto_finds_the_encoder_and_not_a_camera() {
+        let clock = Arc::new(SimClock::new(0));
+        assert_eq!(
+            find(&One(FakeHandle::new_encoder(clock.clone()))),
+            Some("/dev/video11".into())
+        );
+        let cam = One(FakeHandle::new_camera(CameraSpec::typical_uvc(), clock));
+        assert_eq!(find(&cam), None);
+        let e = M2mEncoder::open(&cam, "/dev/video11", settings())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("not a V4L2 H.264 encoder"), "{e}");
+    }
+
+    #[test]
+    fn pictures_come_out_as_h264_with_idr_every_gop_and_headers_in_front() {
+        let (_b, mut e) = encoder();
+        assert!(
+            e.name().starts_with("v4l2m2m:/dev/video11 ("),
+            "{}",
+            e.name()
+        );
+        for n in 0..25 {
+            let out = e
+                .encode(&picture(n))
+                .unwrap()
+                .expect("one picture out per picture in");
+            let types = nal_types(&out.data);
+            assert_eq!(out.keyframe, n % 10 == 0, "frame {n}: {types:?}");
+            if out.keyframe {
+                assert!(
+                    types.contains(&NalType::Sps) && types.contains(&NalType::Pps),
+                    "{types:?}"
+                );
+                assert!(types.contains(&NalType::Idr));
+            } else {
+                assert!(types.contains(&NalType::Slice), "{types:?}");
+            }
+        }
+        // A keyframe request makes the next picture an IDR.
+        e.request_keyframe();
+        assert!(e.encode(&picture(25)).unwrap().unwrap().keyframe);
+        assert!(!e.encode(&picture(26)).unwrap().unwrap().keyframe);
+        // The wrong size is refused, not sent to the hardware.
+        assert!(matches!(
+            e.encode(&I420Frame::new(64, 64)),
+            Err(EncodeError::WrongSize { .. })
+        ));
+    }
+
+    #[test]
+    fn drain_ends_the_stream_and_restart_resumes_it() {
+        let (_b, mut e) = encoder();
+        for n in 0..3 {
+            e.encode(&picture(n)).unwrap().unwrap();
+        }
+        // Everything was already collected; the drain ends cleanly.
+        let rest = e.drain().unwrap();
+        assert!(rest.iter().all(|p| !p.data.is_empty()));
+        // Drained: nothing more comes out until restarted.
+        let err = e.encode(&picture(3)).unwrap_err();
+        assert!(err.to_string().contains("drained"), "{err}");
+        e.restart().unwrap();
+        e.request_keyframe();
+        let mut got_key = false;
+        for n in 5..10 {
+            if let Some(p) = e.encode(&picture(n)).unwrap() {
+                got_key |= p.keyframe;
+            }
+        }
+        assert!(got_key, "encoding resumed after restart");
     }
 }

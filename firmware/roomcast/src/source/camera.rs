@@ -231,7 +231,7 @@ impl CameraSource {
         ns
     }
 
-    fn from_camera(&mut self, mut picture: I420Frame, now: u64) -> Next {
+    fn read_camera(&mut self, mut picture: I420Frame, now: u64) -> Next {
         let Some(cam) = self.camera.as_mut() else {
             return Next::Idle(picture);
         };
@@ -386,9 +386,222 @@ impl Source for CameraSource {
             self.try_open(now);
         }
         if self.camera.is_some() {
-            self.from_camera(picture, now)
+            self.read_camera(picture, now)
         } else {
             self.slate(picture)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SimClock};
+    use crate::v4l2::fake::{CameraSpec, FakeHandle};
+    use crate::v4l2::{cid, OneNode};
+
+    fn source(
+        spec: CameraSpec,
+        want: Want,
+        controls: Controls,
+    ) -> (FakeHandle, CameraSource, Arc<SimClock>) {
+        let clock = Arc::new(SimClock::new(1_000));
+        let handle = FakeHandle::new_camera(spec, clock.clone());
+        let src = CameraSource::new(
+            Arc::new(OneNode(handle.clone(), "/dev/video0")),
+            "/dev/video0",
+            want,
+            Arc::new(LiveControls::new(controls)),
+            clock.clone(),
+            Arc::default(),
+            Arc::default(),
+        );
+        (handle, src, clock)
+    }
+
+    fn want(width: u32, height: u32, fps: u32) -> Want {
+        Want {
+            width,
+            height,
+            fps,
+            passthrough: false,
+        }
+    }
+
+    /// Calls `next` until it yields something other than `Idle`.
+    fn next(src: &mut CameraSource, buf: I420Frame) -> Next {
+        let mut buf = buf;
+        for _ in 0..1000 {
+            match src.next(buf) {
+                Next::Idle(b) => buf = b,
+                other => return other,
+            }
+        }
+        panic!("the source produced nothing");
+    }
+
+    fn status(src: &CameraSource) -> CameraStatus {
+        crate::bus::lock(&src.status).clone()
+    }
+
+    #[test]
+    fn negotiates_applies_controls_and_delivers_stamped_pictures() {
+        let controls = Controls {
+            power_line_hz: 60,
+            brightness: Some(10),
+            ..Controls::default()
+        };
+        let (handle, mut src, _clock) =
+            source(CameraSpec::typical_uvc(), want(640, 480, 30), controls);
+        let mut last = 0;
+        let mut buf = I420Frame::new(0, 0);
+        for _ in 0..10 {
+            let Next::Picture(raw) = next(&mut src, buf) else {
+                panic!("expected a picture");
+            };
+            assert_eq!((raw.picture.width, raw.picture.height), (640, 480));
+            assert!(raw.capture_ns > last);
+            if last != 0 {
+                // 30 fps from the camera's own timestamps.
+                let d = raw.capture_ns - last;
+                assert!((33_333_333..=33_333_334).contains(&d), "{d}");
+            }
+            last = raw.capture_ns;
+            buf = raw.picture;
+        }
+        let s = status(&src);
+        assert_eq!((s.state, s.mode.as_str()), ("live", "YUYV 640x480@30"));
+        assert_eq!(handle.control(cid::POWER_LINE_FREQUENCY), Some(2));
+        assert_eq!(handle.control(cid::BRIGHTNESS), Some(10));
+        // Live change of a control: no reopen.
+        src.controls.set(Controls {
+            brightness: Some(-5),
+            ..Controls::default()
+        });
+        let _ = next(&mut src, I420Frame::new(0, 0));
+        assert_eq!(handle.control(cid::BRIGHTNESS), Some(-5));
+        assert_eq!(handle.control(cid::POWER_LINE_FREQUENCY), Some(1));
+        assert_eq!(status(&src).opens, 1);
+    }
+
+    #[test]
+    fn unplug_gives_the_slate_at_the_configured_rate_and_replug_resumes() {
+        let (handle, mut src, clock) = source(
+            CameraSpec::typical_uvc(),
+            want(640, 480, 30),
+            Controls::default(),
+        );
+        let Next::Picture(first) = next(&mut src, I420Frame::new(0, 0)) else {
+            panic!()
+        };
+        handle.unplug();
+        let unplugged_at = clock.monotonic_ns();
+        let mut stamps = vec![first.capture_ns];
+        let mut buf = first.picture;
+        // Two seconds of slate at exactly 30 fps, at the camera's size.
+        while clock.monotonic_ns() < unplugged_at + 2_000_000_000 {
+            let Next::Picture(raw) = next(&mut src, buf) else {
+                panic!()
+            };
+            assert_eq!((raw.picture.width, raw.picture.height), (640, 480));
+            stamps.push(raw.capture_ns);
+            buf = raw.picture;
+        }
+        let s = status(&src);
+        assert_eq!(s.state, "no signal");
+        assert!(s.reason.contains("unplugged"), "{}", s.reason);
+        assert!((58..=62).contains(&s.slate_frames), "{}", s.slate_frames);
+        assert!(stamps.windows(2).all(|w| w[1] > w[0]), "{stamps:?}");
+        // Back: within the backoff (at most 2 s) camera frames flow again.
+        handle.replug();
+        let back_at = clock.monotonic_ns();
+        while status(&src).state != "live" {
+            let Next::Picture(raw) = next(&mut src, buf) else {
+                panic!()
+            };
+            buf = raw.picture;
+            assert!(
+                clock.monotonic_ns() < back_at + 3_000_000_000,
+                "camera did not come back"
+            );
+        }
+        assert_eq!(status(&src).opens, 2);
+    }
+
+    #[test]
+    fn a_stalled_camera_is_noticed_after_two_seconds() {
+        let (handle, mut src, clock) = source(
+            CameraSpec::typical_uvc(),
+            want(640, 480, 30),
+            Controls::default(),
+        );
+        let _ = next(&mut src, I420Frame::new(0, 0));
+        handle.set_stalled(true);
+        let t = clock.monotonic_ns();
+        let mut buf = I420Frame::new(0, 0);
+        while status(&src).state == "live" {
+            match src.next(buf) {
+                Next::Idle(b) => buf = b,
+                Next::Picture(r) => buf = r.picture,
+                Next::Encoded { picture, .. } => buf = picture,
+            }
+        }
+        let waited = clock.monotonic_ns() - t;
+        assert!(
+            (1_900_000_000..=2_200_000_000).contains(&waited),
+            "{waited}"
+        );
+        assert!(status(&src).reason.contains("no picture"));
+        handle.set_stalled(false);
+        while status(&src).state != "live" {
+            buf = match next(&mut src, buf) {
+                Next::Picture(r) => r.picture,
+                _ => panic!(),
+            };
+        }
+    }
+
+    #[test]
+    fn a_faster_camera_is_decimated_to_the_configured_rate() {
+        // 30 fps camera, 15 fps stream: every other frame.
+        let (_h, mut src, _clock) = source(
+            CameraSpec::typical_uvc(),
+            want(640, 480, 15),
+            Controls::default(),
+        );
+        let mut stamps = Vec::new();
+        let mut buf = I420Frame::new(0, 0);
+        for _ in 0..31 {
+            let Next::Picture(raw) = next(&mut src, buf) else {
+                panic!()
+            };
+            stamps.push(raw.capture_ns);
+            buf = raw.picture;
+        }
+        let span = stamps[30] - stamps[0];
+        assert_eq!(span, 2_000_000_000, "30 frames at 15 fps: {stamps:?}");
+    }
+
+    #[test]
+    fn passthrough_forwards_camera_h264() {
+        let w = Want {
+            passthrough: true,
+            ..want(1920, 1080, 30)
+        };
+        let (_h, mut src, _clock) = source(CameraSpec::typical_uvc(), w, Controls::default());
+        let Next::Encoded { frame, .. } = next(&mut src, I420Frame::new(0, 0)) else {
+            panic!("expected H.264")
+        };
+        assert!(frame.keyframe && (frame.width, frame.height) == (1920, 1080));
+        assert!(roomcast_media::h264::contains_idr(&frame.data));
+        // A keyframe request reaches the camera.
+        src.keyframe.store(true, Relaxed);
+        let mut keys = 0;
+        for _ in 0..5 {
+            if let Next::Encoded { frame, .. } = next(&mut src, I420Frame::new(0, 0)) {
+                keys += usize::from(frame.keyframe);
+            }
+        }
+        assert_eq!(keys, 1, "the requested IDR (GOP is 30)");
     }
 }

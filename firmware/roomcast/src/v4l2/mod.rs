@@ -36,6 +36,12 @@ pub fn backend(clock: crate::clock::SharedClock) -> Arc<dyn Backend> {
     }
 }
 
+#[cfg(target_os = "linux")]
+fn real_backend() -> Arc<dyn Backend> {
+    Arc::new(linux::LinuxBackend::new())
+}
+
+#[cfg(not(target_os = "linux"))]
 fn real_backend() -> Arc<dyn Backend> {
     no_devices()
 }
@@ -474,4 +480,25 @@ impl serde::Serialize for Interval {
 
 fn ser_fourcc<S: serde::Serializer>(f: &FourCc, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(f.as_str())
+}
+
+/// A backend with one fake node, for unit tests of code above the trait.
+#[cfg(test)]
+pub(crate) struct OneNode(pub fake::FakeHandle, pub &'static str);
+
+#[cfg(test)]
+impl Backend for OneNode {
+    fn list(&self) -> Vec<String> {
+        if self.0.is_plugged() {
+            vec![self.1.into()]
+        } else {
+            Vec::new()
+        }
+    }
+    fn open(&self, path: &str) -> DevResult<Box<dyn Device>> {
+        if path != self.1 {
+            return Err(DevError::new("open", ENOENT));
+        }
+        self.0.open()
+    }
 }

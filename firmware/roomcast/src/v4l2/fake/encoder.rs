@@ -769,17 +769,14 @@ impl Device for FakeEncoder {
         if st.phase.draining() {
             return Err(DevError::new(OP, EBUSY));
         }
+        // Only a streaming encoder drains; otherwise STOP succeeds and does
+        // nothing, for compatibility.
+        let streaming = st.out.streaming && st.cap.streaming;
         match (cmd, st.phase) {
-            (EncoderCmd::Stop, Phase::Encoding) => {
-                // Only a streaming encoder drains; otherwise the call
-                // succeeds and does nothing, for compatibility.
-                if st.out.streaming && st.cap.streaming {
-                    match st.out.queued.len() {
-                        0 => st.finish_drain(),
-                        n => st.phase = Phase::Draining(n),
-                    }
-                }
-            }
+            (EncoderCmd::Stop, Phase::Encoding) if streaming => match st.out.queued.len() {
+                0 => st.finish_drain(),
+                n => st.phase = Phase::Draining(n),
+            },
             (EncoderCmd::Start, Phase::Stopped) => st.phase = Phase::Encoding,
             _ => {}
         }

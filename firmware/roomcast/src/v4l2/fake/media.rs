@@ -167,8 +167,11 @@ impl H264Stream {
         let resized = self
             .opened
             .is_some_and(|o| (o.width, o.height) != (settings.width, settings.height));
+        // New settings are applied by reopening, which makes an IDR: only
+        // when one is due anyway (or the size changed).
+        let reopen = resized || (due && self.opened != Some(settings));
         let enc = match &mut self.enc {
-            Some(enc) if !resized && !(due && self.opened != Some(settings)) => {
+            Some(enc) if !reopen => {
                 if due {
                     enc.request_keyframe();
                 }

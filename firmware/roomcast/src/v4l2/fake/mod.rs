@@ -89,7 +89,7 @@ struct Shared {
 }
 
 enum Node {
-    Camera(camera::CamShared),
+    Camera(Box<camera::CamShared>),
     Encoder,
 }
 
@@ -180,7 +180,7 @@ impl FakeHandle {
     /// # Panics
     /// If `spec` has no modes: a camera without one cannot have a format.
     pub fn new_camera(spec: CameraSpec, clock: SharedClock) -> Self {
-        Self::with_node(clock, Node::Camera(camera::CamShared::new(spec)))
+        Self::with_node(clock, Node::Camera(Box::new(camera::CamShared::new(spec))))
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {

@@ -350,6 +350,7 @@ fn frames_are_due_on_the_interval_grid_with_monotonic_timestamps() {
         );
         assert_eq!(d.flags & (flags::ERROR | flags::KEYFRAME), 0);
         assert_eq!(errno(cam.dequeue_buffer(Queue::Capture)), EAGAIN);
+        cam.queue_buffer(Queue::Capture, d.index, 0, 0).unwrap();
     }
     // Several frames due at once come out in order, without waiting.
     clock.advance(Duration::from_millis(70));
@@ -357,7 +358,10 @@ fn frames_are_due_on_the_interval_grid_with_monotonic_timestamps() {
         .map(|_| cam.dequeue_buffer(Queue::Capture).unwrap().sequence)
         .collect();
     assert_eq!(seqs, [3, 4]);
-    // A wait that times out returns false after exactly its timeout.
+    for k in 6..=7 {
+        assert_eq!(next(&mut cam).0.timestamp_ns, t0 + due30(k));
+    }
+    // No buffer queued: a wait times out after exactly its timeout. returns false after exactly its timeout.
     let before = clock.monotonic_ns();
     assert!(!cam
         .wait(Queue::Capture, Duration::from_millis(250))
