@@ -397,6 +397,10 @@ pub fn config_txt(board: &Board, kernel: &str, initrd: &str) -> String {
          kernel={kernel}\n\
          initramfs {initrd} followkernel\n\
          disable_overscan=1\n\
+         # Debian's kernel has the CM4 device tree for the IO board only.\n\
+         [cm4]\n\
+         device_tree=bcm2711-rpi-cm4-io.dtb\n\
+         [all]\n\
          # From boards/{}.toml [image] config_txt:\n",
         board.name, board.name
     );
@@ -755,7 +759,10 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
                 "--essential-hook=chroot \"$1\" dpkg-divert --quiet --local --rename --divert {DIVERTED} --add {UPDATE_INITRAMFS} && ln -sf /bin/true \"$1\"{UPDATE_INITRAMFS}"
             ))
             // Keep the .debs between builds: copy them in before apt
-            // downloads, and the new ones out before mmdebstrap cleans up.
+            // downloads, and the new ones out before mmdebstrap cleans up
+            // (keeping the essential ones too, as mmdebstrap(1) shows).
+            .arg("--skip=essential/unlink")
+            .arg("--skip=download/empty")
             .arg("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives")
             .arg(format!(
                 "--setup-hook=sync-in {} /var/cache/apt/archives",

@@ -271,6 +271,26 @@ async function run() {
     ok(`SRT output ${srtUrl} added on the page and sending (status table)`);
   }
 
+  // Source picker: the (simulated) camera is listed with its real modes;
+  // choosing it switches the stream to it, and status and preview follow.
+  if (process.env.EXPECT_CAMERA) {
+    await page.waitForFunction(() => [...document.querySelectorAll('#cfg-source option')].some((o) => o.value === 'v4l2:/dev/video0'), null, { timeout: 10_000 })
+      .catch(() => fail('the source picker does not list the camera /dev/video0'));
+    await page.selectOption('#cfg-source', 'v4l2:/dev/video0');
+    const modes = await page.textContent('#source-modes');
+    if (!modes.includes('YUYV 640×360@30')) fail(`the camera's modes are not shown: ${modes}`);
+    const encoders = await page.$$eval('#cfg-encoder option', (os) => os.map((o) => o.value));
+    if (!encoders.includes('passthrough')) fail(`the encoder picker lacks pass-through: ${encoders}`);
+    const camStarts = (await videoState(page)).playerStarts;
+    await page.click('#apply');
+    await waitText(page, 'apply-result', (t) => t.includes('Applied'), 15_000, 'switching to the camera was not applied');
+    const cam = await waitText(page, 'st-camera', (t) => t.startsWith('live'), 15_000, 'status does not show the camera live');
+    await page.waitForFunction((n) => window.roomcast.playerStarts > n, camStarts, { timeout: 10_000 }).catch(() => {});
+    await expectPlaying(page, 'camera stream');
+    await shot(page, '7-camera');
+    ok(`source picker: camera chosen from the list (${modes.length} chars of modes), status "${cam.slice(0, 50)}", preview plays`);
+  }
+
   // Configuration export (secrets masked unless asked) and import.
   const exported = await page.evaluate(async () => (await fetch('/api/config/export')).text());
   if (!exported.includes('bitrate_kbps = 900')) fail(`export does not hold the stored bitrate: ${exported}`);

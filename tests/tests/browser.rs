@@ -25,15 +25,20 @@ fn web_page_plays_the_stream_and_applies_settings() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("srt-live-transmit (tests/run.sh installs srt-tools)");
-    let daemon = Daemon::start(
+    // A simulated UVC camera for the source picker (see tests/camera.rs).
+    let sim = roomcast_e2e::temp_dir("browser-sim");
+    std::fs::write(sim.join("video0"), "uvc").expect("simulated camera");
+    let daemon = Daemon::start_with_env(
         "browser",
         &["--size", "640x360", "--fps", "25", "--gop", "25"],
+        &[("ROOMCAST_V4L2_SIM", &sim)],
     );
     let (status, stdout, stderr) = run_with_timeout(
         Command::new("node")
             .arg("play.mjs")
             .arg(daemon.base_url())
             .env("ROOMCAST_TOKEN", &daemon.token)
+            .env("EXPECT_CAMERA", "1")
             .env(
                 "SRT_OUTPUT",
                 format!("srt://127.0.0.1:{srt_port}?mode=caller"),

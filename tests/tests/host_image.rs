@@ -185,7 +185,8 @@ fn image_build_and_outside_checks() {
         "vmlinuz",
         "initrd.img",
         "bcm2711-rpi-4-b.dtb",
-        "bcm2711-rpi-cm4.dtb",
+        "bcm2711-rpi-cm4-io.dtb",
+        "bcm2837-rpi-zero-2-w.dtb",
     ] {
         assert!(
             listing.lines().any(|l| l.trim_start_matches("::/").eq_ignore_ascii_case(f)),
@@ -208,6 +209,7 @@ fn image_build_and_outside_checks() {
     let stat = debugfs(img, rootp, "stat /usr/bin/roomcast");
     assert!(stat.contains("Mode:  0755"), "{stat}");
     let bin = std::fs::read(aarch64_bin()).ok();
+    std::fs::create_dir_all(target_dir().join("image-test")).unwrap();
     let dumped = target_dir().join("image-test/roomcast.from-image");
     let _ = std::fs::remove_file(&dumped);
     debugfs(
