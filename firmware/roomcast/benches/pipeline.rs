@@ -21,7 +21,7 @@ use roomcast::encoder::{EncoderSettings, VideoEncoder};
 use roomcast::frame::{I420Frame, RawFrame};
 use roomcast::hls::{self, HlsStore};
 use roomcast::llhls::{self, LlStore};
-use roomcast::pipeline::{encode_loop, Pipeline};
+use roomcast::pipeline::{encode_pictures, Pipeline};
 use roomcast::source::pattern::Pattern;
 use roomcast::stats::Stats;
 use serde_json::json;
@@ -131,7 +131,12 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
     });
     let app = Arc::new(App {
         started_ns: clock.monotonic_ns(),
-        pipeline: Pipeline::new(clock.clone(), bus.clone(), stats.clone()),
+        pipeline: Pipeline::new(
+            clock.clone(),
+            bus.clone(),
+            stats.clone(),
+            roomcast::v4l2::no_devices(),
+        ),
         outputs: roomcast::rtmp::Outputs::new(bus.clone(), clock.clone()),
         srt_outputs: roomcast::srt::SrtOutputs::new(bus.clone(), clock.clone()),
         clock,
@@ -155,7 +160,7 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
     let encoder = std::thread::spawn({
         let (bus, stats) = (bus.clone(), stats.clone());
         move || {
-            encode_loop(enc, rx, free_tx, &bus, &stats, 0);
+            encode_pictures(enc, settings(w, h), rx, free_tx, &bus, &stats);
             cpu(libc::RUSAGE_THREAD)
         }
     });

@@ -227,6 +227,36 @@ fn capture_loop(
     }
 }
 
+/// The encoder stage alone, fed pictures by the caller instead of a capture
+/// thread (benchmarks measure the pipeline's cost this way): encodes and
+/// publishes until `rx` hangs up, returning each picture on `free`.
+pub fn encode_pictures(
+    enc: Box<dyn VideoEncoder>,
+    settings: EncoderSettings,
+    rx: Receiver<RawFrame>,
+    free: Sender<I420Frame>,
+    bus: &FrameBus,
+    stats: &Stats,
+) {
+    let mut stage = EncoderStage {
+        choice: EncoderChoice::OpenH264,
+        settings,
+        backend: crate::v4l2::no_devices(),
+        current: Some((enc, settings.width, settings.height)),
+        producer: None,
+        epochs: Arc::default(),
+        epoch: 0,
+        camera_keyframe: Arc::default(),
+        waiting_for_key: false,
+        source: "test",
+    };
+    while let Ok(raw) = rx.recv() {
+        let wants_key = bus.take_keyframe_request();
+        stage.picture(&raw, wants_key, bus, stats);
+        let _ = free.send(raw.picture);
+    }
+}
+
 /// Who makes the frames now; a change starts a new epoch (discontinuity).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Producer {
