@@ -155,12 +155,14 @@ impl Session {
                         let (name, value) = first.split_once('=')?;
                         (name == COOKIE && !value.is_empty()).then(|| first.to_string())
                     })
-                    .ok_or_else(|| ConfigError::BadAnswer("/api/login set no session cookie".into()))?;
+                    .ok_or_else(|| {
+                        ConfigError::BadAnswer("/api/login set no session cookie".into())
+                    })?;
                 let v: Value = serde_json::from_slice(&r.body)
                     .map_err(|e| ConfigError::BadAnswer(format!("/api/login: {e}")))?;
-                let csrf = v["csrf"]
-                    .as_str()
-                    .ok_or_else(|| ConfigError::BadAnswer("/api/login gave no CSRF token".into()))?;
+                let csrf = v["csrf"].as_str().ok_or_else(|| {
+                    ConfigError::BadAnswer("/api/login gave no CSRF token".into())
+                })?;
                 s.headers.push(("Cookie".into(), cookie));
                 s.headers.push(("X-CSRF-Token".into(), csrf.to_string()));
                 s.logged_in = true;

@@ -180,7 +180,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         };
         let takes_value = matches!(
             flag.as_str(),
-            "--seconds" | "--board" | "--out" | "--binary" | "--cache" | "--work" | "--mirror" | "--password-file"
+            "--seconds"
+                | "--board"
+                | "--out"
+                | "--binary"
+                | "--cache"
+                | "--work"
+                | "--mirror"
+                | "--password-file"
         );
         let value = if takes_value {
             match inline.or_else(|| args.next()) {
@@ -193,11 +200,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         let allowed: &[&str] = match (first.as_str(), sub.as_deref()) {
             ("probe", _) => &["--seconds"],
             ("discover", _) => &["--seconds", "--json"],
-            ("image", _) => &["--board", "--out", "--binary", "--cache", "--work", "--mirror"],
+            ("image", _) => &[
+                "--board", "--out", "--binary", "--cache", "--work", "--mirror",
+            ],
             ("config", _) => &["--password-file"],
             _ => &[],
         };
-        if flag.starts_with('-') && !matches!(flag.as_str(), "-h" | "--help") && !allowed.contains(&flag.as_str()) {
+        if flag.starts_with('-')
+            && !matches!(flag.as_str(), "-h" | "--help")
+            && !allowed.contains(&flag.as_str())
+        {
             return usage(format!("unknown flag {flag}"));
         }
         match flag.as_str() {
@@ -300,7 +312,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                 return usage("config set needs KEY=VALUE, e.g. video.fps=25");
             }
             if let Some(a) = assignments.iter().find(|a| !a.contains('=')) {
-                return usage(format!("bad setting {a:?}: expected KEY=VALUE, e.g. video.fps=25"));
+                return usage(format!(
+                    "bad setting {a:?}: expected KEY=VALUE, e.g. video.fps=25"
+                ));
             }
             Ok(Command::ConfigSet {
                 host,
@@ -361,12 +375,28 @@ mod tests {
                 json: true
             }
         );
-        let Command::ConfigGet { host, key, .. } = p(&["config", "get", "box.local", "video.fps"]).unwrap() else {
+        let Command::ConfigGet { host, key, .. } =
+            p(&["config", "get", "box.local", "video.fps"]).unwrap()
+        else {
             panic!()
         };
-        assert_eq!((host.host.as_str(), host.port, key.as_deref()), ("box.local", 8080, Some("video.fps")));
-        let Command::ConfigSet { assignments, password_file, .. } =
-            p(&["config", "set", "10.0.0.2:9000", "video.fps=25", "--password-file", "pw"]).unwrap()
+        assert_eq!(
+            (host.host.as_str(), host.port, key.as_deref()),
+            ("box.local", 8080, Some("video.fps"))
+        );
+        let Command::ConfigSet {
+            assignments,
+            password_file,
+            ..
+        } = p(&[
+            "config",
+            "set",
+            "10.0.0.2:9000",
+            "video.fps=25",
+            "--password-file",
+            "pw",
+        ])
+        .unwrap()
         else {
             panic!()
         };
@@ -395,7 +425,10 @@ mod tests {
             (&["flash", "a.img"][..], "needs IMAGE and DEVICE"),
             (&["image"][..], "image needs a command"),
             (&["image", "build", "--out", "x"][..], "needs --board"),
-            (&["image", "build", "--board", "pi3", "--out", "x"][..], "--board wants"),
+            (
+                &["image", "build", "--board", "pi3", "--out", "x"][..],
+                "--board wants",
+            ),
             (&["image", "build", "--board", "pi4"][..], "needs --out"),
             (&["config"][..], "config needs get or set"),
             (&["config", "get"][..], "config needs the box"),

@@ -126,14 +126,7 @@ pub fn discover(wait: Duration) -> Result<Vec<Found>, DiscoverError> {
 pub fn table(found: &[Found]) -> String {
     let rows: Vec<[String; 4]> = found
         .iter()
-        .map(|f| {
-            [
-                f.name.clone(),
-                f.url(),
-                f.version.clone(),
-                f.state.clone(),
-            ]
-        })
+        .map(|f| [f.name.clone(), f.url(), f.version.clone(), f.state.clone()])
         .collect();
     let head = [
         "NAME".to_string(),
@@ -183,7 +176,10 @@ mod tests {
 
     #[test]
     fn instance_names_and_urls() {
-        assert_eq!(instance_of("roomcast-1a2b._roomcast._tcp.local."), "roomcast-1a2b");
+        assert_eq!(
+            instance_of("roomcast-1a2b._roomcast._tcp.local."),
+            "roomcast-1a2b"
+        );
         assert_eq!(box_("a", "10.0.0.2", 8080).url(), "http://10.0.0.2:8080/");
         assert_eq!(box_("a", "fe80::1", 80).url(), "http://[fe80::1]:80/");
     }
@@ -197,7 +193,10 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("NAME           ADDRESS"), "{t}");
-        assert!(lines[1].contains("http://192.168.1.20:8080/  0.1.0    idle"), "{t}");
+        assert!(
+            lines[1].contains("http://192.168.1.20:8080/  0.1.0    idle"),
+            "{t}"
+        );
         let j = box_("b", "10.0.0.3", 8080).to_json();
         assert_eq!(j["url"], "http://10.0.0.3:8080/");
         assert_eq!(j["state"], "idle");

@@ -101,7 +101,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -159,7 +162,9 @@ impl Disk {
 }
 
 fn read_trim(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn parse_dev(s: &str) -> Option<(u32, u32)> {
@@ -265,9 +270,8 @@ pub struct HostState {
 impl HostState {
     /// Reads `/proc` and `/sys`.
     pub fn read() -> HostState {
-        let mounts = parse_mountinfo(
-            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
-        );
+        let mounts =
+            parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
         let swaps = parse_swaps(&std::fs::read_to_string("/proc/swaps").unwrap_or_default());
         let mut root_disks = Vec::new();
         if let Some(root) = mounts.iter().rev().find(|m| m.mount_point == "/") {
@@ -313,10 +317,7 @@ pub fn inspect(device: &Path) -> Result<Target, FlashError> {
     let not_found = || {
         dev_err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!(
-                "block device {}:{} is not in /sys/dev/block",
-                dev.0, dev.1
-            ),
+            format!("block device {}:{} is not in /sys/dev/block", dev.0, dev.1),
         ))
     };
     let dir = sys_block(sys, dev).ok_or_else(not_found)?;
@@ -412,7 +413,7 @@ impl<'a> Progress<'a> {
             what,
             total,
             start: now,
-            last: now - Duration::from_secs(1),
+            last: now.checked_sub(Duration::from_secs(1)).unwrap_or(now),
         }
     }
 

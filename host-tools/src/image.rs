@@ -138,6 +138,11 @@ pub const BOX_FILES: &[(&str, &str, u32)] = &[
         "# Start roomcast 20 s after boot at the latest, cable or not.\n[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=20\n",
         0o644,
     ),
+    (
+        "etc/initramfs-tools/conf.d/roomcast",
+        "# The root is ext4, found by label at boot (the fsck hook cannot resolve\n# the label while the image is built).\nFSTYPE=ext4\n",
+        0o644,
+    ),
     ("etc/roomcast-image", "", 0o644),
 ];
 
@@ -174,7 +179,10 @@ pub const ENABLE: &[(&str, &str)] = &[
     ("roomcast-grow-data.service", "multi-user.target"),
     ("roomcast-hostname.service", "sysinit.target"),
     ("systemd-networkd.service", "multi-user.target"),
-    ("systemd-networkd-wait-online.service", "network-online.target"),
+    (
+        "systemd-networkd-wait-online.service",
+        "network-online.target",
+    ),
     ("systemd-resolved.service", "multi-user.target"),
     ("systemd-timesyncd.service", "sysinit.target"),
 ];
@@ -336,7 +344,9 @@ fn default_binary() -> PathBuf {
     if here.exists() {
         return here;
     }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(DEFAULT_BINARY);
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(DEFAULT_BINARY);
     if ws.exists() {
         return ws;
     }
@@ -537,7 +547,12 @@ fn run(step: &str, cmd: &mut Command, log: &Path) -> Result<(), ImageError> {
 }
 
 /// Runs `cmd` with `input` on stdin.
-fn run_with_input(step: &str, cmd: &mut Command, input: &str, log: &Path) -> Result<(), ImageError> {
+fn run_with_input(
+    step: &str,
+    cmd: &mut Command,
+    input: &str,
+    log: &Path,
+) -> Result<(), ImageError> {
     let logf = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -731,7 +746,11 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
         }
     }
     if reuse {
-        let _ = writeln!(out, "== reusing {} (ROOMCAST_IMAGE_REUSE_ROOTFS)", rootfs.display());
+        let _ = writeln!(
+            out,
+            "== reusing {} (ROOMCAST_IMAGE_REUSE_ROOTFS)",
+            rootfs.display()
+        );
     }
     let mmdebstrap = || {
         let security = if o.mirror == MIRROR {
@@ -780,7 +799,11 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
         run("mmdebstrap", &mut cmd, &log)
     };
     if !reuse {
-        timed(out, "mmdebstrap: Debian packages into a directory", mmdebstrap)?;
+        timed(
+            out,
+            "mmdebstrap: Debian packages into a directory",
+            mmdebstrap,
+        )?;
     }
 
     // --- 2. our files, user, units.
@@ -789,9 +812,11 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
     })?;
 
     // --- 3. boot partition contents.
-    timed(out, "boot files: firmware, kernel, initrd, device trees", || {
-        boot_files(o, &rootfs, &bootfs, &kernel, &initrd)
-    })?;
+    timed(
+        out,
+        "boot files: firmware, kernel, initrd, device trees",
+        || boot_files(o, &rootfs, &bootfs, &kernel, &initrd),
+    )?;
 
     // --- 4. filesystems from directories, and the disk.
     let root_img = work.join("root.ext4");
@@ -799,63 +824,82 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
     let data_img = work.join("data.ext4");
     let root_used = du_bytes(&rootfs)?;
     // Room for ext4's metadata and a little slack (the root is read-only).
-    let root_size = (root_used + root_used / 5 + 64 * MIB).div_ceil(ALIGN_MIB * MIB) * ALIGN_MIB * MIB;
+    let root_size =
+        (root_used + root_used / 5 + 64 * MIB).div_ceil(ALIGN_MIB * MIB) * ALIGN_MIB * MIB;
     let l = layout(BOOT_MIB * MIB, root_size, DATA_MIB * MIB);
-    timed(out, "filesystems: vfat (mcopy), ext4 (mkfs.ext4 -d)", || {
-        for p in [&root_img, &boot_img, &data_img] {
-            let _ = fs::remove_file(p);
-        }
-        run(
-            "mkfs.vfat",
-            Command::new("mkfs.vfat")
-                .args(["-F", "32", "-n", BOOT_LABEL, "-C"])
-                .arg(&boot_img)
-                .arg((l.boot.1 / 1024).to_string()),
-            &log,
-        )?;
-        let mut entries: Vec<PathBuf> = fs::read_dir(&bootfs)
-            .map_err(io_err(format!("read {}", bootfs.display())))?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
-        let mut mcopy = Command::new("mcopy");
-        mcopy.env("MTOOLS_SKIP_CHECK", "1").arg("-s").arg("-p").arg("-i").arg(&boot_img);
-        mcopy.args(&entries).arg("::");
-        run("mcopy", &mut mcopy, &log)?;
-        for (img, label, size, dir) in [
-            (&root_img, ROOT_LABEL, l.root.1, Some(&rootfs)),
-            (&data_img, DATA_LABEL, l.data.1, None),
-        ] {
-            let mut cmd = Command::new("mkfs.ext4");
-            cmd.args(["-q", "-F", "-L", label, "-m", "0", "-E", "root_owner=0:0"]);
-            if let Some(d) = dir {
-                cmd.arg("-d").arg(d);
+    timed(
+        out,
+        "filesystems: vfat (mcopy), ext4 (mkfs.ext4 -d)",
+        || {
+            for p in [&root_img, &boot_img, &data_img] {
+                let _ = fs::remove_file(p);
             }
-            cmd.arg(img).arg(format!("{}k", size / 1024));
-            run("mkfs.ext4", &mut cmd, &log)?;
-        }
-        Ok(())
-    })?;
+            run(
+                "mkfs.vfat",
+                Command::new("mkfs.vfat")
+                    .args(["-F", "32", "-n", BOOT_LABEL, "-C"])
+                    .arg(&boot_img)
+                    .arg((l.boot.1 / 1024).to_string()),
+                &log,
+            )?;
+            let mut entries: Vec<PathBuf> = fs::read_dir(&bootfs)
+                .map_err(io_err(format!("read {}", bootfs.display())))?
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            entries.sort();
+            let mut mcopy = Command::new("mcopy");
+            mcopy
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-s")
+                .arg("-p")
+                .arg("-i")
+                .arg(&boot_img);
+            mcopy.args(&entries).arg("::");
+            run("mcopy", &mut mcopy, &log)?;
+            for (img, label, size, dir) in [
+                (&root_img, ROOT_LABEL, l.root.1, Some(&rootfs)),
+                (&data_img, DATA_LABEL, l.data.1, None),
+            ] {
+                let mut cmd = Command::new("mkfs.ext4");
+                cmd.args(["-q", "-F", "-L", label, "-m", "0", "-E", "root_owner=0:0"]);
+                if let Some(d) = dir {
+                    cmd.arg("-d").arg(d);
+                }
+                cmd.arg(img).arg(format!("{}k", size / 1024));
+                run("mkfs.ext4", &mut cmd, &log)?;
+            }
+            Ok(())
+        },
+    )?;
 
     let tmp = o.out.with_extension("img.partial");
-    timed(out, "disk: sfdisk partition table, partitions copied in", || {
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
-        f.set_len(l.total)
-            .map_err(io_err(format!("size {}", tmp.display())))?;
-        run_with_input(
-            "sfdisk",
-            Command::new("sfdisk").arg("--quiet").arg("--no-reread").arg("--no-tell-kernel").arg(&tmp),
-            &sfdisk_script(&l, disk_id()),
-            &log,
-        )?;
-        copy_into(&boot_img, &mut f, l.boot.0)?;
-        copy_into(&root_img, &mut f, l.root.0)?;
-        copy_into(&data_img, &mut f, l.data.0)?;
-        f.sync_all().map_err(io_err("sync the image"))?;
-        fs::rename(&tmp, &o.out).map_err(io_err(format!("rename to {}", o.out.display())))
-    })?;
+    timed(
+        out,
+        "disk: sfdisk partition table, partitions copied in",
+        || {
+            let _ = fs::remove_file(&tmp);
+            let mut f =
+                fs::File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+            f.set_len(l.total)
+                .map_err(io_err(format!("size {}", tmp.display())))?;
+            run_with_input(
+                "sfdisk",
+                Command::new("sfdisk")
+                    .arg("--quiet")
+                    .arg("--no-reread")
+                    .arg("--no-tell-kernel")
+                    .arg(&tmp),
+                &sfdisk_script(&l, disk_id()),
+                &log,
+            )?;
+            copy_into(&boot_img, &mut f, l.boot.0)?;
+            copy_into(&root_img, &mut f, l.root.0)?;
+            copy_into(&data_img, &mut f, l.data.0)?;
+            f.sync_all().map_err(io_err("sync the image"))?;
+            fs::rename(&tmp, &o.out).map_err(io_err(format!("rename to {}", o.out.display())))
+        },
+    )?;
     for p in [&root_img, &boot_img, &data_img] {
         let _ = fs::remove_file(p);
     }
@@ -921,11 +965,7 @@ fn customize(o: &BuildOptions, root: &Path, log: &Path) -> Result<(String, Strin
         ])?;
     }
     for (unit, target) in ENABLE {
-        let dir = if unit.starts_with("roomcast") || unit.starts_with("systemd-") {
-            "lib/systemd/system"
-        } else {
-            "lib/systemd/system"
-        };
+        let dir = "lib/systemd/system";
         if !root.join(dir).join(unit).exists() {
             return Err(ImageError::Step {
                 step: format!("enable {unit}"),
@@ -946,9 +986,20 @@ fn customize(o: &BuildOptions, root: &Path, log: &Path) -> Result<(String, Strin
     // RAM each boot; resolv.conf points at resolved's stub.
     write_file(root, "etc/machine-id", b"", 0o444)?;
     let _ = fs::remove_file(root.join("var/lib/dbus/machine-id"));
-    link(root, "etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")?;
+    link(
+        root,
+        "etc/resolv.conf",
+        "../run/systemd/resolve/stub-resolv.conf",
+    )?;
     // Mount points of the other partitions and tmpfs.
-    for d in ["boot/firmware", "var/lib/roomcast", "var/lib/systemd", "var/log", "var/tmp", "tmp"] {
+    for d in [
+        "boot/firmware",
+        "var/lib/roomcast",
+        "var/lib/systemd",
+        "var/log",
+        "var/tmp",
+        "tmp",
+    ] {
         fs::create_dir_all(root.join(d)).map_err(io_err(format!("create /{d}")))?;
     }
     // No SSH server is installed; no password logins: root stays locked.
@@ -973,13 +1024,26 @@ fn customize(o: &BuildOptions, root: &Path, log: &Path) -> Result<(String, Strin
             UPDATE_INITRAMFS,
         ])?;
         for stale in fs::read_dir(&boot).map_err(io_err("read /boot"))?.flatten() {
-            if stale.file_name().to_string_lossy().starts_with("initrd.img-") {
+            if stale
+                .file_name()
+                .to_string_lossy()
+                .starts_with("initrd.img-")
+            {
                 let _ = fs::remove_file(stale.path());
             }
         }
     }
     if newest(&boot, "initrd.img-").is_none() {
-        chroot(&["update-initramfs", "-c", "-k", &version])?;
+        // INITRAMFS_TOOLS_KERNEL_HOOK: raspi-firmware's hook leaves
+        // /boot/firmware alone (boot_files fills the boot partition).
+        run(
+            "update-initramfs (under qemu)",
+            Command::new("chroot")
+                .arg(root)
+                .args(["update-initramfs", "-c", "-k", &version])
+                .env("INITRAMFS_TOOLS_KERNEL_HOOK", "1"),
+            log,
+        )?;
     }
     let initrd = newest(&boot, "initrd.img-").ok_or_else(|| ImageError::Step {
         step: "initramfs".into(),
@@ -1001,7 +1065,10 @@ fn boot_files(
 ) -> Result<(), ImageError> {
     let fw = root.join("boot/firmware");
     fs::create_dir_all(bootfs).map_err(io_err(format!("create {}", bootfs.display())))?;
-    for e in fs::read_dir(&fw).map_err(io_err(format!("read {}", fw.display())))?.flatten() {
+    for e in fs::read_dir(&fw)
+        .map_err(io_err(format!("read {}", fw.display())))?
+        .flatten()
+    {
         let dst = bootfs.join(e.file_name());
         fs::rename(e.path(), &dst).map_err(io_err(format!("move {}", e.path().display())))?;
     }
@@ -1024,11 +1091,19 @@ fn boot_files(
     copy(root.join("boot").join(kernel), "vmlinuz")?;
     copy(root.join("boot").join(initrd), "initrd.img")?;
     let version = kernel.trim_start_matches("vmlinuz-");
-    let dtbs = root.join("usr/lib").join(format!("linux-image-{version}")).join("broadcom");
+    let dtbs = root
+        .join("usr/lib")
+        .join(format!("linux-image-{version}"))
+        .join("broadcom");
     let mut n = 0;
-    for e in fs::read_dir(&dtbs).map_err(io_err(format!("read {}", dtbs.display())))?.flatten() {
+    for e in fs::read_dir(&dtbs)
+        .map_err(io_err(format!("read {}", dtbs.display())))?
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("bcm27") && name.ends_with(".dtb") {
+        // bcm2711 (Pi 4, 400, CM4), bcm2837 (Pi 3, Zero 2 W): upstream names,
+        // which the firmware looks for with upstream_kernel=1.
+        if name.starts_with("bcm2") && name.ends_with(".dtb") {
             copy(e.path(), &name)?;
             n += 1;
         }
@@ -1037,7 +1112,7 @@ fn boot_files(
         return Err(ImageError::Step {
             step: "device trees".into(),
             status: "missing".into(),
-            detail: format!("no bcm27*.dtb in {}", dtbs.display()),
+            detail: format!("no bcm2*.dtb in {}", dtbs.display()),
         });
     }
     write_file(
@@ -1062,7 +1137,10 @@ mod tests {
         assert!(b.config_txt.contains(&"gpu_mem=128".to_string()));
         assert!(Board::load("cm4").is_ok());
         assert!(Board::load("pi-zero-2w").is_ok());
-        assert!(Board::load("pi5").unwrap_err().to_string().contains("does not boot"));
+        assert!(Board::load("pi5")
+            .unwrap_err()
+            .to_string()
+            .contains("does not boot"));
         assert!(Board::load("pi3").is_err());
     }
 
@@ -1095,7 +1173,9 @@ mod tests {
     #[test]
     fn fstab_and_units_fit_together() {
         assert!(FSTAB.contains("LABEL=RC_DATA  /var/lib/roomcast"));
-        assert!(FSTAB.lines().any(|l| l.starts_with("LABEL=RC_ROOT") && l.contains(" ro,")));
+        assert!(FSTAB
+            .lines()
+            .any(|l| l.starts_with("LABEL=RC_ROOT") && l.contains(" ro,")));
         let service = BOX_FILES
             .iter()
             .find(|(p, _, _)| p.ends_with("/roomcast.service"))
@@ -1126,7 +1206,10 @@ mod tests {
         assert!(check_binary(&p).is_ok());
         elf[18] = 0x3e; // x86-64
         fs::write(&p, &elf).unwrap();
-        assert!(check_binary(&p).unwrap_err().to_string().contains("not an aarch64"));
+        assert!(check_binary(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not an aarch64"));
         let e = check_binary(&dir.join("none")).unwrap_err().to_string();
         assert!(e.contains("tests/cross.sh aarch64"), "{e}");
         let _ = fs::remove_dir_all(&dir);

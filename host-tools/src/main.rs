@@ -123,7 +123,10 @@ fn run(cmd: Command) -> anyhow::Result<()> {
 /// `ROOMCAST_TOKEN`, else the password from `--password-file` or
 /// `ROOMCAST_PASSWORD`.
 fn credentials(password_file: Option<&Path>) -> anyhow::Result<Credentials> {
-    if let Some(t) = std::env::var("ROOMCAST_TOKEN").ok().filter(|t| !t.is_empty()) {
+    if let Some(t) = std::env::var("ROOMCAST_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
         return Ok(Credentials::Token(t));
     }
     if let Some(f) = password_file {
@@ -135,7 +138,10 @@ fn credentials(password_file: Option<&Path>) -> anyhow::Result<Credentials> {
         }
         return Ok(Credentials::Password(pw));
     }
-    if let Some(p) = std::env::var("ROOMCAST_PASSWORD").ok().filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var("ROOMCAST_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
         return Ok(Credentials::Password(p));
     }
     bail!("the box's API needs the admin password (ROOMCAST_PASSWORD or --password-file FILE) or an API token (ROOMCAST_TOKEN)")

@@ -13,11 +13,17 @@ fn the_hosts_root_disk_is_refused() {
     };
     let source = Path::new(&root.source);
     if !root.source.starts_with("/dev/") || !source.exists() {
-        eprintln!("NOTE: / is on {:?} (not a block device here); skipped", root.source);
+        eprintln!(
+            "NOTE: / is on {:?} (not a block device here); skipped",
+            root.source
+        );
         return;
     }
     let host = HostState::read();
-    assert!(!host.root_disks.is_empty(), "the root disk was not found: {host:?}");
+    assert!(
+        !host.root_disks.is_empty(),
+        "the root disk was not found: {host:?}"
+    );
     // The partition itself (e.g. /dev/sda1) is refused as a partition or as
     // mounted; the whole disk as the root disk.
     let disk = Path::new("/dev").join(&host.root_disks[0].name);

@@ -49,12 +49,17 @@ fn a_board_override_brings_its_video_profile_and_runs_without_its_gpio_chip() {
         "{c}"
     );
     assert_eq!(v["bitrate_kbps"], 800);
-    // v4l2m2m is not supported yet: the profile's fallback encoder.
-    assert_eq!(c["encoder"], "openh264");
-    assert_eq!(c["source"], "test");
+    // The profile's camera and hardware encoder; neither exists here, so
+    // the box streams the "no signal" slate with openh264 instead of
+    // failing to start.
+    assert_eq!(c["encoder"], "v4l2m2m:/dev/video11");
+    assert_eq!(c["source"], "v4l2:/dev/video0");
     d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
         r.text().contains("#EXTINF:")
     });
+    let s = json(&d, "/api/status");
+    assert_eq!(s["encoder"]["kind"], "openh264", "{s}");
+    assert_eq!(s["source"]["camera"]["state"], "no signal", "{s}");
 }
 
 #[test]

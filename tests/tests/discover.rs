@@ -140,7 +140,13 @@ fn config_get_and_set_with_password_and_token() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "10");
 
     let o = host(
-        &["config", "set", &box_, "video.bitrate_kbps=900", "hls.window=5"],
+        &[
+            "config",
+            "set",
+            &box_,
+            "video.bitrate_kbps=900",
+            "hls.window=5",
+        ],
         &pw,
     );
     assert!(o.status.success(), "{}", text(&o));
@@ -156,7 +162,12 @@ fn config_get_and_set_with_password_and_token() {
     let pwfile = d.data_dir.join("pw.txt");
     std::fs::write(&pwfile, format!("{password}\n")).unwrap();
     let o = host(
-        &["config", "get", &format!("http://{box_}"), "--password-file"],
+        &[
+            "config",
+            "get",
+            &format!("http://{box_}"),
+            "--password-file",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -184,25 +195,38 @@ fn config_get_and_set_with_password_and_token() {
         &["config", "get", &box_, "video.gop"],
         &[("ROOMCAST_TOKEN", TEST_TOKEN)],
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "20", "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "20",
+        "{}",
+        text(&o)
+    );
 
     // Refusals are one line and exit 1; nothing changes.
-    let o = host(
-        &["config", "set", &box_, "video.fps=0"],
-        &pw,
-    );
+    let o = host(&["config", "set", &box_, "video.fps=0"], &pw);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("video.fps") && err.trim().lines().count() == 1, "{err}");
+    assert!(
+        err.contains("video.fps") && err.trim().lines().count() == 1,
+        "{err}"
+    );
     let o = host(
         &["config", "get", &box_],
         &[("ROOMCAST_PASSWORD", "wrong-password-1")],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("login refused"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("login refused"),
+        "{}",
+        text(&o)
+    );
     let o = host(&["config", "get", &box_], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("ROOMCAST_PASSWORD"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ROOMCAST_PASSWORD"),
+        "{}",
+        text(&o)
+    );
     let cfg: serde_json::Value =
         serde_json::from_slice(&d.get("/api/config").unwrap().body).unwrap();
     assert_eq!(cfg["video"]["fps"], 10, "{cfg}");

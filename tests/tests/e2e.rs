@@ -226,7 +226,12 @@ fn bad_flags_and_bad_config_exit_2_with_one_line() {
         &dir,
         "outputs[0].url: mode must be caller, listener or rendezvous",
     );
-    run_expecting_exit_2(&["--source", "v4l2:/dev/video0"], &dir, "not supported yet");
+    run_expecting_exit_2(&["--source", "v4l2:/etc/passwd"], &dir, "source: must be");
+    run_expecting_exit_2(
+        &["--encoder", "passthrough"],
+        &dir,
+        "passthrough needs a camera source",
+    );
     run_expecting_exit_2(&["--bogus"], &dir, "unknown flag --bogus");
     // A broken stored file is reported and left alone.
     let file = dir.join("config.toml");

@@ -107,7 +107,7 @@ fn make_image(dir: &Path) -> (PathBuf, Vec<u8>) {
     let mut data = vec![0u8; 12 << 20];
     let mut x: u32 = 0x1234_5678;
     for (i, b) in data.iter_mut().enumerate() {
-        if i < (1 << 20) || i >= (11 << 20) {
+        if !((1 << 20)..(11 << 20)).contains(&i) {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
@@ -154,7 +154,9 @@ fn flash_to_a_loop_device_verifies_and_mounted_is_refused() {
     let mut s = Scratch::new("loop");
     let (img, data) = make_image(&s.dir);
     let Some(card) = s.loop_device("card", 16, false) else {
-        eprintln!("NOTE: losetup --find failed (no loop devices here); only the plain-file test ran");
+        eprintln!(
+            "NOTE: losetup --find failed (no loop devices here); only the plain-file test ran"
+        );
         return;
     };
     let o = flash(&img, &card);
@@ -162,23 +164,35 @@ fn flash_to_a_loop_device_verifies_and_mounted_is_refused() {
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("verified: 12582912 bytes"), "{out}");
-    assert!(out.contains("O_DIRECT"), "read-back must bypass the page cache: {out}");
+    assert!(
+        out.contains("O_DIRECT"),
+        "read-back must bypass the page cache: {out}"
+    );
     assert_eq!(read_prefix(&card, data.len()), data);
 
     // Too small: a 8 MiB card for a 12 MiB image.
     let small = s.loop_device("small", 8, false).unwrap();
     let o = flash(&img, &small);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("the image needs"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the image needs"),
+        "{}",
+        text(&o)
+    );
 
     // A card with a mounted filesystem: refused, and still mounted and whole.
     let busy = s.loop_device("busy", 16, false).unwrap();
     let busy_s = busy.to_str().unwrap();
-    assert!(sh("mkfs.ext4", &["-q", "-F", busy_s]).is_some(), "mkfs.ext4 {busy_s}");
+    assert!(
+        sh("mkfs.ext4", &["-q", "-F", busy_s]).is_some(),
+        "mkfs.ext4 {busy_s}"
+    );
     let mnt = s.dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     if sh("mount", &[busy_s, mnt.to_str().unwrap()]).is_none() {
-        eprintln!("NOTE: cannot mount here; the mounted-device refusal is covered by unit tests only");
+        eprintln!(
+            "NOTE: cannot mount here; the mounted-device refusal is covered by unit tests only"
+        );
         return;
     }
     s.mounts.push(mnt.clone());
@@ -189,8 +203,15 @@ fn flash_to_a_loop_device_verifies_and_mounted_is_refused() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("refusing to write"), "{err}");
-    assert!(err.contains(&format!("{busy_s} on {}", mnt.display())), "{err}");
-    assert_eq!(read_prefix(&busy, 1 << 20), before, "the mounted device was written");
+    assert!(
+        err.contains(&format!("{busy_s} on {}", mnt.display())),
+        "{err}"
+    );
+    assert_eq!(
+        read_prefix(&busy, 1 << 20),
+        before,
+        "the mounted device was written"
+    );
     assert_eq!(std::fs::read(mnt.join("keep.txt")).unwrap(), b"still here");
 }
 
@@ -252,5 +273,8 @@ fn flash_to_a_partition_is_refused() {
     let o = flash(&img, &part);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("partition") && err.contains("give the whole card"), "{err}");
+    assert!(
+        err.contains("partition") && err.contains("give the whole card"),
+        "{err}"
+    );
 }

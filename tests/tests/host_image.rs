@@ -146,7 +146,9 @@ fn debugfs_cat(img: &Path, offset: u64, path: &str) -> String {
 #[test]
 fn image_build_and_outside_checks() {
     if !enabled("ROOMCAST_IMAGE_TEST") && std::env::var_os("ROOMCAST_IMAGE").is_none() {
-        eprintln!("skipped: set ROOMCAST_IMAGE_TEST=1 to build the SD image (about 10 minutes, root)");
+        eprintln!(
+            "skipped: set ROOMCAST_IMAGE_TEST=1 to build the SD image (about 10 minutes, root)"
+        );
         return;
     }
     let img = image();
@@ -162,7 +164,10 @@ fn image_build_and_outside_checks() {
     assert_eq!(p.len(), 3, "{j}");
     assert_eq!(p[0]["type"], "c", "{j}");
     assert_eq!(p[0]["bootable"], true, "{j}");
-    assert_eq!((p[1]["type"].as_str(), p[2]["type"].as_str()), (Some("83"), Some("83")));
+    assert_eq!(
+        (p[1]["type"].as_str(), p[2]["type"].as_str()),
+        (Some("83"), Some("83"))
+    );
     for w in parts.windows(2) {
         assert!(w[0].0 + w[0].1 <= w[1].0, "overlap: {parts:?}");
     }
@@ -189,17 +194,34 @@ fn image_build_and_outside_checks() {
         "bcm2837-rpi-zero-2-w.dtb",
     ] {
         assert!(
-            listing.lines().any(|l| l.trim_start_matches("::/").eq_ignore_ascii_case(f)),
+            listing
+                .lines()
+                .any(|l| l.trim_start_matches("::/").eq_ignore_ascii_case(f)),
             "{f} missing from the boot partition:\n{listing}"
         );
     }
     let config = tool("mtype", &["-i", &fat, "::config.txt"]);
-    for l in ["arm_64bit=1", "kernel=vmlinuz", "initramfs initrd.img followkernel", "gpu_mem=128"] {
-        assert!(config.lines().any(|x| x.trim() == l), "config.txt lacks {l}:\n{config}");
+    for l in [
+        "arm_64bit=1",
+        "kernel=vmlinuz",
+        "initramfs initrd.img followkernel",
+        "gpu_mem=128",
+    ] {
+        assert!(
+            config.lines().any(|x| x.trim() == l),
+            "config.txt lacks {l}:\n{config}"
+        );
     }
     let cmdline = tool("mtype", &["-i", &fat, "::cmdline.txt"]);
-    assert!(cmdline.contains("root=LABEL=RC_ROOT") && cmdline.contains(" ro "), "{cmdline}");
-    assert_eq!(cmdline.trim().lines().count(), 1, "cmdline.txt must be one line");
+    assert!(
+        cmdline.contains("root=LABEL=RC_ROOT") && cmdline.contains(" ro "),
+        "{cmdline}"
+    );
+    assert_eq!(
+        cmdline.trim().lines().count(),
+        1,
+        "cmdline.txt must be one line"
+    );
     let fat_info = tool("minfo", &["-i", &fat, "::"]);
     assert!(fat_info.contains("RC_BOOT"), "{fat_info}");
 
@@ -219,9 +241,16 @@ fn image_build_and_outside_checks() {
     );
     let from_image = std::fs::read(&dumped).expect("dump /usr/bin/roomcast");
     assert_eq!(&from_image[..4], b"\x7fELF");
-    assert_eq!(u16::from_le_bytes([from_image[18], from_image[19]]), 183, "not aarch64");
+    assert_eq!(
+        u16::from_le_bytes([from_image[18], from_image[19]]),
+        183,
+        "not aarch64"
+    );
     if std::env::var_os("ROOMCAST_IMAGE").is_none() {
-        assert!(bin.as_deref() == Some(&from_image[..]), "the image's binary is not the one built");
+        assert!(
+            bin.as_deref() == Some(&from_image[..]),
+            "the image's binary is not the one built"
+        );
     }
     let unit = debugfs_cat(img, rootp, "/lib/systemd/system/roomcast.service");
     for l in [
@@ -231,36 +260,87 @@ fn image_build_and_outside_checks() {
         "ExecStart=/usr/bin/roomcast --data-dir /var/lib/roomcast $ROOMCAST_ARGS",
         "StateDirectory=roomcast",
     ] {
-        assert!(unit.lines().any(|x| x.trim() == l), "unit lacks {l}:\n{unit}");
+        assert!(
+            unit.lines().any(|x| x.trim() == l),
+            "unit lacks {l}:\n{unit}"
+        );
     }
-    let wants = debugfs(img, rootp, "stat /etc/systemd/system/multi-user.target.wants/roomcast.service");
-    assert!(wants.contains("Type: symlink") && wants.contains("/lib/systemd/system/roomcast.service"), "{wants}");
+    let wants = debugfs(
+        img,
+        rootp,
+        "stat /etc/systemd/system/multi-user.target.wants/roomcast.service",
+    );
+    assert!(
+        wants.contains("Type: symlink") && wants.contains("/lib/systemd/system/roomcast.service"),
+        "{wants}"
+    );
     for (link, target) in [
-        ("/etc/systemd/system/multi-user.target.wants/roomcast-grow-data.service", "roomcast-grow-data.service"),
-        ("/etc/systemd/system/sysinit.target.wants/roomcast-hostname.service", "roomcast-hostname.service"),
+        (
+            "/etc/systemd/system/multi-user.target.wants/roomcast-grow-data.service",
+            "roomcast-grow-data.service",
+        ),
+        (
+            "/etc/systemd/system/sysinit.target.wants/roomcast-hostname.service",
+            "roomcast-hostname.service",
+        ),
         ("/etc/systemd/system/systemd-firstboot.service", "/dev/null"),
     ] {
         let s = debugfs(img, rootp, &format!("stat {link}"));
-        assert!(s.contains("Type: symlink") && s.contains(target), "{link}: {s}");
+        assert!(
+            s.contains("Type: symlink") && s.contains(target),
+            "{link}: {s}"
+        );
     }
     let fstab = debugfs_cat(img, rootp, "/etc/fstab");
-    assert!(fstab.lines().any(|l| l.starts_with("LABEL=RC_ROOT") && l.contains(" ro,")), "{fstab}");
-    assert!(fstab.contains("LABEL=RC_DATA  /var/lib/roomcast  ext4   rw"), "{fstab}");
+    assert!(
+        fstab
+            .lines()
+            .any(|l| l.starts_with("LABEL=RC_ROOT") && l.contains(" ro,")),
+        "{fstab}"
+    );
+    assert!(
+        fstab.contains("LABEL=RC_DATA  /var/lib/roomcast  ext4   rw"),
+        "{fstab}"
+    );
     let passwd = debugfs_cat(img, rootp, "/etc/passwd");
-    assert!(passwd.lines().any(|l| l.starts_with("roomcast:") && l.ends_with(":/usr/sbin/nologin")), "{passwd}");
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("roomcast:") && l.ends_with(":/usr/sbin/nologin")),
+        "{passwd}"
+    );
     let group = debugfs_cat(img, rootp, "/etc/group");
-    assert!(group.lines().any(|l| l.starts_with("gpio:") && l.ends_with("roomcast")), "{group}");
-    assert!(group.lines().any(|l| l.starts_with("video:") && l.contains("roomcast")), "{group}");
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("gpio:") && l.ends_with("roomcast")),
+        "{group}"
+    );
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("video:") && l.contains("roomcast")),
+        "{group}"
+    );
     let rule = debugfs_cat(img, rootp, "/etc/udev/rules.d/60-roomcast-gpio.rules");
     assert!(rule.contains("GROUP=\"gpio\""), "{rule}");
     let hostname_script = debugfs_cat(img, rootp, "/usr/lib/roomcast/roomcast-hostname");
-    assert!(hostname_script.contains("serial-number"), "{hostname_script}");
+    assert!(
+        hostname_script.contains("serial-number"),
+        "{hostname_script}"
+    );
     // SSH: no server in the image.
     let sshd = debugfs(img, rootp, "stat /usr/sbin/sshd");
-    assert!(sshd.contains("File not found"), "sshd is in the image: {sshd}");
+    assert!(
+        sshd.contains("File not found"),
+        "sshd is in the image: {sshd}"
+    );
     assert_eq!(debugfs_cat(img, rootp, "/etc/machine-id").trim(), "");
     let kernels = debugfs(img, rootp, "ls /boot");
-    assert!(kernels.contains("vmlinuz-") && kernels.contains("initrd.img-"), "{kernels}");
+    assert!(
+        kernels.contains("vmlinuz-") && kernels.contains("initrd.img-"),
+        "{kernels}"
+    );
 
     // Data partition: its own ext4, labelled, empty, small until first boot.
     let dsb = debugfs(img, data, "stats");
@@ -300,7 +380,14 @@ fn image_boots_under_qemu_and_serves_the_page() {
     // A copy, 512 MiB larger, as if written to a bigger card: the data
     // partition must grow to fill it on first boot.
     let disk = work.join("disk.img");
-    tool("cp", &["--sparse=always", img.to_str().unwrap(), disk.to_str().unwrap()]);
+    tool(
+        "cp",
+        &[
+            "--sparse=always",
+            img.to_str().unwrap(),
+            disk.to_str().unwrap(),
+        ],
+    );
     let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
     f.set_len(f.metadata().unwrap().len() + 512 * MIB).unwrap();
     drop(f);
@@ -310,31 +397,53 @@ fn image_boots_under_qemu_and_serves_the_page() {
     for f in ["vmlinuz", "initrd.img"] {
         tool(
             "mcopy",
-            &["-n", "-i", &fat, &format!("::{f}"), work.join(f).to_str().unwrap()],
+            &[
+                "-n",
+                "-i",
+                &fat,
+                &format!("::{f}"),
+                work.join(f).to_str().unwrap(),
+            ],
         );
     }
     let port = free_port();
     let console = work.join("console.log");
     let cmd_line = "console=ttyAMA0 root=LABEL=RC_ROOT rootfstype=ext4 ro rootwait net.ifnames=0";
     let mut qemu = Command::new("qemu-system-aarch64");
-    qemu.args(["-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(work.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(work.join("initrd.img"))
-        .args(["-append", cmd_line])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:8080")])
-        .args(["-device", "virtio-net-pci,netdev=n0"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .args(["-monitor", "none"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    qemu.args([
+        "-M",
+        "virt",
+        "-cpu",
+        "cortex-a72",
+        "-smp",
+        "2",
+        "-m",
+        "1024",
+        "-nographic",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(work.join("vmlinuz"))
+    .arg("-initrd")
+    .arg(work.join("initrd.img"))
+    .args(["-append", cmd_line])
+    .arg("-drive")
+    .arg(format!("file={},format=raw,if=virtio", disk.display()))
+    .args([
+        "-netdev",
+        &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:8080"),
+    ])
+    .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
+    .arg("-serial")
+    .arg(format!("file:{}", console.display()))
+    .args(["-monitor", "none"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
     eprintln!("{qemu:?}");
-    let mut child = qemu.spawn().expect("run qemu-system-aarch64 (apt install qemu-system-arm)");
+    let mut child = qemu
+        .spawn()
+        .expect("run qemu-system-aarch64 (apt install qemu-system-arm)");
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -370,12 +479,62 @@ fn image_boots_under_qemu_and_serves_the_page() {
     // Give the console a moment for the last lines, then read it.
     std::thread::sleep(Duration::from_secs(3));
     let log = std::fs::read_to_string(&console).unwrap_or_default();
-    let _ = &mut child;
-    let page = page.unwrap_or_else(|| panic!("the web page did not answer through 127.0.0.1:{port} in time; console:\n{log}"));
-    eprintln!("web page answered {answered:.0} s after qemu started ({} bytes)", page.body.len());
+    let page = page.unwrap_or_else(|| {
+        panic!("the web page did not answer through 127.0.0.1:{port} in time; console:\n{log}")
+    });
+    eprintln!(
+        "web page answered {answered:.0} s after qemu started ({} bytes)",
+        page.body.len()
+    );
     let session = roomcast_e2e::http(port, "GET", "/api/session", None).unwrap();
     eprintln!("/api/session: {}", session.text());
-    assert!(session.text().contains("\"setup_needed\":true"), "{}", session.text());
+    assert!(
+        session.text().contains("\"setup_needed\":true"),
+        "{}",
+        session.text()
+    );
+    // First visit: set the admin password (written to the data partition),
+    // then watch the daemon outlive WatchdogSec=30s: systemd would kill and
+    // restart it (uptime back to 0) if the WATCHDOG=1 pings did not arrive.
+    let setup = roomcast_e2e::http(
+        port,
+        "POST",
+        "/api/setup",
+        Some("{\"password\":\"boot-test-password\"}"),
+    )
+    .unwrap();
+    assert_eq!(setup.status, 200, "{}", setup.text());
+    let cookie = setup
+        .header("Set-Cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let status = |child: &mut Kill| -> serde_json::Value {
+        assert!(child.0.try_wait().unwrap().is_none(), "qemu exited");
+        let r = roomcast_e2e::http_with(port, "GET", "/api/status", None, &[("Cookie", &cookie)])
+            .expect("GET /api/status");
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let mut up = 0.0;
+    let wd = Instant::now();
+    while up < 45.0 && wd.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_secs(5));
+        let s = status(&mut child);
+        let now = s["uptime_s"].as_f64().unwrap_or(0.0);
+        assert!(
+            now >= up,
+            "the daemon restarted (uptime {up} -> {now}): watchdog?"
+        );
+        up = now;
+    }
+    let s = status(&mut child);
+    eprintln!(
+        "daemon uptime {:.0} s (> WatchdogSec=30s, no restart); board {}; frames encoded {}",
+        up, s["board"], s["frames"]["encoded"]
+    );
+    assert!(up >= 45.0, "uptime only {up} s");
+    let log = std::fs::read_to_string(&console).unwrap_or_default();
     let interesting: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -387,8 +546,14 @@ fn image_boots_under_qemu_and_serves_the_page() {
         })
         .collect();
     eprintln!("--- console excerpt ---\n{}\n---", interesting.join("\n"));
-    assert!(log.contains("roomcast-hostname: this box is roomcast-"), "no hostname line:\n{log}");
-    assert!(log.contains("roomcast-grow-data:") && log.contains("grew from"), "data partition did not grow:\n{log}");
+    assert!(
+        log.contains("roomcast-hostname: this box is roomcast-"),
+        "no hostname line:\n{log}"
+    );
+    assert!(
+        log.contains("roomcast-grow-data:") && log.contains("grew from"),
+        "data partition did not grow:\n{log}"
+    );
     let failed: Vec<&str> = log.lines().filter(|l| l.contains("FAILED")).collect();
     assert!(failed.is_empty(), "units failed:\n{}", failed.join("\n"));
 }

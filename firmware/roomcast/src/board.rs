@@ -511,14 +511,12 @@ mod tests {
             (c.video.bitrate_kbps, c.video.gop, c.video.threads),
             (800, 25, 2)
         );
-        // V4L2 is not supported yet: the test pattern stays, the encoder
-        // falls back from v4l2m2m to openh264, and the log says so.
+        // The profile's camera and hardware encoder.
         assert_eq!(
             (c.source.as_str(), c.encoder.as_str()),
-            ("test", "openh264")
+            ("v4l2:/dev/video0", "v4l2m2m:/dev/video11")
         );
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].contains("v4l2:/dev/video0"), "{notes:?}");
+        assert!(notes.is_empty(), "{notes:?}");
         c.clone().validate().unwrap();
 
         let (kept, _) = b.apply_defaults(stored.clone(), &keys(&["video", "encoder"]));

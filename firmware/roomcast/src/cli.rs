@@ -295,6 +295,14 @@ mod tests {
     }
 
     #[test]
+    fn no_mdns_turns_the_announcement_off() {
+        assert!(Config::default().mdns);
+        let a = p(&["--no-mdns"]).unwrap();
+        assert!(!a.overrides.apply(Config::default()).mdns);
+        assert!(p(&[]).unwrap().overrides.apply(Config::default()).mdns);
+    }
+
+    #[test]
     fn zero_size_parses_but_fails_validation() {
         let a = p(&["--size", "0x0"]).unwrap();
         let e = a.overrides.apply(Config::default()).validate().unwrap_err();

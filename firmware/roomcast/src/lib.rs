@@ -89,7 +89,19 @@ pub fn start(
         stats.clone(),
         v4l2::backend(clock.clone()),
     );
-    pipeline.apply(&cfg).context("start the encoder")?;
+    if let Err(e) = pipeline.apply(&cfg) {
+        // A board's hardware encoder that is missing (driver not loaded)
+        // must not leave the box without a stream: fall back to software
+        // for this run, and say so.
+        if !cfg.get().encoder.starts_with("v4l2m2m:") {
+            return Err(e).context("start the encoder");
+        }
+        eprintln!("roomcast: {e}; using openh264 instead");
+        let mut soft = cfg.get().clone();
+        soft.encoder = "openh264".into();
+        let soft = soft.validate().context("fallback configuration")?;
+        pipeline.apply(&soft).context("start the encoder")?;
+    }
     // RTMP outputs: one thread and bus queue each (see rtmp.rs).
     let outputs = rtmp::Outputs::new(bus.clone(), clock.clone());
     outputs.apply(&cfg);

@@ -238,8 +238,9 @@ pub fn start(app: Arc<App>, http: SocketAddr) -> Option<std::thread::JoinHandle<
 
 fn run(app: Arc<App>, http: SocketAddr) {
     let now_ms = |app: &App| app.clock.monotonic_ns() / 1_000_000;
-    let encoded = |s: &serde_json::Value| s["frames"]["encoded"].as_u64().unwrap_or(0);
-    let mut watch = TallyWatch::new(encoded(&app.status_json()), now_ms(&app));
+    // Not `status_json`: its CPU figure is measured between calls.
+    let encoded = |app: &App| app.stats.encoded.load(std::sync::atomic::Ordering::Relaxed);
+    let mut watch = TallyWatch::new(encoded(&app), now_ms(&app));
     let mut announcer: Option<Announcer> = None;
     let mut last_error = String::new();
     loop {
@@ -249,18 +250,18 @@ fn run(app: Arc<App>, http: SocketAddr) {
             .map(|c| c.get().mdns)
             .unwrap_or_else(|p| p.into_inner().get().mdns);
         if enabled {
-            let s = app.status_json();
-            let states = s["outputs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|o| o["state"].as_str());
-            let tally = watch.update(now_ms(&app), encoded(&s), states);
+            let outputs = app.outputs_status_json();
+            let states = outputs.iter().filter_map(|o| o["state"].as_str());
+            let tally = watch.update(now_ms(&app), encoded(&app), states);
             let a = Announcement::new(&host_name(), http, state_word(tally));
             let result = match announcer.as_mut() {
                 Some(an) => an.announce(&a),
                 None => Announcer::new(http).and_then(|mut an| {
-                    an.announce(&a)?;
+                    if let Err(e) = an.announce(&a) {
+                        // Stop its thread before trying again later.
+                        let _ = an.daemon.shutdown();
+                        return Err(e);
+                    }
                     eprintln!(
                         "roomcast: mDNS: announcing {:?} ({}) on port {}",
                         a.instance,

@@ -5,9 +5,9 @@
 //!
 //! The box's unit is `Type=notify` with `WatchdogSec=`: the daemon sends
 //! `READY=1` once HTTP is serving, then `WATCHDOG=1` every half of
-//! `$WATCHDOG_USEC` from the `watchdog` thread, and only after it could
-//! build the status (which takes the daemon's main locks and reads the frame
-//! counters). A deadlocked daemon stops pinging and systemd restarts it.
+//! `$WATCHDOG_USEC` from the `watchdog` thread, each time after taking the
+//! daemon's main locks (configuration, outputs). A deadlocked daemon stops
+//! pinging and systemd restarts it.
 
 use crate::app::App;
 use std::io;
@@ -75,9 +75,11 @@ pub fn start(app: Arc<App>) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || loop {
-            // Building the status takes the daemon's locks: a deadlock
-            // blocks here and the pings stop.
-            let _ = app.status_json();
+            // The configuration and the outputs' status take the daemon's
+            // main locks: a deadlock blocks here and the pings stop. (Not
+            // `status_json`: its CPU figure is measured between calls.)
+            drop(app.config.lock());
+            let _ = app.outputs_status_json();
             if let Err(e) = notify("WATCHDOG=1") {
                 eprintln!("roomcast: watchdog ping failed: {e}");
             }
