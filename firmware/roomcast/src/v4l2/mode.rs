@@ -245,6 +245,30 @@ mod tests {
     }
 
     #[test]
+    fn the_fake_uvc_camera_lists_its_modes_and_the_same_choices_follow() {
+        use crate::clock::SimClock;
+        use crate::v4l2::fake::{CameraSpec, FakeHandle};
+        let h = FakeHandle::new_camera(
+            CameraSpec::typical_uvc(),
+            std::sync::Arc::new(SimClock::new(0)),
+        );
+        let dev = h.open().unwrap();
+        let listed = list_modes(dev.as_ref()).unwrap();
+        for mode in uvc() {
+            assert!(listed.contains(&mode), "{mode:?} not in {listed:?}");
+        }
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        for (w, h, fps, pass, expect) in [
+            (640, 480, 30, false, m(FourCc::YUYV, 640, 480, 30)),
+            (1920, 1080, 30, false, m(FourCc::MJPG, 1920, 1080, 30)),
+            (1280, 720, 30, false, m(FourCc::YUYV, 640, 480, 30)),
+            (1920, 1080, 30, true, m(FourCc::H264, 1920, 1080, 30)),
+        ] {
+            assert_eq!(choose(&listed, want(w, h, fps, pass)), Ok(expect));
+        }
+    }
+
+    #[test]
     fn format_preference_and_rates() {
         let c = vec![
             m(FourCc::MJPG, 1280, 720, 30),
