@@ -903,6 +903,15 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
     for p in [&root_img, &boot_img, &data_img] {
         let _ = fs::remove_file(p);
     }
+    // The root filesystem tree is hundreds of MB; keep it only for
+    // ROOMCAST_IMAGE_REUSE_ROOTFS (development).
+    if std::env::var_os("ROOMCAST_IMAGE_REUSE_ROOTFS").is_none() {
+        let _ = fs::remove_dir_all(&rootfs);
+        let _ = fs::remove_dir_all(&bootfs);
+        let _ = fs::remove_file(&log);
+        // Only when empty: a --work directory may hold other things.
+        let _ = fs::remove_dir(work);
+    }
     let md = fs::metadata(&o.out).map_err(io_err(format!("stat {}", o.out.display())))?;
     use std::os::unix::fs::MetadataExt;
     let _ = writeln!(

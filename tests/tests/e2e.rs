@@ -219,7 +219,7 @@ fn bad_flags_and_bad_config_exit_2_with_one_line() {
     let dir = temp_dir("flags");
     run_expecting_exit_2(&["--size", "0x0"], &dir, "video.width");
     run_expecting_exit_2(&["--fps", "abc"], &dir, "--fps wants a whole number");
-    run_expecting_exit_2(&["--record", "/tmp"], &dir, "not supported yet");
+    run_expecting_exit_2(&["--record", ""], &dir, "--record wants a directory");
     // A bad SRT URL names the output and what is wrong with it.
     run_expecting_exit_2(
         &["--srt", "srt://127.0.0.1:9000?mode=pull"],

@@ -8,6 +8,8 @@
 //! * AVC video tag bodies (E.4.3.1 `VIDEODATA` + `AVCVIDEOPACKET`): the
 //!   sequence header carrying the AVCDecoderConfigurationRecord, NALU packets
 //!   with a signed 24-bit composition time, and the end of sequence;
+//! * AAC audio tag bodies (E.4.2.1 `AUDIODATA` + `AACAUDIODATA`): the
+//!   sequence header carrying the AudioSpecificConfig, then raw AAC frames;
 //! * the `onMetaData` script data body (E.4.4, E.5), with the
 //!   `@setDataFrame` prefix RTMP servers expect from a publisher;
 //! * [`FlvWriter`], a whole file: header (E.2), tags (E.4.1) and the
@@ -23,6 +25,19 @@ use crate::amf0::{self, Value};
 
 /// `CodecID` 7: AVC (E.4.3.1).
 pub const CODEC_ID_AVC: u8 = 7;
+
+/// `SoundFormat` 10: AAC (E.4.2.1).
+pub const SOUND_FORMAT_AAC: u8 = 10;
+
+/// First byte of every AAC audio tag: `SoundFormat` 10, `SoundRate` 3
+/// (44 kHz), `SoundSize` 1 (16-bit), `SoundType` 1 (stereo). E.4.2.1 says
+/// AAC always sets rate 3 and type 1: players take the real rate and
+/// channels from the AudioSpecificConfig.
+const AAC_AUDIO: u8 = (SOUND_FORMAT_AAC << 4) | (3 << 2) | (1 << 1) | 1;
+
+/// `AACPacketType` (E.4.2.2).
+const AAC_SEQUENCE_HEADER: u8 = 0;
+const AAC_RAW: u8 = 1;
 
 /// `TagType` values (E.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +100,54 @@ pub fn avc_end_of_sequence() -> [u8; 5] {
     [KEY_AVC, AVC_END_OF_SEQUENCE, 0, 0, 0]
 }
 
+/// Audio tag body of the AAC sequence header: `0xAF`, packet type 0, then
+/// the AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1; see
+/// `aac::AudioSpecificConfig::to_bytes`). Send it before the first frame
+/// and again whenever the configuration changes.
+pub fn aac_sequence_header(asc: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + asc.len());
+    out.extend_from_slice(&[AAC_AUDIO, AAC_SEQUENCE_HEADER]);
+    out.extend_from_slice(asc);
+    out
+}
+
+/// Audio tag body of one raw AAC frame (a `raw_data_block`, no ADTS
+/// header): `0xAF`, packet type 1, the frame.
+pub fn aac_raw(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + frame.len());
+    write_aac_raw_header(&mut out);
+    out.extend_from_slice(frame);
+    out
+}
+
+/// Appends the 2-byte header of [`aac_raw`] to `out`, so a caller can
+/// append the frame after it without a copy.
+pub fn write_aac_raw_header(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[AAC_AUDIO, AAC_RAW]);
+}
+
+/// The audio half of `onMetaData` (E.5), for a stream with AAC audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioMetadata {
+    /// Sampling rate in Hz.
+    pub sample_rate: u32,
+    /// Channel count; more than one is written as `stereo: true`.
+    pub channels: u8,
+    /// Audio bitrate in kbit/s.
+    pub datarate_kbps: f64,
+}
+
+impl AudioMetadata {
+    /// The metadata of an AAC stream with this configuration and bitrate.
+    pub fn aac(config: &crate::aac::AudioSpecificConfig, datarate_kbps: f64) -> Self {
+        AudioMetadata {
+            sample_rate: config.sample_rate(),
+            channels: config.channels(),
+            datarate_kbps,
+        }
+    }
+}
+
 /// What `onMetaData` tells a server and players about the stream (E.5).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metadata {
@@ -99,8 +162,8 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    fn ecma_array(&self) -> Value {
-        Value::EcmaArray(alloc::vec![
+    fn ecma_array(&self, audio: Option<&AudioMetadata>) -> Value {
+        let mut fields = alloc::vec![
             ("width".into(), Value::Number(f64::from(self.width))),
             ("height".into(), Value::Number(f64::from(self.height))),
             ("framerate".into(), Value::Number(self.framerate)),
@@ -112,16 +175,39 @@ impl Metadata {
                 "videocodecid".into(),
                 Value::Number(f64::from(CODEC_ID_AVC))
             ),
-            ("encoder".into(), Value::String(self.encoder.clone())),
-        ])
+        ];
+        if let Some(a) = audio {
+            fields.extend([
+                ("audiodatarate".into(), Value::Number(a.datarate_kbps)),
+                (
+                    "audiosamplerate".into(),
+                    Value::Number(f64::from(a.sample_rate)),
+                ),
+                ("audiosamplesize".into(), Value::Number(16.0)),
+                ("stereo".into(), Value::Boolean(a.channels > 1)),
+                (
+                    "audiocodecid".into(),
+                    Value::Number(f64::from(SOUND_FORMAT_AAC)),
+                ),
+            ]);
+        }
+        fields.push(("encoder".into(), Value::String(self.encoder.clone())));
+        Value::EcmaArray(fields)
     }
 
     /// Script data body as an FLV file stores it: `"onMetaData"` and an
     /// ECMA array (E.4.4.1, E.5).
     pub fn on_metadata(&self) -> Vec<u8> {
+        self.on_metadata_with_audio(None)
+    }
+
+    /// [`on_metadata`](Self::on_metadata) with the audio fields too when
+    /// `audio` is given: `audiodatarate`, `audiosamplerate`,
+    /// `audiosamplesize` 16, `stereo` and `audiocodecid` 10.
+    pub fn on_metadata_with_audio(&self, audio: Option<&AudioMetadata>) -> Vec<u8> {
         let mut out = Vec::new();
         amf0::encode_string("onMetaData", &mut out);
-        amf0::encode(&self.ecma_array(), &mut out);
+        amf0::encode(&self.ecma_array(audio), &mut out);
         out
     }
 
@@ -129,9 +215,15 @@ impl Metadata {
     /// the [`on_metadata`](Self::on_metadata) body; the server strips the
     /// prefix and keeps the rest for every player that joins.
     pub fn set_data_frame(&self) -> Vec<u8> {
+        self.set_data_frame_with_audio(None)
+    }
+
+    /// [`set_data_frame`](Self::set_data_frame) with the audio fields of
+    /// [`on_metadata_with_audio`](Self::on_metadata_with_audio).
+    pub fn set_data_frame_with_audio(&self, audio: Option<&AudioMetadata>) -> Vec<u8> {
         let mut out = Vec::new();
         amf0::encode_string("@setDataFrame", &mut out);
-        out.extend_from_slice(&self.on_metadata());
+        out.extend_from_slice(&self.on_metadata_with_audio(audio));
         out
     }
 }
@@ -243,6 +335,62 @@ mod tests {
         let start = 16 + 13;
         assert_eq!(&body[start..start + 5], &[0x08, 0, 0, 0, 6]);
         assert_eq!(&body[16..], &m.on_metadata()[..]);
+    }
+
+    #[test]
+    fn aac_bodies_byte_exact() {
+        // 1010 11 1 1: AAC, 44 kHz, 16-bit, stereo; packet type 0; ASC 11 90.
+        assert_eq!(aac_sequence_header(&[0x11, 0x90]), [0xaf, 0x00, 0x11, 0x90]);
+        assert_eq!(aac_raw(&[0x21, 0x10, 0x04]), [0xaf, 0x01, 0x21, 0x10, 0x04]);
+        assert_eq!(aac_raw(&[]), [0xaf, 0x01]);
+        let mut out = alloc::vec![7];
+        write_aac_raw_header(&mut out);
+        assert_eq!(out, [7, 0xaf, 0x01]);
+    }
+
+    #[test]
+    fn metadata_with_audio() {
+        let m = Metadata {
+            width: 1280,
+            height: 720,
+            framerate: 30.0,
+            videodatarate_kbps: 2500.0,
+            encoder: "roomcast/0.1.0".into(),
+        };
+        assert_eq!(m.on_metadata_with_audio(None), m.on_metadata());
+        assert_eq!(m.set_data_frame_with_audio(None), m.set_data_frame());
+        let asc = crate::aac::AudioSpecificConfig::lc(48_000, 2).unwrap();
+        let audio = AudioMetadata::aac(&asc, 128.0);
+        assert_eq!(
+            audio,
+            AudioMetadata {
+                sample_rate: 48_000,
+                channels: 2,
+                datarate_kbps: 128.0
+            }
+        );
+        let body = m.set_data_frame_with_audio(Some(&audio));
+        let vals = amf0::decode_all(&body).unwrap();
+        assert_eq!(vals[1], Value::str("onMetaData"));
+        let arr = &vals[2];
+        assert_eq!(arr.get("videocodecid"), Some(&Value::Number(7.0)));
+        assert_eq!(arr.get("audiocodecid"), Some(&Value::Number(10.0)));
+        assert_eq!(arr.get("audiosamplerate"), Some(&Value::Number(48_000.0)));
+        assert_eq!(arr.get("audiosamplesize"), Some(&Value::Number(16.0)));
+        assert_eq!(arr.get("audiodatarate"), Some(&Value::Number(128.0)));
+        assert_eq!(arr.get("stereo"), Some(&Value::Boolean(true)));
+        assert_eq!(arr.get("encoder"), Some(&Value::str("roomcast/0.1.0")));
+        // ECMA array header: marker 8, count 11.
+        let start = 16 + 13;
+        assert_eq!(&body[start..start + 5], &[0x08, 0, 0, 0, 11]);
+        // "stereo" is an AMF0 boolean: key length 6, key, marker 1, false.
+        let mono = AudioMetadata {
+            channels: 1,
+            ..audio
+        };
+        let body = m.on_metadata_with_audio(Some(&mono));
+        let stereo_false = [0x00, 0x06, b's', b't', b'e', b'r', b'e', b'o', 0x01, 0x00];
+        assert!(body.windows(10).any(|w| w == stereo_false));
     }
 
     #[test]

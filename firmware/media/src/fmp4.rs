@@ -1,5 +1,5 @@
 //! Fragmented MP4 / CMAF writer for one H.264 video track, as LL-HLS parts
-//! carry it.
+//! carry it, optionally with an AAC audio track beside it.
 //!
 //! * ISO/IEC 14496-12 (ISOBMFF): the init segment `ftyp` (§4.3) + `moov`
 //!   (§8.2.1) with empty sample tables and `mvex` (§8.8.1), then one movie
@@ -7,7 +7,11 @@
 //! * ISO/IEC 14496-15 (AVC file format): the `avc1` sample entry with its
 //!   `avcC` (§5.4.2, §5.3.3.1); samples hold 4-byte-length-prefixed NAL units,
 //!   parameter sets live only in `avcC`.
-//! * ISO/IEC 23000-19 (CMAF): `cmfc` brand, one track per file, `tfdt` in
+//! * ISO/IEC 14496-14 (MP4): the `mp4a` sample entry with its `esds`
+//!   carrying the AudioSpecificConfig; audio samples are raw AAC frames.
+//! * ISO/IEC 23000-19 (CMAF): `cmfc` brand, one track per file (the
+//!   video-only [`init_segment`]; with audio muxed in, the files are plain
+//!   ISOBMFF fragments as HLS allows, without the brand), `tfdt` in
 //!   every fragment, data offsets relative to the `moof`
 //!   (`default-base-is-moof`), no edit lists (composition offsets are signed
 //!   instead, `trun` version 1).
@@ -21,6 +25,7 @@
 
 use alloc::vec::Vec;
 
+use crate::aac::AudioSpecificConfig;
 use crate::h264::{annexb_to_avcc, split_annexb, NalType, ParameterSets};
 use crate::time::Ticks90k;
 
@@ -31,6 +36,10 @@ pub const TIMESCALE: u32 = 90_000;
 /// `track_ID` of the one video track.
 pub const TRACK_ID: u32 = 1;
 
+/// `track_ID` of the audio track of [`init_segment_with_audio`]; its
+/// timescale is the sample rate, so AAC frames last exactly 1024 ticks.
+pub const AUDIO_TRACK_ID: u32 = 2;
+
 /// `ftyp` brands (§4.3). Major `iso6`: the 14496-12 edition whose features
 /// we use (`tfdt`, `trun` v1 signed offsets, `default-base-is-moof`).
 /// Compatible: `iso6`, `cmfc` (the CMAF structural brand, required in a CMAF
@@ -39,6 +48,9 @@ pub const TRACK_ID: u32 = 1;
 /// configuration, not this writer, decides.
 const MAJOR_BRAND: [u8; 4] = *b"iso6";
 const COMPATIBLE_BRANDS: [[u8; 4]; 3] = [*b"iso6", *b"cmfc", *b"avc1"];
+/// With an audio track too: the same without `cmfc`, which promises one
+/// track per file (ISO/IEC 23000-19 §7.3.1).
+const COMPATIBLE_BRANDS_AV: [[u8; 4]; 2] = [*b"iso6", *b"avc1"];
 
 /// The identity transformation matrix of `mvhd`/`tkhd` (§8.2.2.3), 16.16 and
 /// 2.30 fixed point.
@@ -84,6 +96,45 @@ const FLAGS_NON_SYNC: u32 = (1 << 24) | (1 << 16);
 ///     trex                     sample description 1, other defaults 0
 /// ```
 pub fn init_segment(ps: &ParameterSets) -> Vec<u8> {
+    init(ps, None)
+}
+
+/// Init segment with the video track (1) as [`init_segment`] writes it and
+/// an AAC audio track ([`AUDIO_TRACK_ID`]) after it, for HLS media that
+/// mux both (RFC 8216 §3.3 allows several tracks in fMP4 segments).
+///
+/// ```text
+/// ftyp                         iso6; compatible iso6 avc1 (no cmfc: a
+///                              CMAF track file holds one track)
+/// moov
+///   mvhd                       next_track_ID 3
+///   trak                       video, as in init_segment
+///   trak
+///     tkhd                     track 2, volume 1.0, no size
+///     mdia
+///       mdhd                   timescale = the sample rate
+///       hdlr                   soun
+///       minf
+///         smhd
+///         dinf/dref/url
+///         stbl
+///           stsd/mp4a/esds     AudioSpecificConfig
+///           stts stsc stsz stco  all empty
+///   mvex
+///     trex                     track 1, as in init_segment
+///     trex                     track 2, default flags: sync
+/// ```
+///
+/// `bitrate` (bit/s, 0 if unknown) goes into the `esds` decoder config.
+pub fn init_segment_with_audio(
+    ps: &ParameterSets,
+    audio: &AudioSpecificConfig,
+    bitrate: u32,
+) -> Vec<u8> {
+    init(ps, Some((audio, bitrate)))
+}
+
+fn init(ps: &ParameterSets, audio: Option<(&AudioSpecificConfig, u32)>) -> Vec<u8> {
     let width = ps.info.width.min(0xffff);
     let height = ps.info.height.min(0xffff);
     let mut out = Vec::with_capacity(700 + ps.sps.len() + ps.pps.len());
@@ -91,63 +142,111 @@ pub fn init_segment(ps: &ParameterSets) -> Vec<u8> {
     bx(&mut out, b"ftyp", |b| {
         b.extend_from_slice(&MAJOR_BRAND);
         put_u32(b, 0); // minor_version
-        for brand in &COMPATIBLE_BRANDS {
+        let brands: &[[u8; 4]] = if audio.is_some() {
+            &COMPATIBLE_BRANDS_AV
+        } else {
+            &COMPATIBLE_BRANDS
+        };
+        for brand in brands {
             b.extend_from_slice(brand);
         }
     });
     bx(&mut out, b"moov", |b| {
-        mvhd(b);
+        let last_track = if audio.is_some() {
+            AUDIO_TRACK_ID
+        } else {
+            TRACK_ID
+        };
+        mvhd(b, last_track + 1);
         bx(b, b"trak", |b| {
-            tkhd(b, width, height);
+            tkhd(b, TRACK_ID, 0, width, height);
             bx(b, b"mdia", |b| {
-                mdhd(b);
-                hdlr(b);
+                mdhd(b, TIMESCALE);
+                hdlr(b, b"vide", b"VideoHandler\0");
                 bx(b, b"minf", |b| {
                     full_box(b, b"vmhd", 0, 1, |b| {
                         put_u16(b, 0); // graphicsmode: copy
                         b.extend_from_slice(&[0; 6]); // opcolor
                     });
-                    bx(b, b"dinf", |b| {
-                        full_box(b, b"dref", 0, 0, |b| {
-                            put_u32(b, 1); // entry_count
-                                           // Flag 1: the media is in this file; no URL.
-                            full_box(b, b"url ", 0, 1, |_| {});
-                        });
-                    });
-                    bx(b, b"stbl", |b| {
-                        full_box(b, b"stsd", 0, 0, |b| {
-                            put_u32(b, 1); // entry_count
-                            avc1(b, ps, width as u16, height as u16);
-                        });
-                        // Fragmented: the sample tables are empty (§8.8.1).
-                        full_box(b, b"stts", 0, 0, |b| put_u32(b, 0));
-                        full_box(b, b"stsc", 0, 0, |b| put_u32(b, 0));
-                        full_box(b, b"stsz", 0, 0, |b| {
-                            put_u32(b, 0); // sample_size
-                            put_u32(b, 0); // sample_count
-                        });
-                        full_box(b, b"stco", 0, 0, |b| put_u32(b, 0));
-                    });
+                    dinf(b);
+                    stbl(b, |b| avc1(b, ps, width as u16, height as u16));
                 });
             });
         });
+        if let Some((asc, bitrate)) = audio {
+            bx(b, b"trak", |b| {
+                tkhd(b, AUDIO_TRACK_ID, 0x0100, 0, 0);
+                bx(b, b"mdia", |b| {
+                    mdhd(b, asc.sample_rate());
+                    hdlr(b, b"soun", b"SoundHandler\0");
+                    bx(b, b"minf", |b| {
+                        // Sound media header (§12.2.2): balance 0 (centre).
+                        full_box(b, b"smhd", 0, 0, |b| {
+                            put_u16(b, 0); // balance
+                            put_u16(b, 0); // reserved
+                        });
+                        dinf(b);
+                        stbl(b, |b| mp4a(b, asc, bitrate));
+                    });
+                });
+            });
+        }
         bx(b, b"mvex", |b| {
             // Every fragment sets all per-sample values, so the defaults
             // matter only for the sample description index.
-            full_box(b, b"trex", 0, 0, |b| {
-                put_u32(b, TRACK_ID);
-                put_u32(b, 1); // default_sample_description_index
-                put_u32(b, 0); // default_sample_duration
-                put_u32(b, 0); // default_sample_size
-                put_u32(b, 0); // default_sample_flags
-            });
+            trex(b, TRACK_ID, 0);
+            if audio.is_some() {
+                // Audio fragments leave out sample flags: every AAC frame
+                // is a sync sample.
+                trex(b, AUDIO_TRACK_ID, FLAGS_SYNC);
+            }
         });
     });
     out
 }
 
+/// `dinf` with one self-contained `url ` entry (§8.7.1, §8.7.2).
+fn dinf(b: &mut Vec<u8>) {
+    bx(b, b"dinf", |b| {
+        full_box(b, b"dref", 0, 0, |b| {
+            put_u32(b, 1); // entry_count
+                           // Flag 1: the media is in this file; no URL.
+            full_box(b, b"url ", 0, 1, |_| {});
+        });
+    });
+}
+
+/// `stbl` with one sample entry and empty sample tables: fragmented, the
+/// samples are in the fragments (§8.8.1).
+fn stbl(b: &mut Vec<u8>, entry: impl FnOnce(&mut Vec<u8>)) {
+    bx(b, b"stbl", |b| {
+        full_box(b, b"stsd", 0, 0, |b| {
+            put_u32(b, 1); // entry_count
+            entry(b);
+        });
+        full_box(b, b"stts", 0, 0, |b| put_u32(b, 0));
+        full_box(b, b"stsc", 0, 0, |b| put_u32(b, 0));
+        full_box(b, b"stsz", 0, 0, |b| {
+            put_u32(b, 0); // sample_size
+            put_u32(b, 0); // sample_count
+        });
+        full_box(b, b"stco", 0, 0, |b| put_u32(b, 0));
+    });
+}
+
+/// `trex` (§8.8.3): sample description 1, no default duration or size.
+fn trex(b: &mut Vec<u8>, track_id: u32, default_flags: u32) {
+    full_box(b, b"trex", 0, 0, |b| {
+        put_u32(b, track_id);
+        put_u32(b, 1); // default_sample_description_index
+        put_u32(b, 0); // default_sample_duration
+        put_u32(b, 0); // default_sample_size
+        put_u32(b, default_flags); // default_sample_flags
+    });
+}
+
 /// `mvhd` version 0 (§8.2.2).
-fn mvhd(b: &mut Vec<u8>) {
+fn mvhd(b: &mut Vec<u8>, next_track_id: u32) {
     full_box(b, b"mvhd", 0, 0, |b| {
         put_u32(b, 0); // creation_time
         put_u32(b, 0); // modification_time
@@ -158,22 +257,23 @@ fn mvhd(b: &mut Vec<u8>) {
         b.extend_from_slice(&[0; 2 + 8]); // reserved
         matrix(b);
         b.extend_from_slice(&[0; 24]); // pre_defined
-        put_u32(b, TRACK_ID + 1); // next_track_ID
+        put_u32(b, next_track_id);
     });
 }
 
 /// `tkhd` version 0 (§8.3.2), flags track_enabled | track_in_movie.
-fn tkhd(b: &mut Vec<u8>, width: u32, height: u32) {
+/// `volume` is 8.8 (1.0 for audio, 0 for video), the size 16.16.
+fn tkhd(b: &mut Vec<u8>, track_id: u32, volume: u16, width: u32, height: u32) {
     full_box(b, b"tkhd", 0, 0x3, |b| {
         put_u32(b, 0); // creation_time
         put_u32(b, 0); // modification_time
-        put_u32(b, TRACK_ID);
+        put_u32(b, track_id);
         put_u32(b, 0); // reserved
         put_u32(b, 0); // duration: live
         b.extend_from_slice(&[0; 8]); // reserved
         put_u16(b, 0); // layer
         put_u16(b, 0); // alternate_group
-        put_u16(b, 0); // volume: 0 for video
+        put_u16(b, volume);
         put_u16(b, 0); // reserved
         matrix(b);
         put_u32(b, width << 16); // 16.16
@@ -182,11 +282,11 @@ fn tkhd(b: &mut Vec<u8>, width: u32, height: u32) {
 }
 
 /// `mdhd` version 0 (§8.4.2).
-fn mdhd(b: &mut Vec<u8>) {
+fn mdhd(b: &mut Vec<u8>, timescale: u32) {
     full_box(b, b"mdhd", 0, 0, |b| {
         put_u32(b, 0); // creation_time
         put_u32(b, 0); // modification_time
-        put_u32(b, TIMESCALE);
+        put_u32(b, timescale);
         put_u32(b, 0); // duration: live
                        // pad bit + ISO 639-2/T "und", three 5-bit letters minus 0x60.
         put_u16(b, (21 << 10) | (14 << 5) | 4);
@@ -194,13 +294,61 @@ fn mdhd(b: &mut Vec<u8>) {
     });
 }
 
-/// `hdlr` (§8.4.3) for a video track.
-fn hdlr(b: &mut Vec<u8>) {
+/// `hdlr` (§8.4.3): handler type and its null-terminated name.
+fn hdlr(b: &mut Vec<u8>, handler: &[u8; 4], name: &[u8]) {
     full_box(b, b"hdlr", 0, 0, |b| {
         put_u32(b, 0); // pre_defined
-        b.extend_from_slice(b"vide");
+        b.extend_from_slice(handler);
         b.extend_from_slice(&[0; 12]); // reserved
-        b.extend_from_slice(b"VideoHandler\0"); // name, null-terminated
+        b.extend_from_slice(name);
+    });
+}
+
+/// `mp4a` sample entry (AudioSampleEntry §12.2.3, MP4AudioSampleEntry
+/// ISO/IEC 14496-14 §5.6.1) with its `esds`.
+fn mp4a(b: &mut Vec<u8>, asc: &AudioSpecificConfig, bitrate: u32) {
+    bx(b, b"mp4a", |b| {
+        b.extend_from_slice(&[0; 6]); // SampleEntry reserved
+        put_u16(b, 1); // data_reference_index
+        b.extend_from_slice(&[0; 8]); // reserved
+        put_u16(b, u16::from(asc.channels())); // channelcount
+        put_u16(b, 16); // samplesize
+        put_u16(b, 0); // pre_defined
+        put_u16(b, 0); // reserved
+                       // 16.16; rates above 65535 Hz do not fit, and decoders take the
+                       // rate from the AudioSpecificConfig anyway.
+        let rate = asc.sample_rate();
+        put_u32(b, if rate <= 0xffff { rate << 16 } else { 0 });
+        esds(b, asc, bitrate);
+    });
+}
+
+/// `esds` (ISO/IEC 14496-14 §5.6): an ES_Descriptor (ISO/IEC 14496-1
+/// §7.2.6.5) holding the DecoderConfigDescriptor (§7.2.6.6: MPEG-4 audio,
+/// audio stream) with the AudioSpecificConfig as DecoderSpecificInfo, and
+/// the SLConfigDescriptor MP4 files use (predefined 2, §7.2.6.8).
+/// Descriptor sizes fit the 1-byte form of the expandable size (§8.3.3).
+fn esds(b: &mut Vec<u8>, config: &AudioSpecificConfig, bitrate: u32) {
+    let asc = config.to_bytes();
+    // An AAC decoder's input buffer: 6144 bits per channel (14496-3 §4.5.3.1).
+    let buffer_size = 768 * u32::from(config.channels());
+    let [_, buf_hi, buf_mid, buf_lo] = buffer_size.to_be_bytes();
+    let dsi_len = 2 + asc.len();
+    let dcd_len = 2 + 13 + dsi_len;
+    let sl_len = 3;
+    full_box(b, b"esds", 0, 0, |b| {
+        b.extend_from_slice(&[0x03, (3 + dcd_len + sl_len) as u8]); // ES_DescrTag
+        put_u16(b, 0); // ES_ID: 0 as stored (14496-14 §3.1.2)
+        b.push(0x00); // no stream dependence, URL or OCR; priority 0
+        b.extend_from_slice(&[0x04, (dcd_len - 2) as u8]); // DecoderConfigDescrTag
+        b.push(0x40); // objectTypeIndication: Audio ISO/IEC 14496-3
+        b.push((0x05 << 2) | 0x01); // streamType audio, upStream 0, reserved 1
+        b.extend_from_slice(&[buf_hi, buf_mid, buf_lo]); // bufferSizeDB
+        put_u32(b, bitrate); // maxBitrate
+        put_u32(b, bitrate); // avgBitrate
+        b.extend_from_slice(&[0x05, asc.len() as u8]); // DecSpecificInfoTag
+        b.extend_from_slice(&asc);
+        b.extend_from_slice(&[0x06, 0x01, 0x02]); // SLConfigDescrTag, predefined 2
     });
 }
 
@@ -263,57 +411,124 @@ pub struct Sample<'a> {
 ///
 /// Empty `samples` writes nothing.
 pub fn write_fragment(sequence_number: u32, samples: &[Sample<'_>], out: &mut Vec<u8>) -> usize {
-    let Some(first) = samples.first() else {
+    write_av_fragment(sequence_number, samples, &[], out)
+}
+
+/// One AAC frame of the audio track.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioSample<'a> {
+    /// Decode (= presentation) time in the audio timescale, the sample
+    /// rate: the number of PCM samples per channel before this frame.
+    pub dts: u64,
+    /// Ticks until the next frame: 1024 for AAC-LC.
+    pub duration: u32,
+    /// One raw AAC frame (`raw_data_block`), no ADTS header.
+    pub data: &'a [u8],
+}
+
+/// Appends one movie fragment with both tracks of
+/// [`init_segment_with_audio`] and returns the bytes appended: video as
+/// [`write_fragment`] writes it, then a `traf` for track 2, and one `mdat`
+/// with the video samples followed by the audio frames.
+///
+/// ```text
+/// moof
+///   mfhd
+///   traf     video, as in write_fragment (left out if `video` is empty)
+///   traf     audio (left out if `audio` is empty)
+///     tfhd   track 2, default-base-is-moof
+///     tfdt   version 1: first frame's dts, in the audio timescale
+///     trun   version 0: data offset, then per frame duration and size
+///            (flags from trex: sync)
+/// mdat       video samples, then the raw AAC frames
+/// ```
+///
+/// Every part stays independent when its video starts with a keyframe:
+/// audio frames never depend on earlier fragments. Both slices empty writes
+/// nothing.
+pub fn write_av_fragment(
+    sequence_number: u32,
+    video: &[Sample<'_>],
+    audio: &[AudioSample<'_>],
+    out: &mut Vec<u8>,
+) -> usize {
+    if video.is_empty() && audio.is_empty() {
         return 0;
-    };
+    }
     let start = out.len();
-    // Sizes first, so the trun and the mdat header can be written straight
-    // out and the data offset is known before the mdat starts.
-    let mdat_payload: u64 = samples.iter().map(|s| avcc_len(s.annexb)).sum();
+    // Sizes first, so the truns and the mdat header can be written straight
+    // out and the data offsets are known before the mdat starts.
+    let video_payload: u64 = video.iter().map(|s| avcc_len(s.annexb)).sum();
+    let audio_payload: u64 = audio.iter().map(|s| s.data.len() as u64).sum();
+    let mdat_payload = video_payload + audio_payload;
     let mdat_header_len = if mdat_payload + 8 > u64::from(u32::MAX) {
         16
     } else {
         8
     };
 
-    let mut data_offset_at = None;
+    // (where the trun's data_offset field is, offset of its data in the mdat payload)
+    let mut patches: [Option<(usize, u64)>; 2] = [None, None];
     bx(out, b"moof", |b| {
         full_box(b, b"mfhd", 0, 0, |b| put_u32(b, sequence_number));
-        bx(b, b"traf", |b| {
-            full_box(b, b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, |b| {
-                put_u32(b, TRACK_ID)
+        if let Some(first) = video.first() {
+            bx(b, b"traf", |b| {
+                full_box(b, b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, |b| {
+                    put_u32(b, TRACK_ID)
+                });
+                full_box(b, b"tfdt", 1, 0, |b| put_u64(b, first.dts.0));
+                let flags = TRUN_DATA_OFFSET
+                    | TRUN_SAMPLE_DURATION
+                    | TRUN_SAMPLE_SIZE
+                    | TRUN_SAMPLE_FLAGS
+                    | TRUN_SAMPLE_CTO;
+                full_box(b, b"trun", 1, flags, |b| {
+                    put_u32(b, clamp_u32(video.len() as u64));
+                    patches[0] = Some((b.len(), 0));
+                    put_u32(b, 0); // data_offset, patched below
+                    for s in video {
+                        put_u32(b, s.duration);
+                        put_u32(b, clamp_u32(avcc_len(s.annexb)));
+                        put_u32(
+                            b,
+                            if s.keyframe {
+                                FLAGS_SYNC
+                            } else {
+                                FLAGS_NON_SYNC
+                            },
+                        );
+                        put_u32(b, composition_offset(s) as u32);
+                    }
+                });
             });
-            full_box(b, b"tfdt", 1, 0, |b| put_u64(b, first.dts.0));
-            let flags = TRUN_DATA_OFFSET
-                | TRUN_SAMPLE_DURATION
-                | TRUN_SAMPLE_SIZE
-                | TRUN_SAMPLE_FLAGS
-                | TRUN_SAMPLE_CTO;
-            full_box(b, b"trun", 1, flags, |b| {
-                put_u32(b, clamp_u32(samples.len() as u64));
-                data_offset_at = Some(b.len());
-                put_u32(b, 0); // data_offset, patched below
-                for s in samples {
-                    put_u32(b, s.duration);
-                    put_u32(b, clamp_u32(avcc_len(s.annexb)));
-                    put_u32(
-                        b,
-                        if s.keyframe {
-                            FLAGS_SYNC
-                        } else {
-                            FLAGS_NON_SYNC
-                        },
-                    );
-                    put_u32(b, composition_offset(s) as u32);
-                }
+        }
+        if let Some(first) = audio.first() {
+            bx(b, b"traf", |b| {
+                full_box(b, b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, |b| {
+                    put_u32(b, AUDIO_TRACK_ID)
+                });
+                full_box(b, b"tfdt", 1, 0, |b| put_u64(b, first.dts));
+                let flags = TRUN_DATA_OFFSET | TRUN_SAMPLE_DURATION | TRUN_SAMPLE_SIZE;
+                full_box(b, b"trun", 0, flags, |b| {
+                    put_u32(b, clamp_u32(audio.len() as u64));
+                    patches[1] = Some((b.len(), video_payload));
+                    put_u32(b, 0); // data_offset, patched below
+                    for s in audio {
+                        put_u32(b, s.duration);
+                        put_u32(b, clamp_u32(s.data.len() as u64));
+                    }
+                });
             });
-        });
+        }
     });
-    // The first sample byte sits right after the mdat header.
+    // Each track's first byte sits after the mdat header and what precedes
+    // it in the mdat.
     let moof_len = (out.len() - start) as u64;
-    let data_offset = i32::try_from(moof_len + mdat_header_len).unwrap_or(i32::MAX);
-    if let Some(field) = data_offset_at.and_then(|at| out.get_mut(at..at + 4)) {
-        field.copy_from_slice(&data_offset.to_be_bytes());
+    for (at, in_mdat) in patches.into_iter().flatten() {
+        let offset = i32::try_from(moof_len + mdat_header_len + in_mdat).unwrap_or(i32::MAX);
+        if let Some(field) = out.get_mut(at..at + 4) {
+            field.copy_from_slice(&offset.to_be_bytes());
+        }
     }
 
     if mdat_header_len == 16 {
@@ -325,8 +540,11 @@ pub fn write_fragment(sequence_number: u32, samples: &[Sample<'_>], out: &mut Ve
         put_u32(out, (mdat_payload + 8) as u32);
         out.extend_from_slice(b"mdat");
     }
-    for s in samples {
+    for s in video {
         annexb_to_avcc(s.annexb, out);
+    }
+    for s in audio {
+        out.extend_from_slice(s.data);
     }
     out.len() - start
 }
@@ -551,6 +769,183 @@ mod tests {
         assert_eq!(&out[1..], &want[..]);
         // data_offset points at the first sample's length prefix.
         assert_eq!(&want[128..133], &[0, 0, 0, 6, 0x65]);
+    }
+
+    #[test]
+    fn init_segment_with_audio_bytes() {
+        let video_only = init_segment(&parameter_sets());
+        // The video trak as init_segment writes it (checked byte by byte above).
+        let video_trak = &video_only[28 + 8 + 108..28 + 8 + 108 + 463];
+        let matrix = "00010000 00000000 00000000 00000000 00010000 00000000
+                      00000000 00000000 40000000";
+        let mut want = hex(&[
+            // ftyp, 24 bytes: major iso6, minor 0, compatible iso6 avc1
+            "00000018 66747970 69736f36 00000000 69736f36 61766331",
+            // moov, 1063 = 8 + mvhd 108 + video trak 463 + audio trak 412 + mvex 72
+            "00000427 6d6f6f76",
+            "0000006c 6d766864 00000000 00000000 00000000 00015f90 00000000
+             00010000 0100 0000 00000000 00000000",
+            matrix,
+            // pre_defined x6, next_track_ID 3
+            "00000000 00000000 00000000 00000000 00000000 00000000 00000003",
+        ]
+        .concat());
+        want.extend_from_slice(video_trak);
+        want.extend(hex(&[
+            // trak, 412 = 8 + tkhd 92 + mdia 312
+            "0000019c 7472616b",
+            // tkhd v0 flags 3: track 2, volume 1.0
+            "0000005c 746b6864 00000003 00000000 00000000 00000002 00000000
+             00000000 00000000 00000000 0000 0000 0100 0000",
+            matrix,
+            // no width or height
+            "00000000 00000000",
+            // mdia, 312 = 8 + mdhd 32 + hdlr 45 + minf 227
+            "00000138 6d646961",
+            // mdhd: timescale 48000, "und"
+            "00000020 6d646864 00000000 00000000 00000000 0000bb80 00000000
+             55c4 0000",
+            // hdlr: "soun", "SoundHandler\0"
+            "0000002d 68646c72 00000000 00000000 736f756e 00000000 00000000
+             00000000 536f756e6448616e646c657200",
+            // minf, 227 = 8 + smhd 16 + dinf 36 + stbl 167
+            "000000e3 6d696e66",
+            // smhd: balance 0, reserved
+            "00000010 736d6864 00000000 0000 0000",
+            "00000024 64696e66 0000001c 64726566 00000000 00000001
+             0000000c 75726c20 00000001",
+            // stbl, 167 = 8 + stsd 91 + 68 of empty tables
+            "000000a7 7374626c",
+            "0000005b 73747364 00000000 00000001",
+            // mp4a, 75 = 36 + esds 39: reserved, data_reference_index 1,
+            // reserved, 2 channels, 16 bits, pre_defined, reserved, 48000.0
+            "0000004b 6d703461 000000000000 0001 00000000 00000000
+             0002 0010 0000 0000 bb800000",
+            // esds v0: ES_Descriptor (tag 3, 25 bytes): ES_ID 0, flags 0;
+            // DecoderConfigDescriptor (tag 4, 17 bytes): MPEG-4 audio (0x40),
+            // audio stream (0x15), buffer 1536, max and avg 128000 bit/s;
+            // DecoderSpecificInfo (tag 5, 2 bytes): ASC 11 90;
+            // SLConfigDescriptor (tag 6, 1 byte): predefined 2
+            "00000027 65736473 00000000 03 19 0000 00
+             04 11 40 15 000600 0001f400 0001f400
+             05 02 1190
+             06 01 02",
+            "00000010 73747473 00000000 00000000",
+            "00000010 73747363 00000000 00000000",
+            "00000014 7374737a 00000000 00000000 00000000",
+            "00000010 7374636f 00000000 00000000",
+            // mvex, 72: trex track 1 as before, trex track 2 with sync flags
+            "00000048 6d766578",
+            "00000020 74726578 00000000 00000001 00000001
+             00000000 00000000 00000000",
+            "00000020 74726578 00000000 00000002 00000001
+             00000000 00000000 02000000",
+        ]
+        .concat()));
+        let asc = AudioSpecificConfig::lc(48_000, 2).unwrap();
+        let got = init_segment_with_audio(&parameter_sets(), &asc, 128_000);
+        assert_eq!(got.len(), 24 + 1063);
+        assert_eq!(got, want);
+
+        // Mono at 96 kHz: one channel, and a rate 16.16 cannot hold.
+        let hi = AudioSpecificConfig::lc(96_000, 1).unwrap();
+        let got = init_segment_with_audio(&parameter_sets(), &hi, 0);
+        let mp4a = got.windows(4).position(|w| w == b"mp4a").unwrap();
+        assert_eq!(
+            &got[mp4a + 20..mp4a + 32],
+            &hex("0001 0010 0000 0000 00000000")
+        );
+        let esds = got.windows(4).position(|w| w == b"esds").unwrap();
+        assert_eq!(&got[esds + 17..esds + 20], &hex("000300"));
+        assert_eq!(&got[esds + 30..esds + 32], &hi.to_bytes());
+    }
+
+    #[test]
+    fn fragment_with_audio() {
+        let idr: &[u8] = &[0x65, 0xb8, 0x00, 0x02, 0x02, 0x7f];
+        let key = annexb(&[&[0x09, 0xf0], &SPS, &PPS, idr]);
+        let p: &[u8] = &[0x41, 0x9a, 0x02, 0x1c];
+        let p_au = annexb(&[&[0x09, 0xf0], p]);
+        let video = [
+            Sample {
+                dts: Ticks90k(90_000),
+                pts: Ticks90k(93_000),
+                duration: 3000,
+                keyframe: true,
+                annexb: &key,
+            },
+            Sample {
+                dts: Ticks90k(93_000),
+                pts: Ticks90k(90_000),
+                duration: 3000,
+                keyframe: false,
+                annexb: &p_au,
+            },
+        ];
+        let audio = [
+            AudioSample {
+                dts: 48_000,
+                duration: 1024,
+                data: &[0x21, 0x10, 0x04],
+            },
+            AudioSample {
+                dts: 49_024,
+                duration: 1024,
+                data: &[0xde, 0xad],
+            },
+        ];
+        let want = hex(&[
+            // moof, 200 = 8 + mfhd 16 + video traf 96 + audio traf 80
+            "000000c8 6d6f6f66",
+            "00000010 6d666864 00000000 00000007",
+            // video traf as write_fragment writes it, data_offset 208 = 200 + 8
+            "00000060 74726166",
+            "00000010 74666864 00020000 00000001",
+            "00000014 74666474 01000000 00000000 00015f90",
+            "00000034 7472756e 01000f01 00000002 000000d0",
+            "00000bb8 0000000a 02000000 00000bb8",
+            "00000bb8 00000008 01010000 fffff448",
+            // audio traf, 80 = 8 + tfhd 16 + tfdt 20 + trun 36
+            "00000050 74726166",
+            // tfhd: default-base-is-moof, track 2
+            "00000010 74666864 00020000 00000002",
+            // tfdt v1: 48000 in the audio timescale
+            "00000014 74666474 01000000 00000000 0000bb80",
+            // trun v0 flags 000301: 2 frames, data_offset 226 = 208 + 18 of video
+            "00000024 7472756e 00000301 00000002 000000e2",
+            "00000400 00000003",
+            "00000400 00000002",
+            // mdat, 8 + 18 + 5
+            "0000001f 6d646174",
+            "00000006 65b80002027f",
+            "00000004 419a021c",
+            "211004 dead",
+        ]
+        .concat());
+        let mut out = Vec::new();
+        let n = write_av_fragment(7, &video, &audio, &mut out);
+        assert_eq!(n, want.len());
+        assert_eq!(out, want);
+        assert_eq!(&want[226..229], &[0x21, 0x10, 0x04]);
+
+        // Without audio it is write_fragment's output.
+        let mut v = Vec::new();
+        write_fragment(7, &video, &mut v);
+        let mut av = Vec::new();
+        write_av_fragment(7, &video, &[], &mut av);
+        assert_eq!(av, v);
+
+        // Audio only: the audio traf alone, data at 104 + 8.
+        let mut a = Vec::new();
+        let n = write_av_fragment(1, &[], &audio, &mut a);
+        assert_eq!(n, 104 + 13);
+        assert_eq!(&a[..8], &hex("00000068 6d6f6f66")[..]);
+        assert_eq!(&a[24..32], &hex("00000050 74726166")[..]);
+        assert_eq!(&a[84..88], &112u32.to_be_bytes());
+        assert_eq!(&a[112..], &[0x21, 0x10, 0x04, 0xde, 0xad]);
+        let mut none = vec![1];
+        assert_eq!(write_av_fragment(1, &[], &[], &mut none), 0);
+        assert_eq!(none, [1]);
     }
 
     #[test]

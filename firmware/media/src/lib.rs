@@ -7,7 +7,9 @@
 //!
 //! * [`time`]: the 90 kHz media clock shared by MPEG-TS, H.264 and HLS.
 //! * [`h264`]: Annex-B splitting and SPS parsing (ISO/IEC 14496-10).
-//! * [`ts`]: an MPEG-TS muxer for one H.264 stream (ISO/IEC 13818-1).
+//! * [`aac`]: AudioSpecificConfig and ADTS framing (ISO/IEC 14496-3).
+//! * [`ts`]: an MPEG-TS muxer for one H.264 stream and optionally one AAC
+//!   stream (ISO/IEC 13818-1).
 //! * [`hls`]: a live media playlist and a keyframe segmenter (RFC 8216).
 //! * [`fmp4`]: fragmented MP4 / CMAF init segments and movie fragments
 //!   (ISO/IEC 14496-12, -15; ISO/IEC 23000-19).
@@ -24,6 +26,7 @@
 
 extern crate alloc;
 
+pub mod aac;
 pub mod amf0;
 pub mod flv;
 pub mod fmp4;

@@ -1,19 +1,26 @@
-//! MPEG-2 transport stream muxer for one H.264 video stream
-//! (ISO/IEC 13818-1; H.264 carriage per §2.14 / Amd.3).
+//! MPEG-2 transport stream muxer for one H.264 video stream and optionally
+//! one AAC audio stream (ISO/IEC 13818-1; H.264 carriage per §2.14 / Amd.3,
+//! AAC in ADTS per §2.4.4.9 `stream_type` 0x0F).
 //!
 //! Implements the pieces a live encoder needs and nothing more:
 //!
 //! * transport packet header and adaptation field (§2.4.3.2, §2.4.3.4),
 //!   including the PCR (§2.4.3.5) and stuffing;
 //! * the PAT (§2.4.4.3) and a PMT (§2.4.4.8) with one `stream_type` 0x1B
-//!   stream, each in a single packet, with the section CRC (Annex A);
-//! * PES packets (§2.4.3.6/2.4.3.7) carrying one access unit each.
+//!   stream (and, with audio, one `stream_type` 0x0F stream after it), each
+//!   in a single packet, with the section CRC (Annex A);
+//! * PES packets (§2.4.3.6/2.4.3.7) carrying one video access unit each, or
+//!   ADTS audio frames (ISO/IEC 14496-3 §1.A.2) with their PTS.
+//!
+//! The PCR stays on the video PID: video is always there, and one clock
+//! reference per program is all a receiver needs.
 //!
 //! The muxer never fails and never panics: any access unit, even an empty or
 //! malformed one, produces whole 188-byte packets.
 
 use alloc::vec::Vec;
 
+use crate::aac::{AacError, AudioSpecificConfig};
 use crate::h264::{split_annexb, NalType};
 use crate::time::Ticks90k;
 
@@ -29,6 +36,17 @@ const MAX_PAYLOAD: usize = PACKET_SIZE - HEADER_SIZE;
 const STREAM_TYPE_H264: u8 = 0x1b;
 /// `stream_id` for the first video stream (table 2-22).
 const STREAM_ID_VIDEO: u8 = 0xe0;
+/// `stream_type` for ISO/IEC 13818-7 audio with ADTS transport syntax
+/// (table 2-34); MPEG-4 AAC-LC in ADTS is carried the same way.
+const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
+/// `stream_id` for the first audio stream (table 2-22: 110x xxxx).
+const STREAM_ID_AUDIO: u8 = 0xc0;
+/// Largest `PES_packet_length` (16 bits). Audio PES must state their
+/// length (only video may use 0, §2.4.3.7), so longer audio is split.
+const MAX_PES_PACKET_LENGTH: usize = 0xffff;
+
+/// PID most muxers give the first audio stream, next to video on 0x100.
+pub const DEFAULT_AUDIO_PID: u16 = 0x101;
 /// An access unit delimiter with `primary_pic_type` 7 ("any slice type"),
 /// prefixed with a 4-byte start code. The AVC-in-TS rules (§2.14.1) require
 /// every access unit to start with one, and some hardware decoders rely on it.
@@ -102,6 +120,15 @@ impl TsConfig {
             && self.pmt_pid != self.video_pid
             && self.program_number != 0
     }
+
+    /// [`is_valid`](Self::is_valid), and `audio_pid` is usable too and
+    /// distinct from the PMT and video PIDs.
+    pub fn is_valid_with_audio(&self, audio_pid: u16) -> bool {
+        self.is_valid()
+            && (0x10..0x1fff).contains(&audio_pid)
+            && audio_pid != self.pmt_pid
+            && audio_pid != self.video_pid
+    }
 }
 
 /// Turns timestamped Annex B access units into transport packets.
@@ -113,6 +140,9 @@ pub struct TsMuxer {
     cc_pat: u8,
     cc_pmt: u8,
     cc_video: u8,
+    /// PID of the AAC stream, if the program has one.
+    audio_pid: Option<u16>,
+    cc_audio: u8,
 }
 
 impl TsMuxer {
@@ -123,7 +153,24 @@ impl TsMuxer {
             cc_pat: 0,
             cc_pmt: 0,
             cc_video: 0,
+            audio_pid: None,
+            cc_audio: 0,
         }
+    }
+
+    /// A muxer whose program also has an AAC stream on `audio_pid` (13
+    /// bits; check it with [`TsConfig::is_valid_with_audio`]), written with
+    /// [`write_audio`](Self::write_audio) or [`write_aac`](Self::write_aac).
+    pub fn with_audio(cfg: TsConfig, audio_pid: u16) -> Self {
+        TsMuxer {
+            audio_pid: Some(audio_pid & 0x1fff),
+            ..TsMuxer::new(cfg)
+        }
+    }
+
+    /// The audio PID, if the program has audio.
+    pub fn audio_pid(&self) -> Option<u16> {
+        self.audio_pid
     }
 
     /// The configuration this muxer writes.
@@ -201,6 +248,86 @@ impl TsMuxer {
         }
     }
 
+    /// Writes ADTS audio (one or more whole ADTS frames, as given) as a PES
+    /// on the audio PID, `pts` being the time of the first frame. Does
+    /// nothing if the muxer was made without audio.
+    ///
+    /// * PES: `stream_id` 0xC0, PTS only, `data_alignment_indicator` set
+    ///   (the payload starts with an ADTS syncword, §2.4.3.7), and
+    ///   `PES_packet_length` set, as audio requires. Input over one PES
+    ///   (65 527 bytes) continues in further PES without a PTS and without
+    ///   the alignment flag.
+    /// * No PCR and no tables: those ride on the video (tables go out with
+    ///   every keyframe; write a keyframe or [`write_tables`](Self::write_tables)
+    ///   before the first audio so a receiver knows the PID).
+    /// * The last packet of each PES is filled with adaptation-field stuffing.
+    pub fn write_audio(&mut self, pts: Ticks90k, adts: &[u8], out: &mut Vec<u8>) {
+        self.write_audio_parts(pts, &[], adts, out);
+    }
+
+    /// Writes one raw AAC frame (one `raw_data_block`, as FLV and MP4 carry
+    /// it) as [`write_audio`](Self::write_audio) does, behind the ADTS
+    /// header `config` makes for it. Fails, writing nothing, only if the
+    /// frame is too long for ADTS (over 8184 bytes).
+    pub fn write_aac(
+        &mut self,
+        pts: Ticks90k,
+        config: &AudioSpecificConfig,
+        raw: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), AacError> {
+        let header = config.adts_header(raw.len())?;
+        self.write_audio_parts(pts, &header, raw, out);
+        Ok(())
+    }
+
+    fn write_audio_parts(&mut self, pts: Ticks90k, head: &[u8], body: &[u8], out: &mut Vec<u8>) {
+        let Some(pid) = self.audio_pid else {
+            return;
+        };
+        let mut rest = Chain {
+            parts: [head, body, &[]],
+        };
+        let mut first = true;
+        loop {
+            // Optional fields: 5 bytes of PTS in the first PES only.
+            let header_len = if first { 14 } else { 9 };
+            let room = MAX_PES_PACKET_LENGTH - (header_len - 6);
+            let take = rest.len().min(room);
+            let [h, b, _] = rest.parts;
+            let (h_now, h_later) = h.split_at(take.min(h.len()));
+            let (b_now, b_later) = b.split_at(take - h_now.len());
+            rest.parts = [h_later, b_later, &[]];
+
+            let mut pes_header = [0u8; 14];
+            let pes_len = ((header_len - 6) + take) as u16;
+            pes_header[..6].copy_from_slice(&[0x00, 0x00, 0x01, STREAM_ID_AUDIO, 0, 0]);
+            pes_header[4..6].copy_from_slice(&pes_len.to_be_bytes());
+            if first {
+                pes_header[6..9].copy_from_slice(&[0x84, 0x80, 0x05]); // aligned, PTS only
+                write_timestamp(&mut pes_header[9..14], 0b0010, pts.wrapped33());
+            } else {
+                pes_header[6..9].copy_from_slice(&[0x80, 0x00, 0x00]); // no flags
+            }
+            let mut payload = Chain {
+                parts: [pes_header.get(..header_len).unwrap_or(&[]), h_now, b_now],
+            };
+            let mut pusi = true;
+            loop {
+                let cc = next_cc(&mut self.cc_audio);
+                write_pes_packet(out, pid, pusi, cc, &[], &mut payload);
+                pusi = false;
+                if payload.is_empty() {
+                    break;
+                }
+            }
+            first = false;
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+
     // Layouts kept one field per line, as in the syntax tables.
     #[rustfmt::skip]
     fn pat_section(&self) -> Vec<u8> {
@@ -222,7 +349,7 @@ impl TsMuxer {
     fn pmt_section(&self) -> Vec<u8> {
         let [prog_hi, prog_lo] = self.cfg.program_number.to_be_bytes();
         let [pid_hi, pid_lo] = (self.cfg.video_pid & 0x1fff).to_be_bytes();
-        finish_section(&[
+        let mut body = alloc::vec![
             0x02,             // table_id: TS_program_map_section
             0xb0, 0x00,       // section_syntax_indicator, '0', reserved, section_length (filled in)
             prog_hi, prog_lo, // program_number
@@ -233,7 +360,16 @@ impl TsMuxer {
             STREAM_TYPE_H264, // stream_type
             0xe0 | pid_hi, pid_lo, // reserved, elementary_PID
             0xf0, 0x00,       // reserved, ES_info_length 0
-        ])
+        ];
+        if let Some(audio) = self.audio_pid {
+            let [a_hi, a_lo] = (audio & 0x1fff).to_be_bytes();
+            body.extend_from_slice(&[
+                STREAM_TYPE_AAC_ADTS, // stream_type
+                0xe0 | a_hi, a_lo,    // reserved, elementary_PID
+                0xf0, 0x00,           // reserved, ES_info_length 0
+            ]);
+        }
+        finish_section(&body)
     }
 }
 
@@ -592,6 +728,153 @@ mod tests {
         assert!(out.chunks(PACKET_SIZE).all(|p| p[0] == 0x47));
     }
 
+    const PMT_AV: [u8; 31] = [
+        0x47, 0x50, 0x00, 0x10, // PUSI + PID 0x1000, CC 0
+        0x00, // pointer_field
+        0x02, 0xb0, 0x17, // table_id 2, section_length 23
+        0x00, 0x01, // program_number 1
+        0xc1, 0x00, 0x00, // version 0, current, section 0 of 0
+        0xe1, 0x00, // PCR_PID 0x100: the video
+        0xf0, 0x00, // program_info_length 0
+        0x1b, 0xe1, 0x00, 0xf0, 0x00, // H.264 on PID 0x100, no descriptors
+        0x0f, 0xe1, 0x01, 0xf0, 0x00, // AAC ADTS on PID 0x101, no descriptors
+        0x2f, 0x44, 0xb9, 0x9b, // CRC_32
+    ];
+
+    /// The PES payload of the packets on `pid`, PES by PES.
+    fn pes_on(out: &[u8], pid: u16) -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        for p in out.chunks(PACKET_SIZE) {
+            if u16::from_be_bytes([p[1] & 0x1f, p[2]]) != pid {
+                continue;
+            }
+            let body = if p[3] & 0x20 != 0 {
+                &p[5 + usize::from(p[4])..]
+            } else {
+                &p[4..]
+            };
+            if p[1] & 0x40 != 0 {
+                all.push(Vec::new());
+            }
+            all.last_mut().unwrap().extend_from_slice(body);
+        }
+        all
+    }
+
+    #[test]
+    fn pmt_lists_audio() {
+        let mut mux = TsMuxer::with_audio(TsConfig::default(), DEFAULT_AUDIO_PID);
+        assert_eq!(mux.audio_pid(), Some(0x101));
+        assert_eq!(TsMuxer::new(TsConfig::default()).audio_pid(), None);
+        let mut out = Vec::new();
+        mux.write_tables(&mut out);
+        assert_eq!(&out[..PACKET_SIZE], &packet(&PAT, 0xff)[..]);
+        assert_eq!(&out[PACKET_SIZE..], &packet(&PMT_AV, 0xff)[..]);
+        assert_eq!(crc32_mpeg2(&PMT_AV[5..]), 0);
+        // A keyframe carries the same tables; the video packet is unchanged.
+        let mut av = Vec::new();
+        mux.write_video(Ticks90k(90_000), Ticks90k(90_000), true, &IDR_AU, &mut av);
+        let mut v = Vec::new();
+        TsMuxer::new(TsConfig::default()).write_video(
+            Ticks90k(90_000),
+            Ticks90k(90_000),
+            true,
+            &IDR_AU,
+            &mut v,
+        );
+        assert_eq!(av.len(), 3 * PACKET_SIZE);
+        assert_eq!(
+            &av[PACKET_SIZE + 4..2 * PACKET_SIZE],
+            &packet(&PMT_AV, 0xff)[4..]
+        );
+        assert_eq!(&av[2 * PACKET_SIZE..], &v[2 * PACKET_SIZE..]);
+    }
+
+    #[test]
+    fn small_aac_frame_in_one_packet() {
+        let mut mux = TsMuxer::with_audio(TsConfig::default(), DEFAULT_AUDIO_PID);
+        let asc = AudioSpecificConfig::lc(48_000, 2).unwrap();
+        let raw = [0x21, 0x10, 0x04];
+        let mut out = Vec::new();
+        mux.write_aac(Ticks90k(90_000), &asc, &raw, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), PACKET_SIZE);
+        // 14 + 7 + 3 = 24 payload bytes leave 160 of stuffing, no PCR.
+        let mut want = vec![
+            0x47, 0x41, 0x01, 0x30, // PUSI + PID 0x101, adaptation + payload, CC 0
+            159,  // adaptation_field_length
+            0x00, // no flags
+        ];
+        want.resize(4 + 160, 0xff);
+        want.extend_from_slice(&[
+            0x00, 0x00, 0x01, 0xc0, 0x00, 0x12, // start code, audio stream 0, length 18
+            0x84, 0x80, 0x05, // data_alignment, PTS only, 5 header bytes
+            0x21, 0x00, 0x05, 0xbf, 0x21, // PTS 90000
+            0xff, 0xf1, 0x4c, 0x80, 0x01, 0x5f, 0xfc, // ADTS: LC 48 kHz stereo, 10 bytes
+            0x21, 0x10, 0x04,
+        ]);
+        assert_eq!(out, want);
+        // The same bytes through write_audio with the ADTS frame given.
+        let mut adts = Vec::new();
+        asc.write_adts(&raw, &mut adts).unwrap();
+        let mut again = Vec::new();
+        mux.write_audio(Ticks90k(90_000), &adts, &mut again);
+        want[3] = 0x31; // CC 1
+        assert_eq!(again, want);
+    }
+
+    #[test]
+    fn long_audio_splits_into_bounded_pes() {
+        let mut mux = TsMuxer::with_audio(TsConfig::default(), 0x1ff);
+        let adts: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        mux.write_audio(Ticks90k(1 << 33), &adts, &mut out);
+        assert_eq!(out.len() % PACKET_SIZE, 0);
+        let pes = pes_on(&out, 0x1ff);
+        assert_eq!(pes.len(), 2);
+        // First: PTS (wrapped to 0), 65 527 bytes, length field at its maximum.
+        assert_eq!(&pes[0][..9], &[0, 0, 1, 0xc0, 0xff, 0xff, 0x84, 0x80, 0x05]);
+        assert_eq!(&pes[0][9..14], &[0x21, 0x00, 0x01, 0x00, 0x01]);
+        assert_eq!(pes[0].len(), 6 + 0xffff);
+        // Then the rest without PTS or alignment: 3 + 4473 bytes.
+        assert_eq!(&pes[1][..9], &[0, 0, 1, 0xc0, 0x11, 0x7c, 0x80, 0x00, 0x00]);
+        let mut joined = pes[0][14..].to_vec();
+        joined.extend_from_slice(&pes[1][9..]);
+        assert_eq!(joined, adts);
+        for (i, p) in out.chunks(PACKET_SIZE).enumerate() {
+            assert_eq!(usize::from(p[3] & 0x0f), i % 16, "continuity counter");
+        }
+    }
+
+    #[test]
+    fn audio_edge_cases() {
+        // No audio stream: nothing written.
+        let mut mux = TsMuxer::new(TsConfig::default());
+        let mut out = Vec::new();
+        mux.write_audio(Ticks90k(0), &[0xff, 0xf1], &mut out);
+        let asc = AudioSpecificConfig::lc(44_100, 1).unwrap();
+        mux.write_aac(Ticks90k(0), &asc, &[1], &mut out).unwrap();
+        assert!(out.is_empty());
+        // Too long for ADTS: refused, nothing written.
+        let mut mux = TsMuxer::with_audio(TsConfig::default(), 0x101);
+        assert_eq!(
+            mux.write_aac(Ticks90k(0), &asc, &[0; 8185], &mut out),
+            Err(AacError::FrameTooLong(8185))
+        );
+        assert!(out.is_empty());
+        // The largest frame fits one PES; empty audio still makes a packet.
+        mux.write_aac(Ticks90k(0), &asc, &[0; 8184], &mut out)
+            .unwrap();
+        assert_eq!(pes_on(&out, 0x101)[0].len(), 14 + 8191);
+        out.clear();
+        mux.write_audio(Ticks90k(0), &[], &mut out);
+        assert_eq!(out.len(), PACKET_SIZE);
+        assert_eq!(
+            &out[PACKET_SIZE - 14..PACKET_SIZE - 8],
+            &[0, 0, 1, 0xc0, 0, 8]
+        );
+    }
+
     #[test]
     fn config_validation() {
         assert!(TsConfig::default().is_valid());
@@ -610,5 +893,11 @@ mod tests {
             ..TsConfig::default()
         }
         .is_valid());
+        let cfg = TsConfig::default();
+        assert!(cfg.is_valid_with_audio(DEFAULT_AUDIO_PID));
+        assert!(!cfg.is_valid_with_audio(cfg.video_pid));
+        assert!(!cfg.is_valid_with_audio(cfg.pmt_pid));
+        assert!(!cfg.is_valid_with_audio(0x0f));
+        assert!(!cfg.is_valid_with_audio(0x1fff));
     }
 }

@@ -139,6 +139,7 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
         ),
         outputs: roomcast::rtmp::Outputs::new(bus.clone(), clock.clone()),
         srt_outputs: roomcast::srt::SrtOutputs::new(bus.clone(), clock.clone()),
+        recording: roomcast::record::Recording::new(bus.clone(), clock.clone(), dir),
         clock,
         stats: stats.clone(),
         bus: bus.clone(),

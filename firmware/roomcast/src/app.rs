@@ -24,6 +24,8 @@ pub struct App {
     pub outputs: crate::rtmp::Outputs,
     /// SRT outputs, one thread each, on the SRT module's tokio runtime.
     pub srt_outputs: crate::srt::SrtOutputs,
+    /// The recorder (`[record]`): its own thread and bus queue when enabled.
+    pub recording: crate::record::Recording,
     pub hls: Arc<HlsStore>,
     /// Low-latency HLS (CMAF parts, blocking reloads).
     pub ll: Arc<LlStore>,
@@ -113,6 +115,7 @@ impl App {
         *current = valid;
         self.outputs.apply(&current);
         self.srt_outputs.apply(&current);
+        self.recording.apply(&current);
         Ok(())
     }
 
@@ -144,13 +147,14 @@ impl App {
         self.put_config(patch)
     }
 
-    /// Restarts the pipeline unless only the outputs changed (a new stream
-    /// key must not interrupt HLS or the other outputs).
-    /// Camera controls are applied live, also without a restart.
+    /// Restarts the pipeline unless only the outputs or the recorder changed
+    /// (a new stream key or a recording must not interrupt HLS or the other
+    /// outputs). Camera controls are applied live, also without a restart.
     fn apply_pipeline(&self, old: &ValidConfig, new: &ValidConfig) -> Result<(), EncodeError> {
         let (mut a, mut b) = (old.get().clone(), new.get().clone());
         (a.outputs, b.outputs) = (Vec::new(), Vec::new());
         (a.camera, b.camera) = (Default::default(), Default::default());
+        (a.record, b.record) = (Default::default(), Default::default());
         if a == b {
             self.pipeline.set_controls(new);
             return Ok(());
@@ -238,6 +242,7 @@ impl App {
             "measured": { "fps": round1(rates.fps), "bitrate_kbps": round1(rates.bitrate_bps / 1000.0) },
             "sinks": sinks,
             "outputs": self.outputs_status_json(),
+            "recording": self.recording.status_json(),
         })
     }
 
@@ -307,6 +312,7 @@ impl App {
         );
         self.outputs.write_metrics(&mut out);
         self.srt_outputs.write_metrics(&mut out);
+        self.recording.write_metrics(&mut out);
         out
     }
 }

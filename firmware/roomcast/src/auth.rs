@@ -1,7 +1,11 @@
 //! Who may see and change the box's settings.
 //!
-//! Viewers (the stream under `/hls/`, the page's static files) need nothing;
-//! everything else needs the admin. The admin password is set on first start
+//! Viewers (the stream under `/hls/`, the page's static files) need nothing
+//! unless the admin sets a viewer password (argon2id, `DATA_DIR/viewer.pw`):
+//! then `/hls/` needs the admin or a viewer session (its own HttpOnly,
+//! SameSite=Strict cookie from `POST /api/viewer-login`; never a secret in
+//! the URL). A viewer session unlocks the stream and nothing else.
+//! Everything else needs the admin. The admin password is set on first start
 //! through the page and stored as an argon2id hash (`DATA_DIR/admin.pw`);
 //! until then no setting can be read or changed. Afterwards a request needs a
 //! session (an HttpOnly, SameSite=Strict cookie from logging in) or an API
@@ -24,8 +28,12 @@ use std::sync::Mutex;
 pub const PASSWORD_FILE: &str = "admin.pw";
 /// File listing API tokens, one per line.
 pub const TOKENS_FILE: &str = "api-tokens";
+/// File holding the viewer password's argon2 hash; absent: the stream is open.
+pub const VIEWER_PASSWORD_FILE: &str = "viewer.pw";
 /// Name of the session cookie.
 pub const COOKIE: &str = "roomcast_session";
+/// Name of the viewer session cookie (the stream only).
+pub const VIEWER_COOKIE: &str = "roomcast_viewer";
 /// Sessions last a working day without activity checks.
 const SESSION_NS: u64 = 12 * 3600 * 1_000_000_000;
 /// Wrong passwords allowed before each further attempt must wait.
@@ -51,6 +59,10 @@ pub enum AuthError {
     NotLoggedIn,
     #[error("missing or wrong X-CSRF-Token header")]
     Csrf,
+    #[error("this stream needs the viewer password")]
+    ViewerLoginNeeded,
+    #[error("no viewer password is set; the stream is open")]
+    NoViewerPassword,
     #[error("cannot store the password: {0}")]
     Store(String),
 }
@@ -82,9 +94,25 @@ pub enum Access {
     Token,
 }
 
+/// A browser that gave the viewer password.
+#[derive(Debug, Clone)]
+struct ViewerSession {
+    expires_ns: u64,
+    /// The viewer password hash it was opened under: changing or clearing
+    /// the password ends it.
+    password: String,
+}
+
 pub struct Auth {
     dir: PathBuf,
     sessions: Mutex<HashMap<String, Session>>,
+    viewer_sessions: Mutex<HashMap<String, ViewerSession>>,
+    /// The viewer password's hash, read at start and changed only through
+    /// [`Auth::set_viewer_password`]: every stream request checks it, so it
+    /// is not read from disk each time.
+    viewer_hash: Mutex<Option<String>>,
+    /// Wrong passwords per address, admin and viewer together, so trying
+    /// both does not double the guesses.
     failures: Mutex<HashMap<IpAddr, Failures>>,
 }
 
@@ -93,15 +121,14 @@ impl Auth {
         Auth {
             dir: data_dir.to_path_buf(),
             sessions: Mutex::new(HashMap::new()),
+            viewer_sessions: Mutex::new(HashMap::new()),
+            viewer_hash: Mutex::new(read_hash(&data_dir.join(VIEWER_PASSWORD_FILE))),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     fn password_hash(&self) -> Option<String> {
-        std::fs::read_to_string(self.dir.join(PASSWORD_FILE))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+        read_hash(&self.dir.join(PASSWORD_FILE))
     }
 
     /// True until the admin password has been set.
@@ -117,13 +144,7 @@ impl Auth {
         if password.chars().count() < MIN_PASSWORD {
             return Err(AuthError::TooShort);
         }
-        let mut salt = [0u8; 16];
-        getrandom::getrandom(&mut salt).map_err(|e| AuthError::Store(e.to_string()))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Store(e.to_string()))?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| AuthError::Store(e.to_string()))?
-            .to_string();
+        let hash = hash_password(password)?;
         write_private(&self.dir.join(PASSWORD_FILE), &hash)
             .map_err(|e| AuthError::Store(e.to_string()))?;
         Ok(self.new_session(now_ns, hash))
@@ -139,6 +160,19 @@ impl Auth {
         let Some(hash) = self.password_hash() else {
             return Err(AuthError::SetupNeeded);
         };
+        self.verify_slowly(from, &hash, password, now_ns)?;
+        Ok(self.new_session(now_ns, hash))
+    }
+
+    /// Checks `password` against `hash`, refusing while `from` must wait
+    /// after wrong passwords, and counting this attempt.
+    fn verify_slowly(
+        &self,
+        from: IpAddr,
+        hash: &str,
+        password: &str,
+        now_ns: u64,
+    ) -> Result<(), AuthError> {
         {
             let f = lock(&self.failures);
             if let Some(f) = f.get(&from) {
@@ -149,7 +183,7 @@ impl Auth {
                 }
             }
         }
-        let ok = PasswordHash::new(&hash).is_ok_and(|h| {
+        let ok = PasswordHash::new(hash).is_ok_and(|h| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &h)
                 .is_ok()
@@ -167,8 +201,7 @@ impl Auth {
             return Err(AuthError::WrongPassword);
         }
         failures.remove(&from);
-        drop(failures);
-        Ok(self.new_session(now_ns, hash))
+        Ok(())
     }
 
     pub fn logout(&self, session: &str) {
@@ -229,6 +262,89 @@ impl Auth {
                 .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
 
+    /// Whether the stream needs the viewer password.
+    pub fn viewer_password_set(&self) -> bool {
+        lock(&self.viewer_hash).is_some()
+    }
+
+    /// Sets (`Some`) or clears (`None`) the viewer password. Either way
+    /// every viewer session ends: a changed password locks out those who
+    /// knew the old one.
+    pub fn set_viewer_password(&self, password: Option<&str>) -> Result<(), AuthError> {
+        let path = self.dir.join(VIEWER_PASSWORD_FILE);
+        let mut current = lock(&self.viewer_hash);
+        match password {
+            Some(p) => {
+                if p.chars().count() < MIN_PASSWORD {
+                    return Err(AuthError::TooShort);
+                }
+                let hash = hash_password(p)?;
+                write_private(&path, &hash).map_err(|e| AuthError::Store(e.to_string()))?;
+                *current = Some(hash);
+            }
+            None => {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(AuthError::Store(e.to_string()))
+                    }
+                    _ => {}
+                }
+                *current = None;
+            }
+        }
+        lock(&self.viewer_sessions).clear();
+        Ok(())
+    }
+
+    /// Checks the viewer password (slowed down like the admin's); on
+    /// success returns a viewer session id for the viewer cookie.
+    pub fn viewer_login(
+        &self,
+        from: IpAddr,
+        password: &str,
+        now_ns: u64,
+    ) -> Result<String, AuthError> {
+        let Some(hash) = lock(&self.viewer_hash).clone() else {
+            return Err(AuthError::NoViewerPassword);
+        };
+        self.verify_slowly(from, &hash, password, now_ns)?;
+        let id = random_token();
+        let mut s = lock(&self.viewer_sessions);
+        s.retain(|_, v| v.expires_ns > now_ns);
+        s.insert(
+            id.clone(),
+            ViewerSession {
+                expires_ns: now_ns + SESSION_NS,
+                password: hash,
+            },
+        );
+        Ok(id)
+    }
+
+    /// May this request have the stream? Always without a viewer password;
+    /// with one, the admin (session or token) or a viewer session.
+    pub fn check_viewer(
+        &self,
+        viewer: Option<&str>,
+        admin: Option<&str>,
+        bearer: Option<&str>,
+        now_ns: u64,
+    ) -> Result<(), AuthError> {
+        let Some(hash) = lock(&self.viewer_hash).clone() else {
+            return Ok(());
+        };
+        let viewer_ok = viewer.is_some_and(|id| {
+            lock(&self.viewer_sessions)
+                .get(id)
+                .is_some_and(|s| s.expires_ns > now_ns && s.password == hash)
+        });
+        if viewer_ok || self.check(admin, bearer, now_ns).is_ok() {
+            Ok(())
+        } else {
+            Err(AuthError::ViewerLoginNeeded)
+        }
+    }
+
     /// [`reset`] for the running daemon (the board's reset button): also
     /// forgets every session, so none made before the reset becomes valid
     /// again once a new password is set.
@@ -263,6 +379,25 @@ pub fn reset(data_dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An argon2id PHC string for `password` with a fresh salt.
+fn hash_password(password: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| AuthError::Store(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Store(e.to_string()))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Store(e.to_string()))?
+        .to_string())
+}
+
+/// A stored hash, or `None` when the file is missing or empty.
+fn read_hash(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// 32 random bytes as hex.
@@ -387,6 +522,86 @@ mod tests {
         );
         a.setup("correct horse", 0).unwrap();
         assert_eq!(a.check(None, Some("short"), 0), Err(AuthError::NotLoggedIn));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn viewer_password_guards_the_stream_only_and_is_never_stored_plain() {
+        let d = dir("viewer");
+        let a = Auth::new(&d);
+        let (admin, _) = a.setup("correct horse", 0).unwrap();
+        // No viewer password: the stream is open to anyone.
+        assert!(!a.viewer_password_set());
+        assert_eq!(a.check_viewer(None, None, None, 0), Ok(()));
+        assert_eq!(
+            a.viewer_login(IP, "anything", 0),
+            Err(AuthError::NoViewerPassword)
+        );
+        assert_eq!(
+            a.set_viewer_password(Some("short")),
+            Err(AuthError::TooShort)
+        );
+        a.set_viewer_password(Some("room 4 viewers")).unwrap();
+        assert!(a.viewer_password_set());
+        let stored = std::fs::read_to_string(d.join(VIEWER_PASSWORD_FILE)).unwrap();
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("room 4 viewers"));
+        // Locked: nothing, a made-up cookie or a wrong password get nothing.
+        assert_eq!(
+            a.check_viewer(None, None, None, 1),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        assert_eq!(
+            a.check_viewer(Some("made-up"), None, None, 1),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        assert_eq!(
+            a.viewer_login(IP, "correct horse", 1),
+            Err(AuthError::WrongPassword)
+        );
+        // The admin (session or token) may watch; so may a viewer session.
+        assert_eq!(a.check_viewer(None, Some(&admin), None, 1), Ok(()));
+        let token = a.new_api_token().unwrap();
+        assert_eq!(a.check_viewer(None, None, Some(&token), 1), Ok(()));
+        let viewer = a.viewer_login(IP, "room 4 viewers", 2).unwrap();
+        assert_eq!(a.check_viewer(Some(&viewer), None, None, 3), Ok(()));
+        // A viewer session unlocks no admin API, even in the admin cookie.
+        assert_eq!(a.check(Some(&viewer), None, 3), Err(AuthError::NotLoggedIn));
+        // It expires like an admin session.
+        assert_eq!(
+            a.check_viewer(Some(&viewer), None, None, SESSION_NS + 3),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        // A new password ends the old viewer sessions; a restart keeps it.
+        a.set_viewer_password(Some("another viewer pw")).unwrap();
+        assert_eq!(
+            a.check_viewer(Some(&viewer), None, None, 4),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        assert!(Auth::new(&d).viewer_password_set());
+        // Cleared: open again, and the file is gone.
+        a.set_viewer_password(None).unwrap();
+        assert_eq!(a.check_viewer(None, None, None, 5), Ok(()));
+        assert!(!d.join(VIEWER_PASSWORD_FILE).exists());
+        a.set_viewer_password(None).unwrap();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn viewer_logins_are_slowed_down_with_admin_logins() {
+        let d = dir("viewer-slow");
+        let a = Auth::new(&d);
+        a.setup("correct horse", 0).unwrap();
+        a.set_viewer_password(Some("room 4 viewers")).unwrap();
+        // Guesses at either password count together.
+        assert_eq!(a.viewer_login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        assert_eq!(a.login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        assert_eq!(a.viewer_login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        assert_eq!(
+            a.viewer_login(IP, "room 4 viewers", 500_000_000),
+            Err(AuthError::SlowDown(1))
+        );
+        assert!(a.viewer_login(IP, "room 4 viewers", 1_000_000_000).is_ok());
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -10,7 +10,8 @@ usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
                 [--source test|v4l2:/dev/videoN] [--size WxH] [--fps N]
                 [--encoder auto|openh264|v4l2m2m:/dev/videoN|passthrough]
                 [--bitrate KBPS] [--gop FRAMES]
-                [--rtmp URL]... [--srt URL]... [--board NAME] [--no-mdns]
+                [--rtmp URL]... [--srt URL]... [--record DIR]
+                [--board NAME] [--no-mdns]
 
   --config FILE     configuration file (default: DATA_DIR/config.toml)
   --data-dir DIR    where configuration and state live
@@ -34,7 +35,8 @@ usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
   --srt URL         also send MPEG-TS over SRT: srt://HOST:PORT?mode=caller|
                     listener|rendezvous&latency=MS&passphrase=P&pbkeylen=16|24|32
                     &streamid=S (listener: srt://:PORT?mode=listener)
-  --record DIR: not supported yet";
+  --record DIR      also record the stream into DIR as MPEG-TS files
+                    (config: [record]; segment_minutes, keep_mb)";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,8 @@ pub struct Overrides {
     pub board: Option<String>,
     /// `--no-mdns`: no mDNS announcement this run.
     pub no_mdns: bool,
+    /// `--record DIR` (made absolute): record into DIR this run.
+    pub record: Option<String>,
 }
 
 impl Overrides {
@@ -97,6 +101,10 @@ impl Overrides {
         }
         if self.no_mdns {
             c.mdns = false;
+        }
+        if let Some(dir) = &self.record {
+            c.record.enabled = true;
+            c.record.dir = dir.clone();
         }
         for url in &self.outputs {
             c.outputs.push(crate::config::Output {
@@ -207,9 +215,18 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
                 ))
             }
             "--record" => {
-                return err(format!(
-                    "{flag} is not supported yet in this version of roomcast"
-                ))
+                // The daemon's working directory is nobody's business; the
+                // configuration holds absolute paths only.
+                let dir = std::path::absolute(&value)
+                    .ok()
+                    .filter(|_| !value.is_empty())
+                    .and_then(|p| p.to_str().map(str::to_string));
+                let Some(dir) = dir else {
+                    return err(format!(
+                        "--record wants a directory (UTF-8 path), got {value:?}"
+                    ));
+                };
+                o.record = Some(dir);
             }
             other if other.starts_with('-') => return err(format!("unknown flag {other}")),
             other => return err(format!("unexpected argument {other:?}")),
@@ -283,7 +300,7 @@ mod tests {
             (&["--fps", "x"][..], "--fps wants a whole number"),
             (&["--http", "8080"][..], "--http wants ADDR:PORT"),
             (&["--srt", "rtmp://h/a/k"][..], "--srt wants srt://"),
-            (&["--record", "/tmp"][..], "not supported yet"),
+            (&["--record", ""][..], "--record wants a directory"),
             (&["--board", "pi3"][..], "--board wants one of pi4, pi5"),
             (&["--frobnicate"][..], "unknown flag"),
             (&["--gop"][..], "needs a value"),
@@ -300,6 +317,19 @@ mod tests {
         let a = p(&["--no-mdns"]).unwrap();
         assert!(!a.overrides.apply(Config::default()).mdns);
         assert!(p(&[]).unwrap().overrides.apply(Config::default()).mdns);
+    }
+
+    #[test]
+    fn record_flag_turns_recording_on_with_an_absolute_dir() {
+        assert!(!Config::default().record.enabled);
+        let a = p(&["--record", "/media/usb/rec"]).unwrap();
+        let c = a.overrides.apply(Config::default());
+        assert!(c.record.enabled);
+        assert_eq!(c.record.dir, "/media/usb/rec");
+        let a = p(&["--record=rec"]).unwrap();
+        let c = a.overrides.apply(Config::default()).validate().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(std::path::Path::new(&c.get().record.dir), cwd.join("rec"));
     }
 
     #[test]

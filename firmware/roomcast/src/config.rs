@@ -39,6 +39,35 @@ pub struct Config {
     /// Announce the box on the LAN by mDNS/DNS-SD (`_roomcast._tcp`,
     /// `_http._tcp`; see mdns.rs). `--no-mdns` turns it off for one run.
     pub mdns: bool,
+    /// Recording to files on the box (see record.rs). `--record DIR` turns
+    /// it on for one run.
+    pub record: Record,
+}
+
+/// Recording settings: MPEG-TS files in a directory, rotated and pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Record {
+    pub enabled: bool,
+    /// Absolute path of the directory; empty means `DATA_DIR/recordings`.
+    pub dir: String,
+    /// A new file starts at the first keyframe after this many minutes.
+    pub segment_minutes: u32,
+    /// Recordings kept, in MiB; the oldest files are deleted first.
+    pub keep_mb: u32,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        // Ten-minute files lose little to a power cut; 2 GiB is about two
+        // hours at 2.5 Mbit/s and fits the smallest SD cards sold today.
+        Record {
+            enabled: false,
+            dir: String::new(),
+            segment_minutes: 10,
+            keep_mb: 2048,
+        }
+    }
 }
 
 /// One upstream destination.
@@ -107,6 +136,7 @@ impl Default for Config {
             outputs: Vec::new(),
             board: None,
             mdns: true,
+            record: Record::default(),
         }
     }
 }
@@ -311,6 +341,33 @@ impl Config {
                 ),
             ));
         }
+        let r = &self.record;
+        if !r.dir.is_empty()
+            && (!Path::new(&r.dir).is_absolute() || r.dir.contains('\0') || r.dir.len() > 1024)
+        {
+            return Err(field(
+                "record.dir",
+                format!(
+                    "must be an absolute directory path, or empty for DATA_DIR/recordings (got {:?})",
+                    r.dir
+                ),
+            ));
+        }
+        if !(1..=120).contains(&r.segment_minutes) {
+            return Err(field(
+                "record.segment_minutes",
+                format!(
+                    "must be between 1 and 120 minutes (got {})",
+                    r.segment_minutes
+                ),
+            ));
+        }
+        if !(64..=1_000_000).contains(&r.keep_mb) {
+            return Err(field(
+                "record.keep_mb",
+                format!("must be between 64 and 1000000 MB (got {})", r.keep_mb),
+            ));
+        }
         if self.outputs.len() > 8 {
             return Err(field("outputs", "at most 8 outputs"));
         }
@@ -414,7 +471,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         type Breaker = fn(&mut Config);
-        let cases: [(Breaker, &str); 11] = [
+        let cases: [(Breaker, &str); 15] = [
             (|c| c.video.width = 0, "video.width"),
             (|c| c.video.width = 641, "video.width"),
             (|c| c.video.height = 4000, "video.height"),
@@ -426,6 +483,10 @@ mod tests {
             (|c| c.encoder = "passthrough".into(), "encoder"),
             (|c| c.camera.power_line_hz = 55, "camera.power_line_hz"),
             (|c| c.encoder = "x264".into(), "encoder"),
+            (|c| c.record.dir = "recordings".into(), "record.dir"),
+            (|c| c.record.segment_minutes = 0, "record.segment_minutes"),
+            (|c| c.record.segment_minutes = 121, "record.segment_minutes"),
+            (|c| c.record.keep_mb = 63, "record.keep_mb"),
         ];
         for (break_it, name) in cases {
             let mut c = Config::default();

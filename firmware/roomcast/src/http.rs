@@ -33,6 +33,10 @@ pub fn serve(server: Arc<Server>, app: Arc<App>) -> Vec<std::thread::JoinHandle<
                 .name(format!("http-{i}"))
                 .spawn(move || {
                     while let Ok(mut req) = server.recv() {
+                        if let Some(refused) = viewer_gate(&app, &req) {
+                            send(&app, req, refused);
+                            continue;
+                        }
                         if let Some(want) = ll_want(&app, &req) {
                             match want {
                                 Ok(want) => app.ll.request(want, Box::new(req)),
@@ -47,6 +51,40 @@ pub fn serve(server: Arc<Server>, app: Arc<App>) -> Vec<std::thread::JoinHandle<
                 .expect("spawn http worker")
         })
         .collect()
+}
+
+/// A request header's value.
+fn header_value(req: &Request, name: &'static str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
+/// The stream (`/hls/…`, both flavours, every file) while a viewer password
+/// is set: 401 unless the request brings the admin (session or token) or a
+/// viewer session. `None` lets the request through.
+fn viewer_gate(app: &App, req: &Request) -> Option<Reply> {
+    if !req.url().starts_with("/hls/") || !app.auth.viewer_password_set() {
+        return None;
+    }
+    let cookie = header_value(req, "Cookie");
+    let cookie = cookie.as_deref();
+    let viewer = cookie.and_then(|c| auth::cookie_value(c, auth::VIEWER_COOKIE));
+    let admin = cookie.and_then(|c| auth::cookie_value(c, auth::COOKIE));
+    let bearer = header_value(req, "Authorization");
+    let bearer = bearer
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    let now = app.clock.monotonic_ns();
+    match app.auth.check_viewer(viewer, admin, bearer, now) {
+        Ok(()) => None,
+        Err(e) => Some(Reply::json(
+            401,
+            &json!({ "error": e.to_string(), "viewer_login": true }),
+        )),
+    }
 }
 
 /// Sends `reply`, counting it for /metrics.
@@ -320,7 +358,8 @@ fn put_config(app: &App, req: &mut Req<'_>) -> Reply {
 }
 
 /// Checks who is asking, reads the body with a limit, then routes. The
-/// stream and the page's files are open to viewers; the API needs the admin.
+/// page's files are open to viewers, and so is the stream unless a viewer
+/// password is set (see [`viewer_gate`]); the API needs the admin.
 pub fn handle(app: &App, req: &mut Request) -> Reply {
     let method = req.method().clone();
     let url = req.url().to_string();
@@ -356,9 +395,31 @@ pub fn handle(app: &App, req: &mut Request) -> Reply {
                 &json!({
                     "setup_needed": app.auth.setup_needed(),
                     "logged_in": access.is_ok(),
+                    "viewer_password": app.auth.viewer_password_set(),
                     "csrf": match access { Ok(Access::Session { csrf }) => Some(csrf), _ => None },
                 }),
             );
+        }
+        (Method::Post, "/api/viewer-login") => {
+            let password = match read_json(&mut body) {
+                Ok(v) => v["password"].as_str().unwrap_or("").to_string(),
+                Err(r) => return r,
+            };
+            return match app.auth.viewer_login(from, &password, now) {
+                Ok(id) => Reply::json(200, &json!({ "ok": true })).header(
+                    "Set-Cookie",
+                    format!(
+                        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
+                        auth::VIEWER_COOKIE
+                    ),
+                ),
+                Err(e @ AuthError::SlowDown(secs)) => {
+                    Reply::error(429, &e.to_string()).header("Retry-After", secs.to_string())
+                }
+                Err(e @ AuthError::WrongPassword) => Reply::error(401, &e.to_string()),
+                Err(e @ AuthError::NoViewerPassword) => Reply::error(400, &e.to_string()),
+                Err(e) => Reply::error(500, &e.to_string()),
+            };
         }
         (Method::Post, "/api/setup" | "/api/login") => {
             let password = match read_json(&mut body) {
@@ -453,6 +514,30 @@ pub fn handle(app: &App, req: &mut Request) -> Reply {
                 Err(e @ ApplyError::Shape(_)) => {
                     Reply::error(400, &format!("not a roomcast configuration: {e}"))
                 }
+                Err(e) => Reply::error(500, &e.to_string()),
+            }
+        }
+        (Method::Put, "/api/viewer-password") => {
+            let v = match read_json(&mut body) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let password = match v.get("password") {
+                Some(Value::String(p)) => Some(p.as_str()),
+                Some(Value::Null) => None,
+                _ => {
+                    return Reply::error(
+                        400,
+                        "send {\"password\": \"...\"} to set the viewer password or {\"password\": null} to open the stream",
+                    )
+                }
+            };
+            match app.auth.set_viewer_password(password) {
+                Ok(()) => Reply::json(
+                    200,
+                    &json!({ "ok": true, "viewer_password": password.is_some() }),
+                ),
+                Err(e @ AuthError::TooShort) => Reply::error(400, &e.to_string()),
                 Err(e) => Reply::error(500, &e.to_string()),
             }
         }

@@ -23,6 +23,7 @@ pub mod llhls;
 pub mod mdns;
 pub mod outputs;
 pub mod pipeline;
+pub mod record;
 pub mod rtmp;
 pub mod sdnotify;
 pub mod source;
@@ -108,6 +109,9 @@ pub fn start(
     // SRT outputs: one thread and bus queue each, one tokio runtime (srt/).
     let srt_outputs = srt::SrtOutputs::new(bus.clone(), clock.clone());
     srt_outputs.apply(&cfg);
+    // The recorder: its own thread and bus queue while `[record]` is on.
+    let recording = record::Recording::new(bus.clone(), clock.clone(), data_dir);
+    recording.apply(&cfg);
     let app = Arc::new(App {
         started_ns: clock.monotonic_ns(),
         clock,
@@ -116,6 +120,7 @@ pub fn start(
         pipeline,
         outputs,
         srt_outputs,
+        recording,
         hls,
         ll,
         config: Mutex::new(cfg),

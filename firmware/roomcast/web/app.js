@@ -32,7 +32,7 @@ async function fetchJSON(url, options = {}, timeoutMs = 5000) {
   if (csrf && options.method && options.method !== 'GET') headers['X-CSRF-Token'] = csrf;
   try {
     const res = await fetch(url, { cache: 'no-store', ...options, headers, signal: ctl.signal });
-    if (res.status === 401 && url !== '/api/login' && url !== '/api/setup') showAuth();
+    if (res.status === 401 && !['/api/login', '/api/setup', '/api/viewer-login'].includes(url)) showAuth();
     const text = await res.text();
     let body = null;
     try { body = JSON.parse(text); } catch (_) { body = { error: text.trim() || res.statusText }; }
@@ -58,6 +58,7 @@ let hls = null;
 let restartTimer = null; // set while a restart is pending
 let lastTime = -1;
 let stalledFor = 0;
+let viewerNeeded = false; // the stream answered 401: a viewer password is set
 
 function setPlayerState(text) { $('player-state').textContent = text; }
 
@@ -76,6 +77,7 @@ function startPlayer() {
     window.roomcast.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
     hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (data.response && data.response.code === 401) { showViewerPrompt(); return; }
       if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) window.roomcast.stalls++;
       if (!data.fatal) return;
       // Typical while the daemon restarts its pipeline: start over shortly.
@@ -87,6 +89,8 @@ function startPlayer() {
   } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
     video.src = PLAYLIST; // Safari plays HLS natively
     video.play().catch(() => {});
+    // The native player does not say why it failed: ask once.
+    fetch(PLAYLIST, { cache: 'no-store' }).then((r) => { if (r.status === 401) showViewerPrompt(); }).catch(() => {});
   } else {
     setPlayerState('this browser cannot play HLS');
     return;
@@ -110,7 +114,7 @@ function restartPlayer(delayMs) {
 // came for 10 s (a stream that never started counts too).
 function watchPlayer() {
   const video = $('preview');
-  if (restartTimer) return;
+  if (restartTimer || viewerNeeded) return;
   if (video.paused && video.currentTime > 0) { setPlayerState('paused'); return; }
   if (video.currentTime !== lastTime) {
     lastTime = video.currentTime;
@@ -123,6 +127,66 @@ function watchPlayer() {
   }
 }
 
+// ---------- viewer password (the stream only) ----------
+
+function showViewerPrompt() {
+  viewerNeeded = true;
+  clearTimeout(restartTimer);
+  restartTimer = null;
+  stopPlayer();
+  const video = $('preview');
+  video.removeAttribute('src');
+  video.hidden = true;
+  $('viewer-form').hidden = false;
+  setPlayerState('ask whoever runs this room for the viewer password');
+  if (!$('viewer-password').value) $('viewer-password').focus();
+}
+
+function hideViewerPrompt() {
+  viewerNeeded = false;
+  $('viewer-form').hidden = true;
+  $('preview').hidden = false;
+}
+
+async function submitViewer(event) {
+  event.preventDefault();
+  const { status, body } = await fetchJSON('/api/viewer-login', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ password: $('viewer-password').value }),
+  }, 15000).catch((e) => ({ status: 0, body: { error: e.message } }));
+  if (status === 200) {
+    $('viewer-password').value = '';
+    $('viewer-login-result').textContent = '';
+    hideViewerPrompt();
+    startPlayer();
+  } else {
+    $('viewer-login-result').textContent = body.error || `HTTP ${status}`;
+  }
+}
+
+// The admin's card: set or clear the viewer password (never shown back).
+function renderViewerState(set) {
+  $('viewer-state').textContent = set
+    ? 'The stream needs the viewer password (your admin session watches without it).'
+    : 'The stream is open to everyone on the LAN.';
+  $('viewer-clear').disabled = !set;
+}
+
+async function changeViewerPassword(password) {
+  const result = $('viewer-result');
+  const { status, body } = await fetchJSON('/api/viewer-password', {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ password }),
+  }, 15000).catch((e) => ({ status: 0, body: { error: e.message } }));
+  result.className = status === 200 ? 'ok' : 'bad';
+  if (status !== 200) { result.textContent = body.error || `HTTP ${status}`; return; }
+  $('viewer-pw').value = '';
+  result.textContent = password === null ? 'Viewer password removed: the stream is open' : 'Viewer password set';
+  renderViewerState(body.viewer_password);
+}
+
 // ---------- status ----------
 
 function renderStatus(s) {
@@ -133,6 +197,7 @@ function renderStatus(s) {
     ['Source', `${src.kind ?? '–'} ${num(src.width)}×${num(src.height)} @ ${num(src.fps)} fps`, 'st-source'],
     ...(src.camera ? [['Camera', camera(src.camera), 'st-camera']] : []),
     ['Encoder', `${enc.kind ?? '–'}, target ${num(enc.bitrate_kbps)} kbit/s (restarts: ${num(enc.restarts)})`, 'st-encoder'],
+    ['Recording', recording(s.recording), 'st-recording'],
     ['Box', health(s.system || {}), 'st-system'],
     ['Uptime', fmtDuration(s.uptime_s), 'st-uptime'],
     ['Version', s.version, 'st-version'],
@@ -173,6 +238,16 @@ function renderStatus(s) {
   if ((s.outputs || []).length) parts.push(el('div', { className: 'scroll' }, outs));
   $('status').replaceChildren(...parts);
   drawChart();
+}
+
+const mb = (bytes) => `${num((bytes || 0) / 1048576, 1)} MB`;
+
+function recording(r) {
+  if (!r || !r.enabled) return 'off';
+  const kept = `${num(r.files_kept)} earlier files kept (${mb(r.kept_bytes)})`;
+  if (r.state === 'error') return `ERROR: ${r.last_error} (retrying every few seconds); ${kept}`;
+  if (r.state === 'recording') return `recording ${r.file} (${mb(r.file_bytes)}); ${kept}`;
+  return `waiting for the stream; ${kept}`;
 }
 
 function camera(c) {
@@ -366,7 +441,7 @@ async function apply(event) {
       setPath(next, input.dataset.field, input.checked);
       continue;
     }
-    if (input.tagName === 'SELECT' && input.dataset.type !== 'number') {
+    if (input.type === 'text' || (input.tagName === 'SELECT' && input.dataset.type !== 'number')) {
       setPath(next, input.dataset.field, input.value);
       continue;
     }
@@ -402,9 +477,9 @@ async function apply(event) {
       config = { ...next, outputs };
       $('apply-result').textContent = 'Applied';
       $('apply-result').className = 'ok';
-      // Only picture and HLS changes restart the stream; outputs and camera
-      // controls do not.
-      if (Object.keys(patch).some((k) => k !== 'outputs' && k !== 'camera')) {
+      // Only picture and HLS changes restart the stream; outputs, camera
+      // controls and recording do not.
+      if (Object.keys(patch).some((k) => !['outputs', 'camera', 'record'].includes(k))) {
         setPlayerState('restarting the stream…');
         restartPlayer(1000); // the daemon restarts its pipeline: a new stream
       }
@@ -458,8 +533,11 @@ async function showAuth() {
   $('auth-card').hidden = false;
 }
 
-function showAdmin(token) {
+function showAdmin(token, viewerPassword) {
   csrf = token;
+  renderViewerState(viewerPassword === true);
+  // The admin session unlocks the stream too.
+  if (viewerNeeded) { hideViewerPrompt(); startPlayer(); }
   $('auth-card').hidden = true;
   for (const el of document.querySelectorAll('.admin')) el.hidden = false;
   $('logout').hidden = false;
@@ -485,7 +563,8 @@ async function submitAuth(event) {
     $('auth-password').value = '';
     $('auth-confirm').value = '';
     result.textContent = '';
-    showAdmin(body.csrf);
+    const session = await fetchJSON('/api/session').catch(() => ({ body: {} }));
+    showAdmin(body.csrf, session.body.viewer_password);
   } else {
     result.textContent = body.error || `HTTP ${status}`;
   }
@@ -505,8 +584,11 @@ $('add-output').addEventListener('click', () => $('outputs').append(outputRow())
 $('cfg-source').addEventListener('change', showModes);
 $('export').addEventListener('click', exportConfig);
 $('import-file').addEventListener('change', importConfig);
+$('viewer-form').addEventListener('submit', submitViewer);
+$('viewer-pw-form').addEventListener('submit', (e) => { e.preventDefault(); changeViewerPassword($('viewer-pw').value); });
+$('viewer-clear').addEventListener('click', () => changeViewerPassword(null));
 fetchJSON('/api/session')
-  .then(({ body }) => (body.logged_in && body.csrf ? showAdmin(body.csrf) : showAuth()))
+  .then(({ body }) => (body.logged_in && body.csrf ? showAdmin(body.csrf, body.viewer_password) : showAuth()))
   .catch(() => showAuth());
 pollStatus();
 startPlayer();

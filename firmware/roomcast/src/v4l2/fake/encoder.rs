@@ -267,11 +267,9 @@ impl EncState {
                     continue;
                 }
             }
-            let may_encode = match self.phase {
-                Phase::Encoding => true,
-                Phase::Draining(left) => left > 0,
-                _ => false,
-            };
+            // A drain stops encoding once the buffers queued before STOP are
+            // done (Draining then turns into Finishing).
+            let may_encode = matches!(self.phase, Phase::Encoding | Phase::Draining(_));
             if may_encode && self.out.streaming && self.out.has_queued() && self.cap.has_queued() {
                 self.encode_one(out_mem);
                 continue;

@@ -210,9 +210,10 @@ fn s_fmt_picks_nearest_size_substitutes_unknown_formats_and_fills_strides() {
 #[test]
 fn s_fmt_keeps_the_nearest_interval_of_the_new_size() {
     let (_, mut cam) = camera(CameraSpec::typical_uvc());
-    cam.set_format(Queue::Capture, &Format::request(FourCc::YUYV, 1280, 720))
-        .unwrap();
-    // 720p only does 10 fps; asking for 30 gets 10.
+    // 720p only does 10 fps: S_FMT alone switches the rate.
+    start(&mut cam, FourCc::YUYV, 1280, 720, 2);
+    assert_eq!(next(&mut cam).0.timestamp_ns, 100_000_000);
+    cam.stream_off(Queue::Capture).unwrap();
     assert_eq!(
         cam.set_interval(Queue::Capture, Interval::from_fps(30))
             .unwrap(),
@@ -854,6 +855,20 @@ fn encoder_looks_like_the_pis_bcm2835_codec() {
         ENOTTY
     );
     assert_eq!(enc.format(Queue::Capture).unwrap().sizeimage, 512 * 1024);
+}
+
+#[test]
+fn encoder_streamon_needs_buffers_and_dqbuf_and_poll_need_streaming() {
+    let mut enc = FakeEncoder::new(sim());
+    for q in [Queue::Output, Queue::Capture] {
+        assert_eq!(errno(enc.stream_on(q)), EINVAL, "{q:?}");
+        enc.request_buffers(q, 2).unwrap();
+        assert_eq!(errno(enc.dequeue_buffer(q)), EINVAL, "{q:?}");
+        assert_eq!(errno(enc.wait(q, SEC)), EINVAL, "{q:?}");
+        enc.stream_on(q).unwrap();
+        assert_eq!(errno(enc.dequeue_buffer(q)), EAGAIN, "{q:?}");
+        assert_eq!(errno(enc.request_buffers(q, 0)), EBUSY, "{q:?}");
+    }
 }
 
 #[test]
