@@ -5,12 +5,12 @@
 //   node play.mjs http://127.0.0.1:8080
 //
 // Exit 0 when every check passed; 1 with the failing check and what the page
-// showed; 2 on bad usage. Never runs longer than 120 s.
+// showed; 2 on bad usage. Never runs longer than 90 s.
 import fs from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { chromium } from 'playwright-core';
 
-const HARD_TIMEOUT_MS = 120_000;
+const HARD_TIMEOUT_MS = 90_000;
 const PLAY_TIMEOUT_MS = 30_000;
 
 const base = (process.argv[2] || '').replace(/\/+$/, '');

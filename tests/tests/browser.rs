@@ -46,7 +46,7 @@ fn web_page_plays_the_stream_and_applies_settings() {
             // Screens of the run, to look at: target/screenshots/*.png.
             .env("SCREENSHOTS", screenshots_dir())
             .current_dir(&dir),
-        Duration::from_secs(150),
+        Duration::from_secs(120),
     );
     let received = std::fs::metadata(&srt_out).map_or(0, |m| m.len());
     let _ = receiver.kill();

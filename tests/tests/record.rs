@@ -96,7 +96,7 @@ fn records_decodable_files_and_follows_the_api_without_restarting_the_encoder() 
     });
     assert_eq!(r["files_written"], 1, "{r}");
     assert_eq!(r["last_error"], Value::Null, "{r}");
-    assert_eq!(files(&cli_dir), [name.clone()]);
+    assert_eq!(files(&cli_dir), std::slice::from_ref(&name));
     assert_eq!(
         restarts(&d),
         0,

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use roomcast_media::aac::{adts_frames, AudioSpecificConfig};
+use roomcast_media::aac::{adts_frames, AdtsFrame, AudioSpecificConfig};
 use roomcast_media::flv::{self, AudioMetadata, FlvWriter, Metadata, TagType};
 use roomcast_media::fmp4::{init_segment_with_audio, write_av_fragment, AudioSample, Sample};
 use roomcast_media::h264::{annexb_to_avcc, contains_idr, ParameterSets};
@@ -126,8 +126,8 @@ fn access_units(stream: &[u8]) -> Vec<&[u8]> {
     starts.windows(2).map(|w| &stream[w[0]..w[1]]).collect()
 }
 
-/// The ADTS frames (whole) and their raw payloads, and the configuration.
-fn aac_frames(adts: &[u8]) -> (AudioSpecificConfig, Vec<(&[u8], &[u8])>) {
+/// The configuration and the ADTS frames (whole, and their raw payloads).
+fn aac_frames(adts: &[u8]) -> (AudioSpecificConfig, Vec<AdtsFrame<'_>>) {
     let frames: Vec<_> = adts_frames(adts)
         .collect::<Result<_, _>>()
         .expect("FFmpeg's ADTS parses");
@@ -135,8 +135,7 @@ fn aac_frames(adts: &[u8]) -> (AudioSpecificConfig, Vec<(&[u8], &[u8])>) {
     assert_eq!(config, AudioSpecificConfig::lc(SAMPLE_RATE, 2).unwrap());
     assert!(frames.iter().all(|f| f.header.config == config));
     assert!(frames.iter().all(|f| f.header.raw_blocks == 1));
-    let pairs = frames.iter().map(|f| (f.frame, f.payload)).collect();
-    (config, pairs)
+    (config, frames)
 }
 
 /// One line per stream from ffprobe, `type,codec,nb_read_frames` for
@@ -243,7 +242,11 @@ fn mpeg_ts_with_aac() {
         let until = (n as u64 + 1) * FRAME_TICKS;
         while next_audio < frames.len() && next_audio as u64 * AAC_TICKS < until {
             let pts = Ticks90k(next_audio as u64 * AAC_TICKS);
-            let (whole, raw) = frames[next_audio];
+            let AdtsFrame {
+                frame: whole,
+                payload: raw,
+                ..
+            } = frames[next_audio];
             if next_audio % 2 == 0 {
                 mux.write_audio(pts, whole, &mut ts);
             } else {
@@ -315,8 +318,12 @@ fn flv_with_aac() {
         let until = (n as u64 + 1) * FRAME_TICKS;
         while next_audio < frames.len() && next_audio as u64 * AAC_TICKS < until {
             let ms = (next_audio as u64 * AAC_TICKS / 90) as u32;
-            w.tag(TagType::Audio, ms, &flv::aac_raw(frames[next_audio].1))
-                .unwrap();
+            w.tag(
+                TagType::Audio,
+                ms,
+                &flv::aac_raw(frames[next_audio].payload),
+            )
+            .unwrap();
             next_audio += 1;
         }
     }
@@ -360,10 +367,10 @@ fn fmp4_with_aac() {
     let audio: Vec<AudioSample> = frames
         .iter()
         .enumerate()
-        .map(|(k, (_, raw))| AudioSample {
+        .map(|(k, f)| AudioSample {
             dts: k as u64 * 1024,
             duration: 1024,
-            data: raw,
+            data: f.payload,
         })
         .collect();
     // Fragments of 10 pictures, each with the audio of the same time span.

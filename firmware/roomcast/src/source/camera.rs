@@ -561,6 +561,45 @@ mod tests {
         }
     }
 
+    /// The typical UVC camera with MJPEG frames (made by jpeg-encoder).
+    struct MjpegCamera(FakeHandle);
+    impl crate::v4l2::Backend for MjpegCamera {
+        fn list(&self) -> Vec<String> {
+            vec!["/dev/video0".into()]
+        }
+        fn open(&self, _: &str) -> crate::v4l2::DevResult<Box<dyn crate::v4l2::Device>> {
+            let cam = crate::v4l2::fake::FakeCamera::open(&self.0)?;
+            Ok(Box::new(cam.with_mjpeg(crate::v4l2::fake::tests::jpeg_of)))
+        }
+    }
+
+    #[test]
+    fn an_mjpeg_mode_is_decoded_to_i420() {
+        let clock = Arc::new(SimClock::new(1_000));
+        let handle = FakeHandle::new_camera(CameraSpec::typical_uvc(), clock.clone());
+        let mut src = CameraSource::new(
+            Arc::new(MjpegCamera(handle.clone())),
+            "/dev/video0",
+            want(1920, 1080, 30),
+            Arc::new(LiveControls::new(Controls::default())),
+            clock,
+            Arc::default(),
+            Arc::default(),
+        );
+        let Next::Picture(raw) = next(&mut src, I420Frame::new(0, 0)) else {
+            panic!("expected a picture")
+        };
+        assert_eq!(status(&src).mode, "MJPG 1920x1080@30");
+        assert_eq!((raw.picture.width, raw.picture.height), (1920, 1080));
+        // The pattern came through the JPEG: the first colour bar (luma
+        // 180, below the moving box) arrives as 171, because the decoder
+        // maps JPEG's full range to video range (16 + 180 * 219 / 255).
+        let (y, _, _) = raw.picture.planes();
+        let bar = y[1920 * 600 + 100];
+        assert!((167..=175).contains(&bar), "{bar}");
+        assert_eq!(status(&src).bad, 0);
+    }
+
     #[test]
     fn a_faster_camera_is_decimated_to_the_configured_rate() {
         // 30 fps camera, 15 fps stream: every other frame.

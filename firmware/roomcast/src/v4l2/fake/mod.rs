@@ -20,7 +20,7 @@ mod encoder;
 mod media;
 mod sim;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use camera::{CameraSpec, FakeCamera, JpegFn};
 pub use encoder::FakeEncoder;

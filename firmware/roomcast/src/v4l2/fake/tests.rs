@@ -689,7 +689,7 @@ fn force_key_frame_makes_the_next_camera_frame_an_idr() {
 }
 
 /// JPEG of an I420 picture with the `jpeg-encoder` crate (4:4:4 input).
-fn jpeg_of(pic: &I420Frame) -> Vec<u8> {
+pub(crate) fn jpeg_of(pic: &I420Frame) -> Vec<u8> {
     let (w, h) = (pic.width, pic.height);
     let (y, u, v) = pic.planes();
     let mut ycbcr = Vec::with_capacity(w * h * 3);
