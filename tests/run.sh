@@ -6,7 +6,7 @@
 #   ./tests/run.sh            everything
 #   SKIP_INSTALL=1 ./tests/run.sh   do not touch apt
 #   SKIP_CROSS=1 ./tests/run.sh     leave out the aarch64/armv7 cross builds
-#   IMAGE_TEST=1 ./tests/run.sh     also build the SD image (~11 min) and check it from outside
+#   IMAGE_TEST=1 ./tests/run.sh     also build the SD image (~14 min) and check it from outside
 #   IMAGE_TEST=1 BOOT_TEST=1 ./tests/run.sh   ... and boot it under qemu-system-aarch64 (~1 min more)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,7 +93,7 @@ fi
 # The SD image from Debian packages, with the aarch64 binary built above:
 # partition table, boot files, unit and binary checked from outside
 # (sfdisk, mtools, debugfs); BOOT_TEST=1 boots it under qemu-system-aarch64
-# until the web page answers. Opt-in: about 11 minutes on a 2-core machine
+# until the web page answers. Opt-in: about 14 minutes on a 2-core machine
 # with the .deb cache warm (/var/cache/roomcast-image). Needs root.
 if [ -n "${IMAGE_TEST:-}" ]; then
     step "SD image: build, outside checks${BOOT_TEST:+, qemu boot}"

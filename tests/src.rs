@@ -12,17 +12,27 @@ use std::time::{Duration, Instant};
 
 /// Path of the `roomcast` binary under test.
 pub fn roomcast_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ROOMCAST_BIN") {
+    release_bin("roomcast", "ROOMCAST_BIN")
+}
+
+/// Path of the `roomcast-host` binary under test.
+pub fn host_bin() -> PathBuf {
+    release_bin("roomcast-host", "ROOMCAST_HOST_BIN")
+}
+
+/// `target/release/NAME` (or `$ENV_VAR`), which must exist.
+fn release_bin(name: &str, env_var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var) {
         return PathBuf::from(p);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("roomcast");
+    let bin = target.join("release").join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build --release` first (tests/run.sh does)",
+        "{} is missing: run `cargo build --release --workspace --bins` first (tests/run.sh does)",
         bin.display()
     );
     bin

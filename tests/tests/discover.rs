@@ -3,27 +3,9 @@
 //! and `roomcast-host config get|set HOST` changes its settings through the
 //! API with the admin password or an API token.
 
-use roomcast_e2e::{http, Daemon, TEST_TOKEN};
-use std::path::{Path, PathBuf};
+use roomcast_e2e::{host_bin, http, Daemon, TEST_TOKEN};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn host_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ROOMCAST_HOST_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("roomcast-host");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release --workspace --bins` first (tests/run.sh does)",
-        bin.display()
-    );
-    bin
-}
 
 fn host(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(host_bin());

@@ -7,25 +7,9 @@
 //! loop support in the kernel) the loop parts are skipped with a note and
 //! only the plain-file target is tested.
 
+use roomcast_e2e::host_bin;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn host_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ROOMCAST_HOST_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("roomcast-host");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release --workspace --bins` first",
-        bin.display()
-    );
-    bin
-}
 
 fn flash(image: &Path, device: &Path) -> Output {
     Command::new(host_bin())

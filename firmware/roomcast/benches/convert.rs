@@ -15,6 +15,9 @@
 // children it waited for; std has no safe wrapper.
 #![allow(unsafe_code)]
 
+mod common;
+use common::{cpu, median, spread};
+
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use roomcast::convert::{yuyv_to_i420, MjpegDecoder};
 use roomcast::encoder::openh264::OpenH264;
@@ -33,27 +36,6 @@ const BITRATE_KBPS: u32 = 4000;
 const GOP: u32 = 30;
 /// Typical of UVC cameras' MJPEG.
 const JPEG_QUALITY: u8 = 85;
-
-/// CPU time (user + system) used so far by `who`: RUSAGE_SELF or
-/// RUSAGE_CHILDREN (children waited for).
-fn cpu(who: libc::c_int) -> f64 {
-    // SAFETY: all-zero is a valid rusage, and getrusage only writes into it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage for the duration of the call.
-    assert_eq!(unsafe { libc::getrusage(who, &mut ru) }, 0, "getrusage");
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(ru.ru_utime) + s(ru.ru_stime)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// How far apart repeated runs were: max / min - 1.
-fn spread(v: &[f64]) -> f64 {
-    v.iter().copied().fold(0.0, f64::max) / v.iter().copied().fold(f64::MAX, f64::min) - 1.0
-}
 
 /// Median over `runs` of our CPU seconds for `f`, and the runs' spread.
 fn ours(runs: usize, mut f: impl FnMut()) -> (f64, f64) {

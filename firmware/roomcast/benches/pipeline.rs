@@ -12,6 +12,9 @@
 // thread, and of the children it waited for; std has no safe wrapper.
 #![allow(unsafe_code)]
 
+mod common;
+use common::{cpu, median, spread};
+
 use roomcast::app::{self, App};
 use roomcast::bus::FrameBus;
 use roomcast::clock::{RealClock, SharedClock};
@@ -39,27 +42,6 @@ const FRAME_NS: u64 = 1_000_000_000 / FPS;
 /// The daemon's `HLS_QUEUE` and `RAW_QUEUE`, so the queues behave alike.
 const HLS_QUEUE: usize = 120;
 const RAW_QUEUE: usize = 2;
-
-/// CPU time (user + system) used so far by `who`: RUSAGE_SELF (all threads),
-/// RUSAGE_THREAD (the caller) or RUSAGE_CHILDREN (children waited for).
-fn cpu(who: libc::c_int) -> f64 {
-    // SAFETY: all-zero is a valid rusage, and getrusage only writes into it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage for the duration of the call.
-    assert_eq!(unsafe { libc::getrusage(who, &mut ru) }, 0, "getrusage");
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(ru.ru_utime) + s(ru.ru_stime)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// How far apart repeated runs were: max / min - 1.
-fn spread(v: &[f64]) -> f64 {
-    v.iter().copied().fold(0.0, f64::max) / v.iter().copied().fold(f64::MAX, f64::min) - 1.0
-}
 
 fn settings(width: u32, height: u32) -> EncoderSettings {
     let (fps, bitrate_kbps, gop) = (FPS as u32, BITRATE_KBPS, GOP);

@@ -155,6 +155,8 @@ impl App {
         (a.outputs, b.outputs) = (Vec::new(), Vec::new());
         (a.camera, b.camera) = (Default::default(), Default::default());
         (a.record, b.record) = (Default::default(), Default::default());
+        // The mDNS thread follows `mdns` by itself.
+        (a.mdns, b.mdns) = (false, false);
         if a == b {
             self.pipeline.set_controls(new);
             return Ok(());
