@@ -471,16 +471,27 @@ fn rendezvous_with_srt_live_transmit() {
     let _turn = need_peers();
     let dir = temp_dir("srt-rendezvous");
     let (ours, theirs) = (free_udp_port(), free_udp_port());
-    let rx = Receiver::start(
-        &format!("srt://127.0.0.1:{ours}?mode=rendezvous&port={theirs}"),
-        &dir.join("out.ts"),
-    );
+    let peer = format!("srt://127.0.0.1:{ours}?mode=rendezvous&port={theirs}");
+    let mut rx = Receiver::start(&peer, &dir.join("out.ts"));
     let d = daemon(
         "srt-rendezvous",
         &[format!(
             "srt://127.0.0.1:{theirs}?mode=rendezvous&port={ours}"
         )],
     );
+    if !rx.wait_for(1, Duration::from_secs(10)) {
+        // Seen only when the whole suite loads both cores: srt-live-transmit
+        // drops the fresh rendezvous connection after the first packets and
+        // the pair never meets again (our side keeps retrying; status says
+        // "no answer"). A fresh peer meets at once. Known limitation, noted
+        // in the README; one restart, reported, then the real check.
+        eprintln!(
+            "rendezvous: no data after 10 s ({}); restarting srt-live-transmit once",
+            d.output(0)
+        );
+        drop(rx);
+        rx = Receiver::start(&peer, &dir.join("out.ts"));
+    }
     assert!(
         rx.wait_for(1, Duration::from_secs(20)),
         "no data: {}",

@@ -439,7 +439,10 @@ impl Worker {
                     });
                     let now = self.clock.monotonic_ns();
                     self.conns.push(Conn::new(socket, peer, now));
-                    self.queue.request_keyframe();
+                    // No keyframe request here: a rendezvous peer (libsrt)
+                    // may not take data the instant srt-tokio reports the
+                    // connection, and the next regular IDR is at most a GOP
+                    // away. Listener receivers do ask (see below).
                     // Frames queued during the handshake are stale.
                     while self.queue.pop_timeout(Duration::ZERO).is_some() {}
                     while !self.stopped() && !self.conns.is_empty() {
