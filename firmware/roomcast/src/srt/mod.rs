@@ -32,7 +32,10 @@
 //! caller with the key length the caller announced. A caller that sends key
 //! material to a listener *without* a passphrase still ends srt-tokio's
 //! listener task; the output notices, reports it and listens again.
+//! Rendezvous: srt-tokio must be the HSv5 responder to interoperate with
+//! libsrt; [`rendezvous`] arranges that before each attempt.
 
+mod rendezvous;
 pub mod url;
 
 use crate::bus::{lock, FrameBus, SinkQueue};
@@ -492,7 +495,16 @@ impl Worker {
         let fut = async move {
             match url.mode {
                 SrtMode::Rendezvous => {
-                    b.local_port(url.local_port.unwrap_or(url.port))
+                    let port = url.local_port.unwrap_or(url.port);
+                    let remote = tokio::net::lookup_host(to.as_str())
+                        .await?
+                        .next()
+                        .ok_or_else(|| std::io::Error::other("the peer's name did not resolve"))?;
+                    let (socket, label) =
+                        rendezvous::prepare(remote, port, CONNECT_TIMEOUT).await?;
+                    b.local_ip(label)
+                        .local_port(port)
+                        .socket(socket)
                         .rendezvous(to.as_str())
                         .await
                 }
