@@ -204,6 +204,7 @@ mod tests {
             epoch: 0,
             width: 16,
             height: 16,
+            track: crate::frame::Track::Video,
         })
     }
 

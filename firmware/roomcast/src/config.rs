@@ -42,7 +42,45 @@ pub struct Config {
     /// Recording to files on the box (see record.rs). `--record DIR` turns
     /// it on for one run.
     pub record: Record,
+    /// Sound (see audio/): carried by every output as AAC-LC.
+    pub audio: Audio,
 }
+
+/// Sound settings. Gain and mute change live; the rest restarts the audio
+/// stage (and, for `source = "none"` or the channel count, the outputs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audio {
+    /// `auto` (the test tone with the test pattern; with a camera the first
+    /// ALSA capture device, silence until one is plugged in), `tone`,
+    /// `alsa:NAME` (e.g. `alsa:hw:CARD=Device,DEV=0`, see `/api/devices`),
+    /// or `none` (no audio track at all).
+    pub source: String,
+    /// 1 (mono) or 2 (stereo); a mono microphone is copied to both sides.
+    pub channels: u8,
+    /// AAC bitrate, kbit/s.
+    pub bitrate_kbps: u32,
+    /// Gain in dB, -40..=30.
+    pub gain_db: i32,
+    pub mute: bool,
+}
+
+impl Default for Audio {
+    fn default() -> Self {
+        // 128 kbit/s stereo AAC-LC at 48 kHz: what streaming platforms ask
+        // for, and clean speech from a room microphone.
+        Audio {
+            source: "auto".into(),
+            channels: 2,
+            bitrate_kbps: 128,
+            gain_db: 0,
+            mute: false,
+        }
+    }
+}
+
+/// The sample rate of every audio track we make.
+pub const AUDIO_RATE: u32 = 48_000;
 
 /// Recording settings: MPEG-TS files in a directory, rotated and pruned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +175,7 @@ impl Default for Config {
             board: None,
             mdns: true,
             record: Record::default(),
+            audio: Audio::default(),
         }
     }
 }
@@ -198,6 +237,16 @@ impl ValidConfig {
 
     /// The playlist's EXT-X-TARGETDURATION in whole seconds: the longest a
     /// segment can be, i.e. the segment target or one GOP, whichever is longer.
+    /// The audio track every output carries, `None` when audio is off.
+    pub fn audio_format(&self) -> Option<crate::frame::AudioFormat> {
+        let a = &self.0.audio;
+        (a.source != "none").then_some(crate::frame::AudioFormat {
+            sample_rate: AUDIO_RATE,
+            channels: a.channels,
+            bitrate_kbps: a.bitrate_kbps,
+        })
+    }
+
     pub fn target_duration_s(&self) -> u32 {
         let v = &self.0.video;
         let gop_ms = u64::from(v.gop) * 1000 / u64::from(v.fps);
@@ -366,6 +415,39 @@ impl Config {
             return Err(field(
                 "record.keep_mb",
                 format!("must be between 64 and 1000000 MB (got {})", r.keep_mb),
+            ));
+        }
+        let a = &self.audio;
+        let alsa_name = a.source.strip_prefix("alsa:");
+        if !matches!(a.source.as_str(), "auto" | "tone" | "none")
+            && !alsa_name.is_some_and(|n| {
+                !n.is_empty() && n.len() <= 128 && n.chars().all(|c| c.is_ascii_graphic())
+            })
+        {
+            return Err(field(
+                "audio.source",
+                format!(
+                    "must be \"auto\", \"tone\", \"none\" or \"alsa:NAME\" (got {:?})",
+                    a.source
+                ),
+            ));
+        }
+        if !(1..=2).contains(&a.channels) {
+            return Err(field(
+                "audio.channels",
+                format!("must be 1 or 2 (got {})", a.channels),
+            ));
+        }
+        if !(32..=320).contains(&a.bitrate_kbps) {
+            return Err(field(
+                "audio.bitrate_kbps",
+                format!("must be between 32 and 320 kbit/s (got {})", a.bitrate_kbps),
+            ));
+        }
+        if !(-40..=30).contains(&a.gain_db) {
+            return Err(field(
+                "audio.gain_db",
+                format!("must be between -40 and 30 dB (got {})", a.gain_db),
             ));
         }
         if self.outputs.len() > 8 {

@@ -35,6 +35,48 @@ pub struct EncodedFrame {
     pub epoch: u32,
     pub width: u32,
     pub height: u32,
+    /// Video (H.264 access unit) or audio (one raw AAC-LC frame of 1024
+    /// samples, no ADTS header; `keyframe` false, size 0x0).
+    pub track: Track,
+}
+
+/// Which elementary stream a bus frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    Video,
+    Audio,
+}
+
+/// The audio every output carries when audio is on: AAC-LC at this rate and
+/// channel count (the same for the whole run of the sinks; a change
+/// restarts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioFormat {
+    pub sample_rate: u32,
+    pub channels: u8,
+    pub bitrate_kbps: u32,
+}
+
+impl AudioFormat {
+    /// Samples per AAC-LC frame.
+    pub const FRAME_SAMPLES: u32 = 1024;
+
+    /// The AudioSpecificConfig (ISO 14496-3 §1.6.2.1) for FLV, fMP4 `esds`.
+    pub fn asc(&self) -> [u8; 2] {
+        roomcast_media::aac::AudioSpecificConfig::lc(self.sample_rate, self.channels)
+            .map(|c| c.to_bytes())
+            .unwrap_or([0x11, 0x90])
+    }
+}
+
+impl EncodedFrame {
+    pub fn is_video(&self) -> bool {
+        self.track == Track::Video
+    }
+
+    pub fn is_audio(&self) -> bool {
+        self.track == Track::Audio
+    }
 }
 
 pub type SharedFrame = Arc<EncodedFrame>;

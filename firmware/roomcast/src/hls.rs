@@ -274,6 +274,7 @@ mod tests {
             epoch,
             width: 16,
             height: 16,
+            track: crate::frame::Track::Video,
         }
     }
 

@@ -579,6 +579,7 @@ mod tests {
                     epoch: 0,
                     width: 64,
                     height: 64,
+                    track: crate::frame::Track::Video,
                 })
             })
             .collect()

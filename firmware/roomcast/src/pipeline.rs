@@ -449,6 +449,7 @@ fn publish(bus: &FrameBus, stats: &Stats, epoch: u32, s: Stamped, keyframe: bool
         epoch,
         width: s.width,
         height: s.height,
+        track: crate::frame::Track::Video,
     }));
 }
 

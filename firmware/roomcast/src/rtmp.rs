@@ -924,6 +924,7 @@ mod tests {
                 epoch: 0,
                 width: 320,
                 height: 240,
+                track: crate::frame::Track::Video,
             }));
             n += 1;
             std::thread::sleep(Duration::from_millis(5));

@@ -69,15 +69,22 @@ pub struct TestSource {
 
 impl TestSource {
     pub fn new(clock: SharedClock, width: u32, height: u32, fps: u32) -> Self {
-        let start_ns = clock.monotonic_ns();
+        // Frame numbers count from a whole second of the monotonic clock, so
+        // the flash (frame n % fps == 0) falls on whole seconds, where the
+        // test tone beeps (audio::tone): A/V sync is then measurable from
+        // any output. The first frame is the next one due, not a second away.
+        let now = clock.monotonic_ns();
+        let start_ns = now - now % 1_000_000_000;
+        let fps = u64::from(fps.max(1));
+        let n = ((now - start_ns) * fps).div_ceil(1_000_000_000);
         TestSource {
             clock,
             pattern: Pattern::new(width as usize, height as usize),
             width: width as usize,
             height: height as usize,
-            fps: fps.max(1),
+            fps: fps as u32,
             start_ns,
-            n: 0,
+            n,
         }
     }
 

@@ -1217,6 +1217,7 @@ mod tests {
                 epoch: 0,
                 width: 1280,
                 height: 720,
+                track: crate::frame::Track::Video,
             }));
         };
         let period = Duration::from_nanos(1_000_000_000 / 30);
