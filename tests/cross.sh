@@ -59,7 +59,8 @@ export DEBIAN_FRONTEND=noninteractive
 # libclang-dev + clang: bindgen generates the `v4l` crate's V4L2 bindings
 # (its libclang parses the headers; the clang binary finds include paths).
 pkgs=(rustc-web cargo-web "libstd-rust-web-dev:$debarch" "gcc-$gnu" "g++-$gnu"
-    "libc6-dev-$debarch-cross" qemu-user-static nasm ffmpeg curl libclang-dev clang)
+    "libc6-dev-$debarch-cross" qemu-user-static nasm ffmpeg curl libclang-dev clang
+    "libasound2-dev:$debarch" pkg-config)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
@@ -132,6 +133,9 @@ export "CC_$triple_env=$gnu-gcc" "CXX_$triple_env=$gnu-g++" "AR_$triple_env=$gnu
 # from their sizes, differ between armv7 and aarch64. Host headers would
 # compile and then fail every ioctl on the box.
 export "BINDGEN_EXTRA_CLANG_ARGS_$triple_env=-isystem /usr/$gnu/include"
+# alsa-sys finds the target's libasound through pkg-config's multiarch
+# directory (libasound2-dev:ARCH).
+export PKG_CONFIG_ALLOW_CROSS=1 "PKG_CONFIG_LIBDIR=/usr/lib/$gnu/pkgconfig:/usr/share/pkgconfig"
 echo "   $($RUSTC --version), $($cargo --version | cut -d' ' -f1-2), $($gnu-gcc --version | head -n1)"
 
 t=$(now)

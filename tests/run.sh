@@ -27,6 +27,9 @@ command -v cc >/dev/null || need_pkgs+=(build-essential)
 # libclang-dev + clang: bindgen generates the `v4l` crate's V4L2 bindings.
 dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q 'ok installed' || need_pkgs+=(libclang-dev)
 command -v clang >/dev/null || need_pkgs+=(clang)
+# libasound2-dev + pkg-config: the `alsa` crate links libasound (sound capture).
+dpkg-query -W -f='${Status}' libasound2-dev 2>/dev/null | grep -q 'ok installed' || need_pkgs+=(libasound2-dev)
+command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 # nginx + libnginx-mod-rtmp: the RTMP ingest; stunnel4 + openssl: RTMPS in
 # front of it with a CA the test makes.
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need_pkgs+=(nginx libnginx-mod-rtmp)

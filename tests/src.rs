@@ -81,10 +81,24 @@ impl Daemon {
     /// [`Daemon::start`] with extra environment variables (e.g. the V4L2
     /// simulator's directory).
     pub fn start_with_env(tag: &str, args: &[&str], env: &[(&str, &Path)]) -> Daemon {
+        Self::start_with_config(tag, args, env, None)
+    }
+
+    /// [`Daemon::start_with_env`] with `config` (TOML) written to
+    /// `DATA_DIR/config.toml` first, for settings without a flag (`[audio]`).
+    pub fn start_with_config(
+        tag: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        config: Option<&str>,
+    ) -> Daemon {
         let port = free_port();
         let data_dir = temp_dir(tag);
         std::fs::write(data_dir.join("api-tokens"), format!("{TEST_TOKEN}\n"))
             .expect("write api-tokens");
+        if let Some(toml) = config {
+            std::fs::write(data_dir.join("config.toml"), toml).expect("write config.toml");
+        }
         let child = Command::new(roomcast_bin())
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
@@ -427,4 +441,105 @@ pub fn segment_uris(playlist: &str) -> Vec<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect()
+}
+
+/// The streams of a TS file as ffprobe reports them: (codec_type,
+/// codec_name) in stream order, e.g. `[("video", "h264"), ("audio", "aac")]`.
+pub fn stream_kinds(file: &Path) -> Vec<(String, String)> {
+    let v = ffprobe_json(&["-show_entries", "stream=codec_type,codec_name"], file);
+    v["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["codec_type"].as_str().unwrap_or("").to_string(),
+                        s["codec_name"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first audio stream of `file` (codec_name, codec_tag, sample_rate,
+/// channels, and the number of decoded frames), as ffprobe JSON; `Null`
+/// when there is none.
+pub fn audio_stream(file: &Path) -> serde_json::Value {
+    let v = ffprobe_json(
+        &[
+            "-select_streams",
+            "a:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,codec_tag,sample_rate,channels,nb_read_frames",
+        ],
+        file,
+    );
+    v["streams"][0].clone()
+}
+
+/// Asserts that `file` has an AAC-LC track at 48 kHz with `channels` that
+/// decodes to at least one frame; `what` names the file in the message.
+pub fn assert_aac(file: &Path, channels: u64, what: &str) {
+    let a = audio_stream(file);
+    assert_eq!(a["codec_name"], "aac", "{what}: no AAC audio stream: {a}");
+    assert_eq!(a["sample_rate"], "48000", "{what}: {a}");
+    assert_eq!(a["channels"].as_u64(), Some(channels), "{what}: {a}");
+    let frames: u64 = a["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(frames > 0, "{what}: the audio stream has no frames: {a}");
+}
+
+/// The elementary streams the PMT of an MPEG-TS file lists: (stream_type,
+/// PID) in order (ISO/IEC 13818-1 2.4.4). Reads the first PAT and the first
+/// complete PMT section that fits in one packet (as the daemon writes it).
+pub fn pmt_streams(ts: &[u8]) -> Vec<(u8, u16)> {
+    let payload = |p: &[u8]| -> Option<Vec<u8>> {
+        // Payload-unit start: the section follows a pointer field.
+        if p[0] != 0x47 || p[1] & 0x40 == 0 {
+            return None;
+        }
+        let afc = (p[3] >> 4) & 3;
+        let mut i = 4;
+        if afc & 2 != 0 {
+            i += 1 + usize::from(p[4]);
+        }
+        if afc & 1 == 0 || i >= 188 {
+            return None;
+        }
+        let pointer = usize::from(p[i]);
+        p.get(i + 1 + pointer..).map(<[u8]>::to_vec)
+    };
+    let pid = |p: &[u8]| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+    let packets: Vec<&[u8]> = ts.chunks_exact(188).collect();
+    let Some(pmt_pid) = packets.iter().filter(|p| pid(p) == 0).find_map(|p| {
+        let s = payload(p)?;
+        // table_id 0, then the first program's (number, PID) at 8..12.
+        (s.first() == Some(&0) && s.len() >= 12)
+            .then(|| (u16::from(s[10] & 0x1f) << 8) | u16::from(s[11]))
+    }) else {
+        return Vec::new();
+    };
+    let Some(s) = packets
+        .iter()
+        .filter(|p| pid(p) == pmt_pid)
+        .find_map(|p| payload(p).filter(|s| s.first() == Some(&2)))
+    else {
+        return Vec::new();
+    };
+    let section_len = (usize::from(s[1] & 0x0f) << 8) | usize::from(s[2]);
+    let end = (3 + section_len).saturating_sub(4).min(s.len());
+    let info_len = (usize::from(s[10] & 0x0f) << 8) | usize::from(s[11]);
+    let mut i = 12 + info_len;
+    let mut out = Vec::new();
+    while i + 5 <= end {
+        let es_pid = (u16::from(s[i + 1] & 0x1f) << 8) | u16::from(s[i + 2]);
+        out.push((s[i], es_pid));
+        let es_info = (usize::from(s[i + 3] & 0x0f) << 8) | usize::from(s[i + 4]);
+        i += 5 + es_info;
+    }
+    out
 }

@@ -60,6 +60,8 @@ pub const BASE_PACKAGES: &[&str] = &[
     "kmod",
     "iproute2",
     "ca-certificates",
+    // The daemon links libasound for sound capture.
+    "libasound2",
 ];
 
 /// Board profiles, built in (the same files the daemon uses).

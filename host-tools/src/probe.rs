@@ -245,7 +245,7 @@ pub fn probe(opts: &ProbeOptions, out: &mut dyn Write) -> Result<Report, ProbeEr
                     )));
                 }
             }
-            let is_new = |seq: u64| newest_seen.map_or(true, |seen| seq > seen);
+            let is_new = |seq: u64| newest_seen.is_none_or(|seen| seq > seen);
             if is_new(newest.sequence) {
                 if newest_seen.is_some() {
                     advanced = true;

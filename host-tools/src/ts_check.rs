@@ -48,7 +48,7 @@ pub fn check_segment(seg: &[u8]) -> Result<TsSummary, TsError> {
     if seg.is_empty() {
         return Err(TsError::Empty);
     }
-    if seg.len() % PACKET_SIZE != 0 {
+    if !seg.len().is_multiple_of(PACKET_SIZE) {
         return Err(TsError::Truncated { len: seg.len() });
     }
     let mut summary = TsSummary {

@@ -97,6 +97,38 @@ async function expectPlaying(page, label) {
   ok(`${label}: video plays (started at ${first.toFixed(2)} s, ${t1.toFixed(2)} s -> ${t2.toFixed(2)} s over 2 s)`);
 }
 
+// Checks Chromium decodes the stream's sound (issue 10): the AAC track
+// reaches the audio decoder and keeps reaching it. The preview is muted
+// (autoplay needs that); Chromium decodes the audio of a muted element all
+// the same, and webkitAudioDecodedByteCount counts it.
+async function expectAudioDecodes(page, label) {
+  const read = () =>
+    page.evaluate(() => {
+      const v = document.getElementById('preview');
+      const level = window.roomcast?.hls?.levels?.[0];
+      return {
+        bytes: v.webkitAudioDecodedByteCount,
+        videoBytes: v.webkitVideoDecodedByteCount,
+        muted: v.muted,
+        currentTime: v.currentTime,
+        codecs: level ? `${level.videoCodec || '?'},${level.audioCodec || 'no audio codec'}` : 'no hls.js level',
+      };
+    });
+  const first = await read();
+  if (typeof first.bytes !== 'number') fail(`${label}: this Chromium has no webkitAudioDecodedByteCount: ${JSON.stringify(first)}`);
+  const deadline = Date.now() + 5000;
+  let s = first;
+  for (;;) {
+    if (s.bytes > 0 && s.bytes > first.bytes) break;
+    if (Date.now() > deadline) {
+      fail(`${label}: no audio decoded: webkitAudioDecodedByteCount ${first.bytes} -> ${s.bytes} while the video played ${first.currentTime.toFixed(2)} s -> ${s.currentTime.toFixed(2)} s; ${JSON.stringify(s)}`);
+    }
+    await sleep(250);
+    s = await read();
+  }
+  ok(`${label}: audio decodes in Chromium (webkitAudioDecodedByteCount ${first.bytes} -> ${s.bytes}, muted ${s.muted}, hls.js codecs ${s.codecs})`);
+}
+
 // Text of an element once `pred` accepts it (waiting at most `ms`).
 async function waitText(page, id, pred, ms, what) {
   const deadline = Date.now() + ms;
@@ -160,6 +192,7 @@ async function run() {
 
   // (a) live playback
   await expectPlaying(page, 'live stream');
+  await expectAudioDecodes(page, 'live stream');
   await shot(page, '2-main');
 
   // (b) status panel
@@ -211,6 +244,7 @@ async function run() {
     fail('the page did not restart its player after Apply');
   });
   await expectPlaying(page, 'stream after restart');
+  await expectAudioDecodes(page, 'stream after restart');
 
   // Log out: the admin sections go, the login form comes.
   await page.click('#logout');

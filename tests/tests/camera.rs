@@ -58,6 +58,8 @@ fn newest_segment(d: &Daemon, tag: &str) -> (String, u64, u64, u64) {
     std::fs::write(&file, &seg.body).unwrap();
     let v = ffprobe_json(
         &[
+            "-select_streams",
+            "v:0",
             "-count_frames",
             "-show_entries",
             "stream=codec_name,width,height,nb_read_frames",
@@ -307,6 +309,8 @@ fn unplug_and_stall_show_the_slate_while_outputs_stay_connected() {
     // Everything the receiver got decodes: camera, slate, camera again.
     let v = ffprobe_json(
         &[
+            "-select_streams",
+            "v:0",
             "-count_frames",
             "-show_entries",
             "stream=codec_name,nb_read_frames",

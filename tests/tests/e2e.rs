@@ -1,6 +1,8 @@
 //! The real `roomcast` binary, checked with ffprobe (FFmpeg) and plain HTTP.
 
-use roomcast_e2e::{ffprobe_json, roomcast_bin, segment_uris, temp_dir, Daemon};
+use roomcast_e2e::{
+    assert_aac, ffprobe_json, pmt_streams, roomcast_bin, segment_uris, temp_dir, Daemon,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -38,6 +40,8 @@ fn live_segments_decode_with_configured_size_frame_count_and_continuous_pts() {
         std::fs::write(&file, &r.body).unwrap();
         let v = ffprobe_json(
             &[
+                "-select_streams",
+                "v:0",
                 "-count_frames",
                 "-show_entries",
                 "stream=codec_name,profile,width,height,nb_read_frames",
@@ -56,13 +60,30 @@ fn live_segments_decode_with_configured_size_frame_count_and_continuous_pts() {
             s["nb_read_frames"], "30",
             "{uri}: one second at 30 fps: {v}"
         );
+        // Sound beside the picture (issue 10): the PMT lists H.264 on PID
+        // 0x100 and AAC in ADTS (stream type 0x0F) on PID 0x101, and ffprobe
+        // decodes it as 48 kHz stereo AAC.
+        assert_eq!(
+            pmt_streams(&r.body),
+            [(0x1b, 0x100), (0x0f, 0x101)],
+            "{uri}: PMT streams (type, PID)"
+        );
+        assert_aac(&file, 2, uri);
         joined.extend_from_slice(&r.body);
     }
     // The three segments back to back: PTS advance by exactly one frame
     // (3000 ticks of 90 kHz at 30 fps) everywhere, including the cuts.
     let file = dir.join("joined.ts");
     std::fs::write(&file, &joined).unwrap();
-    let v = ffprobe_json(&["-show_entries", "packet=pts,flags"], &file);
+    let v = ffprobe_json(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts,flags",
+        ],
+        &file,
+    );
     let packets = v["packets"].as_array().unwrap();
     assert_eq!(packets.len(), 90);
     let pts: Vec<i64> = packets.iter().map(|p| p["pts"].as_i64().unwrap()).collect();
@@ -153,7 +174,15 @@ fn settings_change_restarts_the_stream_with_a_discontinuity() {
     let dir = temp_dir("restart-out");
     let file = dir.join("seg.ts");
     std::fs::write(&file, d.get(&format!("/hls/ts/{uri}")).unwrap().body).unwrap();
-    let v = ffprobe_json(&["-show_entries", "stream=width,height"], &file);
+    let v = ffprobe_json(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+        ],
+        &file,
+    );
     assert_eq!(
         (
             v["streams"][0]["width"].as_u64(),

@@ -146,6 +146,8 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
         .args([
             "-v",
             "error",
+            "-select_streams",
+            "v:0",
             "-count_frames",
             "-of",
             "json",
@@ -163,6 +165,26 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
         (Some(320), Some(240))
     );
     assert_eq!(s["nb_read_frames"], "30", "one 1 s segment at 30 fps: {v}");
+    // The sound (issue 10): the init segment declares a second track, AAC,
+    // and the segment's fragments carry it.
+    roomcast_e2e::assert_aac(&file, 2, "LL-HLS init + segment");
+    // Init + the newest complete parts, as a player joining at the live
+    // edge reads them, have the AAC track too.
+    let parts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter_map(|l| attr(l, "URI"))
+        .collect();
+    assert!(parts.len() >= 2, "{text}");
+    let mut joined = d.get(&format!("/hls/{init_uri}")).unwrap().body;
+    for p in &parts[parts.len() - 2..] {
+        let r = d.get(&format!("/hls/{p}")).unwrap();
+        assert_eq!(r.status, 200, "{p}");
+        joined.extend_from_slice(&r.body);
+    }
+    let parts_file = dir.join("parts.mp4");
+    std::fs::write(&parts_file, joined).unwrap();
+    roomcast_e2e::assert_aac(&parts_file, 2, "LL-HLS init + parts");
     // Beyond the edge: 400; part without msn: 400.
     let e = edge(&text).unwrap();
     assert_eq!(

@@ -104,7 +104,7 @@ fn records_decodable_files_and_follows_the_api_without_restarting_the_encoder() 
     );
 
     let file = cli_dir.join(&name);
-    let streams = ffprobe_json(&["-show_streams"], &file);
+    let streams = ffprobe_json(&["-select_streams", "v:0", "-show_streams"], &file);
     let v = &streams["streams"][0];
     assert_eq!(
         (
@@ -115,6 +115,8 @@ fn records_decodable_files_and_follows_the_api_without_restarting_the_encoder() 
         (Some("h264"), Some(320), Some(240)),
         "{streams}"
     );
+    // The sound is recorded beside the picture (issue 10).
+    roomcast_e2e::assert_aac(&file, 2, &name);
     // Continuous timestamps: one frame (3600 ticks at 25 fps) apart, from
     // the first frame, a keyframe, to the last.
     let packets = ffprobe_json(

@@ -172,12 +172,24 @@ fn publishing(o: &Value) -> bool {
 }
 
 /// ffprobe's view of the live stream at `url`: (codec, width, height,
-/// frame rate).
+/// frame rate) of its video stream.
 fn probe(url: &str) -> (String, u64, u64, String) {
+    let v = probe_streams(url);
+    let s = by_type(&v, "video");
+    (
+        s["codec_name"].as_str().unwrap_or_default().to_string(),
+        s["width"].as_u64().unwrap_or(0),
+        s["height"].as_u64().unwrap_or(0),
+        s["r_frame_rate"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Every stream ffprobe finds in the live stream at `url`, as JSON.
+fn probe_streams(url: &str) -> Value {
     let out = run_bounded(
         Command::new("ffprobe")
             .args(["-v", "error", "-of", "json", "-show_entries"])
-            .arg("stream=codec_name,width,height,r_frame_rate")
+            .arg("stream=codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels")
             .arg(url),
         Duration::from_secs(20),
     );
@@ -186,14 +198,15 @@ fn probe(url: &str) -> (String, u64, u64, String) {
         "ffprobe {url} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
-    let s = &v["streams"][0];
-    (
-        s["codec_name"].as_str().unwrap_or_default().to_string(),
-        s["width"].as_u64().unwrap_or(0),
-        s["height"].as_u64().unwrap_or(0),
-        s["r_frame_rate"].as_str().unwrap_or_default().to_string(),
-    )
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// The first stream of `codec_type` in ffprobe JSON (`Null` if none).
+fn by_type<'a>(v: &'a Value, codec_type: &str) -> &'a Value {
+    v["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["codec_type"] == codec_type))
+        .unwrap_or(&Value::Null)
 }
 
 const PICTURE: [&str; 6] = ["--size", "320x240", "--fps", "30", "--gop", "30"];
@@ -213,9 +226,29 @@ fn push_to_nginx_is_read_back_as_configured_h264() {
     assert_eq!(o["peer"], format!("127.0.0.1:{}", nginx.port));
     // The key never shows in status.
     assert!(!o.to_string().contains("0123456789"), "{o}");
+    // One read of what nginx relays: the picture as configured, and the
+    // sound (issue 10) as 48 kHz stereo AAC.
+    let v = probe_streams(&nginx.url(key));
+    let s = by_type(&v, "video");
     assert_eq!(
-        probe(&nginx.url(key)),
-        ("h264".to_string(), 320, 240, "30/1".to_string())
+        (
+            s["codec_name"].as_str(),
+            s["width"].as_u64(),
+            s["height"].as_u64(),
+            s["r_frame_rate"].as_str()
+        ),
+        (Some("h264"), Some(320), Some(240), Some("30/1")),
+        "{v}"
+    );
+    let a = by_type(&v, "audio");
+    assert_eq!(
+        (
+            a["codec_name"].as_str(),
+            a["sample_rate"].as_str(),
+            a["channels"].as_u64()
+        ),
+        (Some("aac"), Some("48000"), Some(2)),
+        "{v}"
     );
     let o = d.output(0);
     assert!(o["bytes_sent"].as_u64().unwrap() > 10_000, "{o}");

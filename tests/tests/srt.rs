@@ -247,6 +247,8 @@ fn caller_pushes_to_srt_live_transmit() {
     );
     let out = rx.kill();
     check_stream(&d, &out, 640, 360, 120);
+    // The sound travels in the same MPEG-TS (issue 10).
+    roomcast_e2e::assert_aac(&out, 2, "srt caller");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -273,6 +275,7 @@ fn listener_serves_two_srt_live_transmit_callers_each_from_a_keyframe() {
     let (a, b) = (a.kill(), b.kill());
     check_stream(&d, &a, 640, 360, 120);
     check_stream(&d, &b, 640, 360, 100);
+    roomcast_e2e::assert_aac(&b, 2, "srt listener, second receiver");
     // Both gone: the listener waits again.
     d.wait_output(0, Duration::from_secs(6), |o| {
         o["receivers"] == 0 && o["state"] == "listening"

@@ -648,7 +648,7 @@ mod tests {
 
     impl BitWriter {
         fn bit(&mut self, b: bool) -> &mut Self {
-            if self.nbits % 8 == 0 {
+            if self.nbits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             if b {
@@ -680,7 +680,7 @@ mod tests {
         /// rbsp_trailing_bits, then escape into a NAL payload.
         fn finish_nal(&mut self, header: u8) -> Vec<u8> {
             self.bit(true);
-            while self.nbits % 8 != 0 {
+            while !self.nbits.is_multiple_of(8) {
                 self.bit(false);
             }
             let mut nal = vec![header];

@@ -70,6 +70,7 @@ pub fn hls_settings(cfg: &ValidConfig) -> HlsSettings {
         segment_ms: cfg.get().hls.segment_ms,
         window: cfg.get().hls.window,
         target_duration_s: cfg.target_duration_s(),
+        audio: cfg.audio_format(),
     }
 }
 
@@ -157,7 +158,17 @@ impl App {
         (a.record, b.record) = (Default::default(), Default::default());
         // The mDNS thread follows `mdns` by itself.
         (a.mdns, b.mdns) = (false, false);
+        // Gain and mute change the running sound stage.
+        (a.audio.gain_db, b.audio.gain_db, a.audio.mute, b.audio.mute) = (0, 0, false, false);
         if a == b {
+            self.pipeline.set_controls(new);
+            return Ok(());
+        }
+        // Another sound source with the same track (not to or from "none"):
+        // only the sound stage restarts; video and viewers go on.
+        let (sa, sb) = (a.audio.source.clone(), b.audio.source.clone());
+        (a.audio.source, b.audio.source) = (String::new(), String::new());
+        if a == b && sa != "none" && sb != "none" {
             self.pipeline.set_controls(new);
             return Ok(());
         }
@@ -232,6 +243,7 @@ impl App {
             "system": { "cpu_percent": health.cpu_percent, "load1": health.load1, "soc_temp_c": health.soc_temp_c },
             "source": { "kind": cur.source, "width": cur.width, "height": cur.height, "fps": cur.fps,
                         "camera": (cur.source == "v4l2").then(|| lock(&self.pipeline.camera).clone()) },
+            "audio": self.pipeline.audio_status_json(),
             "encoder": { "kind": cur.encoder, "restarts": s.encoder_restarts.load(Relaxed),
                          "errors": s.encode_errors.load(Relaxed),
                          "bitrate_kbps": lock(&self.config).get().video.bitrate_kbps },

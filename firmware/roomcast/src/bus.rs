@@ -83,12 +83,19 @@ pub struct SinkQueue {
 #[derive(Default)]
 struct QueueState {
     frames: VecDeque<SharedFrame>,
+    /// How many of `frames` are video: the capacity counts video frames
+    /// (audio rides along, bounded by [`AUDIO_PER_VIDEO`] times as many).
+    video: usize,
     /// Set after an overflow: drop until a keyframe.
     awaiting_keyframe: bool,
     dropped: u64,
     delivered: u64,
     closed: bool,
 }
+
+/// Audio frames a queue may hold per video frame of capacity: 48 kHz AAC
+/// is 47 frames a second, against video down to 15 fps.
+const AUDIO_PER_VIDEO: usize = 4;
 
 /// A snapshot for status and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,11 +124,17 @@ impl SinkQueue {
             st.dropped += 1;
             return;
         }
-        if st.frames.len() >= self.capacity {
+        let full = if frame.is_video() {
+            st.video >= self.capacity
+        } else {
+            st.frames.len() - st.video >= self.capacity * AUDIO_PER_VIDEO
+        };
+        if full {
             if frame.keyframe {
                 // Resume from this keyframe; the backlog is stale.
                 st.dropped += st.frames.len() as u64;
                 st.frames.clear();
+                st.video = 0;
             } else {
                 st.dropped += 1;
                 st.awaiting_keyframe = true;
@@ -131,6 +144,7 @@ impl SinkQueue {
         // Frames still queued from before an overflow are decodable; the gap
         // after them ends here, at a keyframe (or there was no gap).
         st.awaiting_keyframe = false;
+        st.video += usize::from(frame.is_video());
         st.frames.push_back(frame);
         drop(st);
         self.ready.notify_one();
@@ -145,6 +159,9 @@ impl SinkQueue {
             .wait_timeout_while(st, timeout, |s| s.frames.is_empty() && !s.closed)
             .unwrap_or_else(PoisonError::into_inner);
         let f = st.frames.pop_front();
+        if f.as_ref().is_some_and(|f| f.is_video()) {
+            st.video -= 1;
+        }
         if f.is_some() {
             st.delivered += 1;
         }

@@ -309,7 +309,7 @@ impl Config {
         }
         let v = &self.video;
         // openh264 refuses pictures larger than 3840x2160.
-        if v.width < 16 || v.width > 3840 || v.width % 2 != 0 {
+        if v.width < 16 || v.width > 3840 || !v.width.is_multiple_of(2) {
             return Err(field(
                 "video.width",
                 format!(
@@ -318,7 +318,7 @@ impl Config {
                 ),
             ));
         }
-        if v.height < 16 || v.height > 2160 || v.height % 2 != 0 {
+        if v.height < 16 || v.height > 2160 || !v.height.is_multiple_of(2) {
             return Err(field(
                 "video.height",
                 format!(

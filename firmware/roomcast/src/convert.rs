@@ -53,7 +53,7 @@ fn check(
     row: usize,
     need: impl FnOnce() -> Option<usize>,
 ) -> Result<(), ConvertError> {
-    if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Err(ConvertError::BadSize { width, height });
     }
     if stride < row {

@@ -7,7 +7,8 @@ use crate::bus::{lock, SinkQueue};
 use crate::frame::EncodedFrame;
 use roomcast_media::hls::{Cut, MediaPlaylist, Segment, Segmenter};
 use roomcast_media::time::Ticks90k;
-use roomcast_media::ts::{TsConfig, TsMuxer};
+use crate::frame::AudioFormat;
+use crate::tsmux::ProgramMuxer;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,6 +21,8 @@ pub struct HlsSettings {
     pub window: u32,
     /// EXT-X-TARGETDURATION; see `ValidConfig::target_duration_s`.
     pub target_duration_s: u32,
+    /// The program's audio track; taken up when the stream (re)starts.
+    pub audio: Option<AudioFormat>,
 }
 
 /// Playlist and segments, shared between the packager and HTTP workers.
@@ -145,7 +148,7 @@ impl HlsStore {
 pub struct Packager {
     store: Arc<HlsStore>,
     segmenter: Segmenter,
-    muxer: TsMuxer,
+    muxer: ProgramMuxer,
     epoch: Option<u32>,
     building: Option<Building>,
     next_sequence: u64,
@@ -167,10 +170,11 @@ impl Packager {
     /// `first_sequence` numbers the first segment.
     pub fn new(store: Arc<HlsStore>, first_sequence: u64) -> Self {
         let target = segment_target(store.settings());
+        let audio = store.settings().audio;
         Packager {
             store,
             segmenter: Segmenter::new(target),
-            muxer: TsMuxer::new(TsConfig::default()),
+            muxer: ProgramMuxer::new(audio),
             epoch: None,
             building: None,
             next_sequence: first_sequence,
@@ -179,6 +183,14 @@ impl Packager {
     }
 
     pub fn push(&mut self, f: &EncodedFrame) {
+        if f.is_audio() {
+            // Audio goes into the segment being built: segments are cut at
+            // video keyframes, and players place audio by its PTS.
+            if let Some(b) = &mut self.building {
+                self.muxer.write(f, &mut b.bytes);
+            }
+            return;
+        }
         if self.epoch != Some(f.epoch) {
             if self.epoch.is_some() {
                 // The encoder restarted: close what we have and mark the
@@ -189,7 +201,8 @@ impl Packager {
             }
             self.epoch = Some(f.epoch);
             self.segmenter = Segmenter::new(segment_target(self.store.settings()));
-            self.muxer = TsMuxer::new(TsConfig::default());
+            // A restart may bring another audio setting.
+            self.muxer = ProgramMuxer::new(self.store.settings().audio);
         }
         match self.segmenter.push(f.dts, f.keyframe, f.duration) {
             Cut::Skip => return,
@@ -208,8 +221,7 @@ impl Packager {
             }
         }
         if let Some(b) = &mut self.building {
-            self.muxer
-                .write_video(f.pts, f.dts, f.keyframe, &f.data, &mut b.bytes);
+            self.muxer.write(f, &mut b.bytes);
             b.end = Ticks90k(f.dts.0 + f.duration.0);
         }
     }
@@ -251,6 +263,7 @@ mod tests {
             segment_ms: 1000,
             window: 3,
             target_duration_s: 1,
+            audio: None,
         }
     }
 
@@ -261,13 +274,13 @@ mod tests {
             pts: Ticks90k(n * 3600),
             dts: Ticks90k(n * 3600),
             duration: Ticks90k(3600),
-            keyframe: n % gop == 0,
+            keyframe: n.is_multiple_of(gop),
             data: vec![
                 0,
                 0,
                 0,
                 1,
-                if n % gop == 0 { 0x65 } else { 0x41 },
+                if n.is_multiple_of(gop) { 0x65 } else { 0x41 },
                 0x88,
                 0x80,
             ],

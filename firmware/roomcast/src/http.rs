@@ -283,7 +283,10 @@ pub fn route(app: &App, req: &mut Req<'_>) -> Reply {
         (Method::Get, "/api/config") => Reply::json(200, &app.config_json()),
         (Method::Get, "/api/devices") => Reply::json(
             200,
-            &serde_json::json!({ "devices": app.pipeline.devices() }),
+            &serde_json::json!({
+                "devices": app.pipeline.devices(),
+                "audio": app.pipeline.audio_devices(),
+            }),
         ),
         (Method::Put, "/api/config") => put_config(app, req),
         (Method::Get, "/metrics") => Reply::new(

@@ -7,6 +7,7 @@
 //! acts on; [`config`] and [`cli`] parse what the user gives.
 
 pub mod app;
+pub mod audio;
 pub mod auth;
 pub mod board;
 pub mod bus;
@@ -30,6 +31,7 @@ pub mod source;
 pub mod srt;
 pub mod stats;
 pub mod system;
+pub mod tsmux;
 pub mod v4l2;
 pub mod web;
 
@@ -89,7 +91,8 @@ pub fn start(
         bus.clone(),
         stats.clone(),
         v4l2::backend(clock.clone()),
-    );
+    )
+    .with_audio_backend(audio::backend(clock.clone()));
     if let Err(e) = pipeline.apply(&cfg) {
         // A board's hardware encoder that is missing (driver not loaded)
         // must not leave the box without a stream: fall back to software

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use crate::audio::{AudioSettings, AudioStage, PcmBackend};
 
 /// Pictures that may wait between capture and encoder.
 const RAW_QUEUE: usize = 2;
@@ -40,6 +41,10 @@ pub struct Pipeline {
     pub camera: Arc<Mutex<CameraStatus>>,
     controls: Arc<LiveControls>,
     running: Mutex<Option<Running>>,
+    /// Sound capture devices (ALSA, or the simulator).
+    audio_backend: Arc<dyn PcmBackend>,
+    /// The sound stage, while the stream has an audio track.
+    audio: Mutex<Option<AudioStage>>,
 }
 
 struct Running {
@@ -70,6 +75,64 @@ impl Pipeline {
             camera: Arc::default(),
             controls: Arc::default(),
             running: Mutex::new(None),
+            audio_backend: Arc::new(crate::audio::NoDevices),
+            audio: Mutex::new(None),
+        }
+    }
+
+    /// Where sound comes from (the daemon passes `audio::backend`); without
+    /// it only the test tone is available.
+    pub fn with_audio_backend(mut self, backend: Arc<dyn PcmBackend>) -> Self {
+        self.audio_backend = backend;
+        self
+    }
+
+    /// Sound capture devices present now, for `/api/devices`.
+    pub fn audio_devices(&self) -> Vec<crate::audio::AudioDeviceInfo> {
+        crate::audio::devices(self.audio_backend.as_ref())
+    }
+
+    /// The sound stage's status; `{"state": "off"}` without an audio track.
+    pub fn audio_status_json(&self) -> serde_json::Value {
+        match lock(&self.audio).as_ref() {
+            Some(a) => a.status_json(),
+            None => serde_json::json!({ "state": "off" }),
+        }
+    }
+
+    /// Starts, restarts or stops the sound stage to match `cfg`; gain and
+    /// mute alone change the running one. Video is not touched.
+    pub fn apply_audio(&self, cfg: &ValidConfig) {
+        let c = cfg.get();
+        let want = AudioSettings::resolve(&c.audio, &c.source);
+        let mut audio = lock(&self.audio);
+        let same = |a: &AudioSettings, b: &AudioSettings| {
+            (&a.input, a.channels, a.bitrate_kbps) == (&b.input, b.channels, b.bitrate_kbps)
+        };
+        match (audio.as_ref(), &want) {
+            (Some(run), Some(w)) if same(run.settings(), w) => {
+                run.set_levels(w.gain_db, w.mute);
+                return;
+            }
+            (None, None) => return,
+            _ => {}
+        }
+        if let Some(old) = audio.take() {
+            old.stop();
+        }
+        if let Some(w) = want {
+            let started = AudioStage::start(
+                self.clock.clone(),
+                self.audio_backend.clone(),
+                w,
+                self.bus.clone(),
+            );
+            match started {
+                Ok(stage) => *audio = Some(stage),
+                // Only thread creation fails here; the stream goes on
+                // without sound and status says "off".
+                Err(e) => eprintln!("roomcast: cannot start the audio thread: {e}"),
+            }
         }
     }
 
@@ -81,6 +144,7 @@ impl Pipeline {
     /// Camera controls changed: applied by the running capture, no restart.
     pub fn set_controls(&self, cfg: &ValidConfig) {
         self.controls.set(cfg.get().camera.clone());
+        self.apply_audio(cfg);
     }
 
     /// Starts (or restarts with) `cfg`. On error the old stream keeps going.
@@ -167,11 +231,16 @@ impl Pipeline {
             capture,
             encoder,
         });
+        drop(running);
+        self.apply_audio(cfg);
         Ok(())
     }
 
     /// Stops capture and encoding (sinks keep their queues).
     pub fn stop(&self) {
+        if let Some(a) = lock(&self.audio).take() {
+            a.stop();
+        }
         if let Some(old) = lock(&self.running).take() {
             old.stop.store(true, Relaxed);
             let _ = old.capture.join();

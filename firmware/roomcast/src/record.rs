@@ -30,7 +30,7 @@ use crate::config::ValidConfig;
 use crate::frame::EncodedFrame;
 use crate::stats::write_family;
 use roomcast_media::time::Ticks90k;
-use roomcast_media::ts::{TsConfig, TsMuxer};
+use crate::tsmux::ProgramMuxer;
 use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -61,6 +61,8 @@ pub struct RecordSettings {
     pub segment: Ticks90k,
     /// Recordings kept in the directory, in bytes.
     pub keep_bytes: u64,
+    /// The program's audio track (another one restarts the recorder).
+    pub audio: Option<crate::frame::AudioFormat>,
 }
 
 impl RecordSettings {
@@ -75,6 +77,7 @@ impl RecordSettings {
             },
             segment: Ticks90k::from_millis(u64::from(r.segment_minutes) * 60_000),
             keep_bytes: u64::from(r.keep_mb) * 1024 * 1024,
+            audio: cfg.audio_format(),
         })
     }
 }
@@ -169,7 +172,7 @@ struct Current {
     bytes: u64,
     first_dts: Ticks90k,
     epoch: u32,
-    muxer: TsMuxer,
+    muxer: ProgramMuxer,
 }
 
 /// Turns frames into files. All of the recorder's decisions live here; the
@@ -214,6 +217,14 @@ impl Recorder {
 
     /// Takes the next frame from the bus.
     pub fn push(&mut self, f: &EncodedFrame) {
+        if f.is_audio() {
+            // Into the file being written; files start and end at video.
+            if let Err(e) = self.write(f) {
+                self.cut_short();
+                self.failed(e);
+            }
+            return;
+        }
         if let Some(c) = &self.current {
             let restarted = c.epoch != f.epoch;
             let long_enough = f.dts.saturating_sub(c.first_dts) >= self.settings.segment;
@@ -276,7 +287,7 @@ impl Recorder {
                         bytes: 0,
                         first_dts: f.dts,
                         epoch: f.epoch,
-                        muxer: TsMuxer::new(TsConfig::default()),
+                        muxer: ProgramMuxer::new(self.settings.audio),
                     });
                     self.retry_at_ns = None;
                     let mut st = lock(&self.status);
@@ -309,8 +320,7 @@ impl Recorder {
             return Ok(());
         };
         self.buf.clear();
-        c.muxer
-            .write_video(f.pts, f.dts, f.keyframe, &f.data, &mut self.buf);
+        c.muxer.write(f, &mut self.buf);
         c.file
             .write_all(&self.buf)
             .map_err(|e| RecordError::Write(c.part.clone(), e))?;
@@ -622,7 +632,7 @@ mod tests {
     /// Frame `n` of a 25 fps stream with a keyframe every `gop` frames and
     /// `size` bytes of picture.
     fn frame(n: u64, gop: u64, size: usize, epoch: u32) -> EncodedFrame {
-        let key = n % gop == 0;
+        let key = n.is_multiple_of(gop);
         let mut data = vec![0, 0, 0, 1, if key { 0x65 } else { 0x41 }];
         data.resize(size.max(5), 0x88);
         EncodedFrame {
@@ -646,6 +656,7 @@ mod tests {
             dir: d.to_path_buf(),
             segment: Ticks90k(segment_s * Ticks90k::HZ),
             keep_bytes,
+            audio: None,
         };
         let r = Recorder::new(settings, clock.clone(), Arc::default());
         (r, clock)

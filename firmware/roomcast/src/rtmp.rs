@@ -10,9 +10,13 @@
 //! * `rtmps://` is TLS 1.2/1.3 by rustls, checked against the bundled web PKI
 //!   roots plus the PEM certificates in the output's `ca_file`.
 //! * After every (re)connect the sink waits for the next keyframe, then sends
-//!   `onMetaData` and the AVC sequence header, then frames. RTMP timestamps
-//!   are the frames' decode times relative to the first frame the output
-//!   ever sent, so they continue across reconnects.
+//!   `onMetaData`, the AVC sequence header and, when the stream has audio
+//!   (`ValidConfig::audio_format`), the AAC sequence header, then frames:
+//!   video as video messages, AAC as audio messages on their own chunk
+//!   stream. RTMP timestamps are the frames' decode times (video) or
+//!   presentation times (audio) relative to the first frame the output ever
+//!   sent, so they continue across reconnects and keep A/V sync; audio
+//!   before the keyframe a connection starts at is dropped.
 //! * Failures (refused connection, TLS error, a publish the server rejects)
 //!   retry after a capped exponential backoff, 250 ms doubling to 5 s,
 //!   reset once a connection reaches publishing.
@@ -23,10 +27,13 @@
 use crate::bus::{lock, FrameBus, SinkQueue};
 use crate::clock::SharedClock;
 use crate::config::{Output, ValidConfig};
+use crate::frame::{AudioFormat, EncodedFrame};
 use crate::outputs::{OutputUrl, RtmpUrl};
 use crate::stats::{output_label, write_family};
-use roomcast_media::flv::Metadata;
+use roomcast_media::flv::{self, AudioMetadata, Metadata};
 use roomcast_media::h264::{annexb_to_avcc, ParameterSets};
+use roomcast_media::rtmp::chunk::ChunkWriter;
+use roomcast_media::rtmp::msg_type;
 use roomcast_media::rtmp::{ClientConfig, ClientSession, Event, RtmpError, State};
 use roomcast_media::time::Ticks90k;
 use serde_json::{json, Value};
@@ -149,6 +156,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
     clock: SharedClock,
     bitrate_kbps: Arc<AtomicU32>,
+    /// The stream's audio, when it has any: announced in `onMetaData` and
+    /// by an AAC sequence header, then carried as audio messages.
+    audio: Option<AudioFormat>,
     /// Decode time of the first frame this output sent: RTMP time zero.
     origin: Option<Ticks90k>,
     connections: u64,
@@ -276,6 +286,7 @@ impl Worker {
         // nginx-rtmp keeps only 31 bytes of it; the version is in onMetaData.
         cfg.setup_timeout_ms = SETUP_TIMEOUT_MS;
         cfg.random_seed = self.clock.monotonic_ns() ^ self.connections.rotate_left(32);
+        let chunk_size = cfg.chunk_size;
         let mut sess = ClientSession::new(cfg, self.now_ms());
         let mut out = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
@@ -313,7 +324,7 @@ impl Worker {
             s.state = OutputState::Publishing;
             s.last_error = None;
         });
-        self.publish(&mut t, &mut sess, peer)
+        self.publish(&mut t, &mut sess, chunk_size, peer)
     }
 
     fn connect_tcp(&self) -> Result<(TcpStream, SocketAddr), SinkError> {
@@ -358,7 +369,8 @@ impl Worker {
         Ok(rustls::StreamOwned::new(conn, tcp))
     }
 
-    /// Writes what the session has to send.
+    /// Writes what is pending in `out` (bytes a [`TagSender`] queued, in
+    /// order with the session's), then what the session has to send.
     fn flush(
         &self,
         t: &mut Transport,
@@ -366,14 +378,14 @@ impl Worker {
         out: &mut Vec<u8>,
         peer: SocketAddr,
     ) -> Result<(), SinkError> {
-        out.clear();
         sess.poll_transmit(out);
         if out.is_empty() {
             return Ok(());
         }
-        t.write_all(out)
-            .map_err(|source| SinkError::Io { peer, source })?;
+        let written = t.write_all(out);
         let n = out.len() as u64;
+        out.clear();
+        written.map_err(|source| SinkError::Io { peer, source })?;
         self.set(|s| s.bytes_sent += n);
         Ok(())
     }
@@ -383,6 +395,7 @@ impl Worker {
         &mut self,
         t: &mut Transport,
         sess: &mut ClientSession,
+        chunk_size: u32,
         peer: SocketAddr,
     ) -> Result<(), SinkError> {
         let io_err = |source| SinkError::Io { peer, source };
@@ -390,49 +403,19 @@ impl Worker {
         // and ask for one rather than waiting out the GOP.
         while self.queue.pop_timeout(Duration::ZERO).is_some() {}
         self.queue.request_keyframe();
-        let mut record: Option<Vec<u8>> = None;
-        let mut avcc = Vec::new();
+        let mut mux = Mux::new(self.audio);
+        let mut sender = TagSender::new(chunk_size)?;
+        let encoder = format!("roomcast/{}", env!("CARGO_PKG_VERSION"));
         let mut out = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
         let mut rate = (self.clock.monotonic_ns(), lock(&self.status).bytes_sent);
         while !self.stopped() {
             if let Some(f) = self.queue.pop_timeout(Duration::from_millis(100)) {
-                if f.keyframe {
-                    if let Ok(ps) = ParameterSets::from_annexb(&f.data) {
-                        let r = ps.avc_decoder_configuration_record();
-                        if record.as_ref() != Some(&r) {
-                            let origin = *self.origin.get_or_insert(f.dts);
-                            let ts = rtmp_ms(f.dts, origin);
-                            let meta = Metadata {
-                                width: f.width,
-                                height: f.height,
-                                framerate: if f.duration.0 > 0 {
-                                    Ticks90k::HZ as f64 / f.duration.0 as f64
-                                } else {
-                                    0.0
-                                },
-                                videodatarate_kbps: f64::from(self.bitrate_kbps.load(Relaxed)),
-                                encoder: format!("roomcast/{}", env!("CARGO_PKG_VERSION")),
-                            };
-                            sess.send_metadata(ts, &meta)?;
-                            sess.send_avc_sequence_header(ts, &r)?;
-                            record = Some(r);
-                        }
-                    }
-                }
-                // Nothing can be decoded before a sequence header.
-                if record.is_some() {
-                    let origin = *self.origin.get_or_insert(f.dts);
-                    let ts = rtmp_ms(f.dts, origin);
-                    let cts = f.pts.saturating_sub(f.dts).as_millis_rounded();
-                    avcc.clear();
-                    annexb_to_avcc(&f.data, &mut avcc);
-                    sess.send_video(
-                        ts,
-                        i32::try_from(cts).unwrap_or(i32::MAX),
-                        f.keyframe,
-                        &avcc,
-                    )?;
+                let kbps = self.bitrate_kbps.load(Relaxed);
+                let sent = mux.frame(&f, &mut self.origin, kbps, &encoder, |tag| {
+                    sender.send(sess, tag, &mut out)
+                })?;
+                if sent {
                     self.set(|s| s.frames_sent += 1);
                 }
             }
@@ -479,6 +462,234 @@ fn drain_events(sess: &mut ClientSession) -> Result<bool, SinkError> {
         }
     }
     Ok(publishing)
+}
+
+/// Chunk stream of the audio messages. The session sends on 2 to 6 (video
+/// on 6); audio gets its own, as nginx-rtmp's and OBS's publishers keep
+/// audio and video apart, so each stream's header compression runs on its
+/// own timestamps.
+const CSID_AUDIO: u32 = 7;
+/// Chunk stream of `@setDataFrame`, the one the session uses for it.
+const CSID_DATA: u32 = 5;
+
+/// One FLV tag body to send on a connection, at RTMP time `ts` (ms).
+#[derive(Debug, Clone, PartialEq)]
+enum Tag<'a> {
+    /// `@setDataFrame onMetaData`, with the audio fields when the stream
+    /// has audio.
+    Metadata {
+        ts: u32,
+        meta: Metadata,
+        audio: Option<AudioMetadata>,
+    },
+    AvcSequenceHeader {
+        ts: u32,
+        record: &'a [u8],
+    },
+    /// `AF 00` and the AudioSpecificConfig.
+    AacSequenceHeader {
+        ts: u32,
+        asc: [u8; 2],
+    },
+    Video {
+        ts: u32,
+        cts: i32,
+        keyframe: bool,
+        avcc: &'a [u8],
+    },
+    /// `AF 01` and one raw AAC frame.
+    Audio {
+        ts: u32,
+        frame: &'a [u8],
+    },
+}
+
+/// Turns bus frames into the FLV tags of one connection, without I/O.
+///
+/// Nothing goes out before a keyframe; in front of it `onMetaData`, the AVC
+/// sequence header and (with audio) the AAC sequence header, all at its
+/// time. Video is stamped with its DTS, audio with its PTS, both in ms from
+/// the same origin (the output's first keyframe), so A/V sync survives
+/// RTMP. Audio and video arrive only roughly interleaved; each stream is
+/// kept non-decreasing on its own: audio earlier than the connection's
+/// first keyframe, or than audio already sent, is dropped.
+struct Mux {
+    audio: Option<AudioFormat>,
+    /// The AVCDecoderConfigurationRecord last sent; none until the first
+    /// keyframe of the connection.
+    record: Option<Vec<u8>>,
+    /// Audio with an earlier PTS is dropped: the first keyframe's DTS, then
+    /// the PTS of the last audio frame sent.
+    audio_floor: Option<Ticks90k>,
+    avcc: Vec<u8>,
+}
+
+impl Mux {
+    fn new(audio: Option<AudioFormat>) -> Mux {
+        Mux {
+            audio,
+            record: None,
+            audio_floor: None,
+            avcc: Vec::new(),
+        }
+    }
+
+    /// Hands the tags for `f` to `emit`, in order. `origin` is the DTS of
+    /// the output's first keyframe (set here by the first one, kept across
+    /// connections). True when `f` went out as a video frame.
+    fn frame<E>(
+        &mut self,
+        f: &EncodedFrame,
+        origin: &mut Option<Ticks90k>,
+        video_kbps: u32,
+        encoder: &str,
+        mut emit: impl FnMut(Tag<'_>) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        if f.is_audio() {
+            // Audio is only sent when announced, after the first keyframe.
+            let (Some(_), Some(floor), Some(origin)) = (self.audio, self.audio_floor, *origin)
+            else {
+                return Ok(false);
+            };
+            if f.pts < floor {
+                return Ok(false);
+            }
+            self.audio_floor = Some(f.pts);
+            emit(Tag::Audio {
+                ts: rtmp_ms(f.pts, origin),
+                frame: &f.data,
+            })?;
+            return Ok(false);
+        }
+        if f.keyframe {
+            if let Ok(ps) = ParameterSets::from_annexb(&f.data) {
+                let r = ps.avc_decoder_configuration_record();
+                if self.record.as_ref() != Some(&r) {
+                    let origin = *origin.get_or_insert(f.dts);
+                    let ts = rtmp_ms(f.dts, origin);
+                    let meta = Metadata {
+                        width: f.width,
+                        height: f.height,
+                        framerate: if f.duration.0 > 0 {
+                            Ticks90k::HZ as f64 / f.duration.0 as f64
+                        } else {
+                            0.0
+                        },
+                        videodatarate_kbps: f64::from(video_kbps),
+                        encoder: encoder.to_string(),
+                    };
+                    let audio = self.audio.map(|a| AudioMetadata {
+                        sample_rate: a.sample_rate,
+                        channels: a.channels,
+                        datarate_kbps: f64::from(a.bitrate_kbps),
+                    });
+                    emit(Tag::Metadata { ts, meta, audio })?;
+                    emit(Tag::AvcSequenceHeader { ts, record: &r })?;
+                    // The audio configuration never changes on a
+                    // connection: its header goes out once.
+                    if let (None, Some(a)) = (&self.record, self.audio) {
+                        emit(Tag::AacSequenceHeader { ts, asc: a.asc() })?;
+                        self.audio_floor = Some(f.dts);
+                    }
+                    self.record = Some(r);
+                }
+            }
+        }
+        // Nothing can be decoded before a sequence header.
+        if self.record.is_none() {
+            return Ok(false);
+        }
+        let origin = *origin.get_or_insert(f.dts);
+        let cts = f.pts.saturating_sub(f.dts).as_millis_rounded();
+        self.avcc.clear();
+        annexb_to_avcc(&f.data, &mut self.avcc);
+        emit(Tag::Video {
+            ts: rtmp_ms(f.dts, origin),
+            cts: i32::try_from(cts).unwrap_or(i32::MAX),
+            keyframe: f.keyframe,
+            avcc: &self.avcc,
+        })?;
+        Ok(true)
+    }
+}
+
+/// Sends [`Tag`]s on a publishing session. Video, and metadata without
+/// audio, go through the session's own calls (so a stream without audio is
+/// byte for byte what it always was). Audio, and metadata with the audio
+/// fields, go through a second chunk writer with the same chunk size and
+/// message stream, on chunk streams the session does not use; its bytes are
+/// appended to the same buffer after what the session had queued, so the
+/// order on the wire is the order of the calls.
+struct TagSender {
+    writer: ChunkWriter,
+    body: Vec<u8>,
+}
+
+impl TagSender {
+    /// `chunk_size`: what the session announced (`ClientConfig::chunk_size`).
+    fn new(chunk_size: u32) -> Result<TagSender, RtmpError> {
+        let mut writer = ChunkWriter::default();
+        writer.set_chunk_size(chunk_size)?;
+        Ok(TagSender {
+            writer,
+            body: Vec::new(),
+        })
+    }
+
+    /// Queues `tag`; `out` collects the bytes to write, in order (see
+    /// `Worker::flush`).
+    fn send(
+        &mut self,
+        sess: &mut ClientSession,
+        tag: Tag<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RtmpError> {
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        let (csid, ts, type_id) = match tag {
+            Tag::Metadata {
+                ts,
+                meta,
+                audio: None,
+            } => return sess.send_metadata(ts, &meta),
+            Tag::AvcSequenceHeader { ts, record } => {
+                return sess.send_avc_sequence_header(ts, record)
+            }
+            Tag::Video {
+                ts,
+                cts,
+                keyframe,
+                avcc,
+            } => return sess.send_video(ts, cts, keyframe, avcc),
+            Tag::Metadata {
+                ts,
+                meta,
+                audio: Some(a),
+            } => {
+                body = meta.set_data_frame_with_audio(Some(&a));
+                (CSID_DATA, ts, msg_type::DATA_AMF0)
+            }
+            Tag::AacSequenceHeader { ts, asc } => {
+                body = flv::aac_sequence_header(&asc);
+                (CSID_AUDIO, ts, msg_type::AUDIO)
+            }
+            Tag::Audio { ts, frame } => {
+                flv::write_aac_raw_header(&mut body);
+                body.extend_from_slice(frame);
+                (CSID_AUDIO, ts, msg_type::AUDIO)
+            }
+        };
+        let r = if sess.state() == State::Publishing {
+            // What the session queued goes first.
+            sess.poll_transmit(out);
+            self.writer
+                .write(csid, ts, type_id, sess.stream_id(), &body, out)
+        } else {
+            Err(RtmpError::NotPublishing)
+        };
+        self.body = body;
+        r
+    }
 }
 
 /// RTMP time of a frame: milliseconds since `origin`, modulo 2^32.
@@ -538,6 +749,8 @@ type Metric = (
 /// One configured output and, when enabled, its thread.
 struct Running {
     output: Output,
+    /// The audio it was started with; a change restarts it.
+    audio: Option<AudioFormat>,
     masked: String,
     status: Arc<Mutex<OutputStatus>>,
     stop: Arc<AtomicBool>,
@@ -569,6 +782,7 @@ impl Outputs {
     pub fn apply(&self, cfg: &ValidConfig) {
         self.bitrate_kbps
             .store(cfg.get().video.bitrate_kbps, Relaxed);
+        let audio = cfg.audio_format();
         let mut running = lock(&self.running);
         let mut old = std::mem::take(&mut *running);
         // srt:// outputs belong to crate::srt::SrtOutputs.
@@ -578,9 +792,9 @@ impl Outputs {
             .iter()
             .filter(|o| !crate::srt::is_srt(&o.url))
         {
-            match old.iter().position(|r| r.output == *o) {
+            match old.iter().position(|r| r.output == *o && r.audio == audio) {
                 Some(i) => running.push(old.remove(i)),
-                None => running.push(self.start(o)),
+                None => running.push(self.start(o, audio)),
             }
         }
         for r in old {
@@ -604,7 +818,7 @@ impl Outputs {
         // and ends by itself; nobody waits for it.
     }
 
-    fn start(&self, o: &Output) -> Running {
+    fn start(&self, o: &Output, audio: Option<AudioFormat>) -> Running {
         let masked = crate::outputs::mask_url(&o.url);
         let stop = Arc::new(AtomicBool::new(false));
         let url = match OutputUrl::parse(&o.url) {
@@ -614,6 +828,7 @@ impl Outputs {
         let Some(url) = url else {
             return Running {
                 output: o.clone(),
+                audio,
                 masked,
                 status: Arc::new(Mutex::new(OutputStatus::new(OutputState::Disabled))),
                 stop,
@@ -631,6 +846,7 @@ impl Outputs {
             stop: stop.clone(),
             clock: self.clock.clone(),
             bitrate_kbps: self.bitrate_kbps.clone(),
+            audio,
             origin: None,
             connections: 0,
         };
@@ -648,6 +864,7 @@ impl Outputs {
         };
         Running {
             output: o.clone(),
+            audio,
             masked,
             status,
             stop,
@@ -717,8 +934,13 @@ mod tests {
     use crate::clock::RealClock;
     use crate::config::Config;
 
+    /// Outputs without audio (`[audio] source = "none"`).
     fn cfg(outputs: &[(&str, bool)]) -> ValidConfig {
-        let c = Config {
+        cfg_audio(outputs, false)
+    }
+
+    fn cfg_audio(outputs: &[(&str, bool)], audio: bool) -> ValidConfig {
+        let mut c = Config {
             outputs: outputs
                 .iter()
                 .map(|(u, e)| Output {
@@ -729,6 +951,9 @@ mod tests {
                 .collect(),
             ..Config::default()
         };
+        if !audio {
+            c.audio.source = "none".into();
+        }
         c.validate().unwrap()
     }
 
@@ -787,7 +1012,7 @@ mod tests {
         listener: std::net::TcpListener,
         sessions: usize,
         frames: usize,
-    ) -> Vec<Vec<(u8, u32, [u8; 2])>> {
+    ) -> Vec<Vec<(u8, u32, Vec<u8>)>> {
         use roomcast_media::amf0::{self, Value};
         use roomcast_media::rtmp::chunk::{ChunkReader, ChunkWriter};
         let mut all = Vec::new();
@@ -865,10 +1090,12 @@ mod tests {
                             s.write_all(&out).unwrap();
                         }
                         8 | 9 | 18 => {
-                            got.push((m.type_id, m.timestamp, [m.payload[0], m.payload[1]]));
+                            got.push((m.type_id, m.timestamp, m.payload));
                             if got
                                 .iter()
-                                .filter(|g| g.2 == [0x17, 1] || g.2 == [0x27, 1])
+                                .filter(|g| {
+                                    g.2.starts_with(&[0x17, 1]) || g.2.starts_with(&[0x27, 1])
+                                })
                                 .count()
                                 >= frames
                             {
@@ -884,14 +1111,14 @@ mod tests {
         all
     }
 
+    // Parameter sets of a 320x240 openh264 stream.
+    const SPS: [u8; 13] = [
+        0x67, 0x42, 0xc0, 0x15, 0x8c, 0x68, 0x14, 0x1f, 0x20, 0x1e, 0x11, 0x08, 0xd4,
+    ];
+    const PPS: [u8; 4] = [0x68, 0xce, 0x3c, 0x80];
+
     #[test]
     fn reconnect_resends_headers_and_time_continues() {
-        use crate::frame::EncodedFrame;
-        // Parameter sets of a 320x240 openh264 stream.
-        const SPS: [u8; 13] = [
-            0x67, 0x42, 0xc0, 0x15, 0x8c, 0x68, 0x14, 0x1f, 0x20, 0x1e, 0x11, 0x08, 0xd4,
-        ];
-        const PPS: [u8; 4] = [0x68, 0xce, 0x3c, 0x80];
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || fake_server(listener, 2, 25));
@@ -902,7 +1129,7 @@ mod tests {
         let mut n = 0u64;
         while !server.is_finished() {
             assert!(std::time::Instant::now() < deadline, "timed out");
-            let key = n % 10 == 0;
+            let key = n.is_multiple_of(10);
             let mut data = Vec::new();
             if key {
                 for nal in [&SPS[..], &PPS[..], &[0x65, 0x88, 0x80][..]] {
@@ -935,8 +1162,8 @@ mod tests {
             // Every connection: onMetaData, then the sequence header, then a
             // keyframe, all at the keyframe's time.
             assert_eq!(got[0].0, 18, "{got:?}");
-            assert_eq!(got[1].2, [0x17, 0], "{got:?}");
-            assert_eq!(got[2].2, [0x17, 1], "{got:?}");
+            assert_eq!(got[1].2[..2], [0x17, 0], "{got:?}");
+            assert_eq!(got[2].2[..2], [0x17, 1], "{got:?}");
             assert!(got[0].1 == got[1].1 && got[1].1 == got[2].1, "{got:?}");
             // Time only moves forward, across the reconnect too.
             for g in got {
@@ -959,6 +1186,434 @@ mod tests {
             assert_eq!(*t, (i * 100 + 1) / 3, "{video:?}");
         }
         assert!(outs.status_json()[0]["reconnects"].as_u64().unwrap() >= 1);
+    }
+
+    /// A video access unit at `t` ticks (an IDR with SPS/PPS when `key`).
+    fn video(t: u64, key: bool) -> EncodedFrame {
+        let mut data = Vec::new();
+        if key {
+            for nal in [&SPS[..], &PPS[..], &[0x65, 0x88, 0x80][..]] {
+                data.extend_from_slice(&[0, 0, 0, 1]);
+                data.extend_from_slice(nal);
+            }
+        } else {
+            data.extend_from_slice(&[0, 0, 0, 1, 0x41, 0x9a, 0x02]);
+        }
+        EncodedFrame {
+            capture_ns: Ticks90k(t).as_nanos(),
+            wall_ms: 0,
+            pts: Ticks90k(t),
+            dts: Ticks90k(t),
+            duration: Ticks90k(3000),
+            keyframe: key,
+            data,
+            epoch: 0,
+            width: 320,
+            height: 240,
+            track: crate::frame::Track::Video,
+        }
+    }
+
+    /// An AAC frame at `t` ticks; its payload carries `t` (32 bits), so
+    /// tests can tell frames apart and check their times.
+    fn audio(t: u64) -> EncodedFrame {
+        EncodedFrame {
+            capture_ns: Ticks90k(t).as_nanos(),
+            wall_ms: 0,
+            pts: Ticks90k(t),
+            dts: Ticks90k(t),
+            duration: Ticks90k(1920),
+            keyframe: false,
+            data: [&[0x21][..], &(t as u32).to_be_bytes()].concat(),
+            epoch: 0,
+            width: 0,
+            height: 0,
+            track: crate::frame::Track::Audio,
+        }
+    }
+
+    const STEREO_48K: AudioFormat = AudioFormat {
+        sample_rate: 48_000,
+        channels: 2,
+        bitrate_kbps: 128,
+    };
+
+    /// A tag as (FLV tag type, RTMP ms, body).
+    fn owned(tag: Tag<'_>) -> (u8, u32, Vec<u8>) {
+        match tag {
+            Tag::Metadata { ts, meta, audio } => {
+                (18, ts, meta.set_data_frame_with_audio(audio.as_ref()))
+            }
+            Tag::AvcSequenceHeader { ts, record } => (9, ts, flv::avc_sequence_header(record)),
+            Tag::AacSequenceHeader { ts, asc } => (8, ts, flv::aac_sequence_header(&asc)),
+            Tag::Video {
+                ts,
+                cts,
+                keyframe,
+                avcc,
+            } => (9, ts, flv::avc_nalu(keyframe, cts, avcc)),
+            Tag::Audio { ts, frame } => (8, ts, flv::aac_raw(frame)),
+        }
+    }
+
+    /// Runs `frames` through a fresh [`Mux`] (one connection).
+    fn mux(
+        audio: Option<AudioFormat>,
+        origin: &mut Option<Ticks90k>,
+        frames: &[EncodedFrame],
+    ) -> Vec<(u8, u32, Vec<u8>)> {
+        let mut m = Mux::new(audio);
+        let mut tags = Vec::new();
+        for f in frames {
+            m.frame(f, origin, 2500, "roomcast/test", |t| {
+                tags.push(owned(t));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        }
+        tags
+    }
+
+    /// Audio and video interleaved about as the bus delivers them: audio up
+    /// to ~100 ms early or late. Keyframe at 100_000 ticks.
+    fn interleaved() -> Vec<EncodedFrame> {
+        vec![
+            audio(99_000),         // before any keyframe: dropped
+            video(97_000, false),  // waiting for a keyframe: dropped
+            audio(101_000),        // ahead of the keyframe, still waiting: dropped
+            video(100_000, true),  // t = 0
+            audio(95_000),         // late, before the keyframe: dropped
+            audio(100_000),        // 0 ms
+            audio(101_920),        // 21 ms
+            video(103_000, false), // 33 ms
+            audio(103_840),        // 43 ms
+            audio(113_440),        // 149 ms, ahead of the video
+            audio(105_760),        // behind audio already sent: dropped
+            video(106_000, false), // 67 ms
+            audio(115_360),        // 171 ms
+        ]
+    }
+
+    #[test]
+    fn mux_sends_headers_then_audio_and_video_from_one_origin() {
+        let mut origin = None;
+        let tags = mux(Some(STEREO_48K), &mut origin, &interleaved());
+        assert_eq!(origin, Some(Ticks90k(100_000)));
+        let kinds: Vec<(u8, u32, &[u8])> = tags
+            .iter()
+            .map(|(k, t, b)| (*k, *t, &b[..b.len().min(2)]))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (18, 0, &[0x02, 0x00][..]), // AMF0 string "@setDataFrame"
+                (9, 0, &[0x17, 0x00]),
+                (8, 0, &[0xAF, 0x00]),
+                (9, 0, &[0x17, 0x01]),
+                (8, 0, &[0xAF, 0x01]),
+                (8, 21, &[0xAF, 0x01]),
+                (9, 33, &[0x27, 0x01]),
+                (8, 43, &[0xAF, 0x01]),
+                (8, 149, &[0xAF, 0x01]),
+                (9, 67, &[0x27, 0x01]),
+                (8, 171, &[0xAF, 0x01]),
+            ],
+            "{tags:?}"
+        );
+        // AAC-LC, 48 kHz (index 3), 2 channels.
+        assert_eq!(tags[2].2, [0xAF, 0x00, 0x11, 0x90]);
+        // The frames themselves, untouched, after AF 01.
+        assert_eq!(tags[4].2, [0xAF, 0x01, 0x21, 0, 0x01, 0x86, 0xA0]);
+        use roomcast_media::amf0::{self, Value};
+        let vals = amf0::decode_all(&tags[0].2).unwrap();
+        assert_eq!(vals[1], Value::str("onMetaData"));
+        let arr = &vals[2];
+        assert_eq!(arr.get("audiocodecid"), Some(&Value::Number(10.0)));
+        assert_eq!(arr.get("audiosamplerate"), Some(&Value::Number(48_000.0)));
+        assert_eq!(arr.get("audiodatarate"), Some(&Value::Number(128.0)));
+        assert_eq!(arr.get("stereo"), Some(&Value::Boolean(true)));
+        assert_eq!(arr.get("videodatarate"), Some(&Value::Number(2500.0)));
+
+        // A reconnect: the same origin, audio before the new keyframe
+        // dropped, one AAC header again.
+        let tags = mux(
+            Some(STEREO_48K),
+            &mut origin,
+            &[
+                audio(400_000),
+                video(400_000, false),
+                video(403_000, true),
+                audio(402_000),
+                audio(403_000),
+            ],
+        );
+        let kinds: Vec<(u8, u32)> = tags.iter().map(|(k, t, _)| (*k, *t)).collect();
+        assert_eq!(
+            kinds,
+            [(18, 3367), (9, 3367), (8, 3367), (9, 3367), (8, 3367)],
+            "{tags:?}"
+        );
+    }
+
+    #[test]
+    fn mux_without_audio_is_video_only() {
+        let frames = interleaved();
+        let tags = mux(None, &mut None, &frames);
+        assert!(tags.iter().all(|t| t.0 != 8), "{tags:?}");
+        let with: Vec<_> = mux(Some(STEREO_48K), &mut None, &frames)
+            .into_iter()
+            .filter(|t| t.0 != 8)
+            .skip(1)
+            .collect();
+        assert_eq!(tags[1..], with[..]);
+        let meta = Metadata {
+            width: 320,
+            height: 240,
+            framerate: 30.0,
+            videodatarate_kbps: 2500.0,
+            encoder: "roomcast/test".into(),
+        };
+        assert_eq!(tags[0], (18, 0, meta.set_data_frame()));
+        // A changed parameter set mid-connection: metadata and the AVC
+        // header again, no second AAC header.
+        let mut other = video(106_000, true);
+        other.data[8] = 0x1f; // level 3.1
+        let mut frames = interleaved();
+        frames.push(other);
+        let tags = mux(Some(STEREO_48K), &mut None, &frames);
+        let kinds: Vec<(u8, u32)> = tags
+            .iter()
+            .rev()
+            .take(3)
+            .map(|(k, t, _)| (*k, *t))
+            .collect();
+        assert_eq!(kinds, [(9, 67), (9, 67), (18, 67)], "{tags:?}");
+        assert_eq!(tags.iter().filter(|t| t.2[..2] == [0xAF, 0]).count(), 1);
+    }
+
+    /// A session that reached publishing (stream id 1) against a scripted
+    /// server in memory, its setup bytes already taken.
+    fn publishing_session() -> ClientSession {
+        use roomcast_media::amf0::{self, Value};
+        let mut cfg = ClientConfig::new("live", "rtmp://127.0.0.1/live", "k");
+        cfg.random_seed = 7;
+        let mut sess = ClientSession::new(cfg, 0);
+        let mut out = Vec::new();
+        sess.poll_transmit(&mut out);
+        let mut s0s1s2 = vec![3u8];
+        s0s1s2.extend_from_slice(&[0u8; 1536]);
+        s0s1s2.extend_from_slice(&out[1..1537]);
+        sess.handle_input(0, &s0s1s2).unwrap();
+        let mut w = ChunkWriter::default();
+        let info = Value::Object(vec![
+            ("level".into(), Value::str("status")),
+            ("code".into(), Value::str("NetStream.Publish.Start")),
+        ]);
+        let replies = [
+            (
+                3,
+                0,
+                vec![
+                    Value::str("_result"),
+                    Value::Number(1.0),
+                    Value::Null,
+                    Value::Null,
+                ],
+            ),
+            (
+                3,
+                0,
+                vec![
+                    Value::str("_result"),
+                    Value::Number(4.0),
+                    Value::Null,
+                    Value::Number(1.0),
+                ],
+            ),
+            (
+                5,
+                1,
+                vec![
+                    Value::str("onStatus"),
+                    Value::Number(0.0),
+                    Value::Null,
+                    info,
+                ],
+            ),
+        ];
+        for (csid, sid, vals) in replies {
+            let mut body = Vec::new();
+            vals.iter().for_each(|v| amf0::encode(v, &mut body));
+            let mut msg = Vec::new();
+            w.write(csid, 0, 20, sid, &body, &mut msg).unwrap();
+            sess.handle_input(0, &msg).unwrap();
+        }
+        assert!(drain_events(&mut sess).unwrap());
+        assert_eq!((sess.state(), sess.stream_id()), (State::Publishing, 1));
+        out.clear();
+        sess.poll_transmit(&mut out);
+        sess
+    }
+
+    /// The bytes [`Mux`] and [`TagSender`] put on the wire for `frames`.
+    fn wire(audio: Option<AudioFormat>, frames: &[EncodedFrame]) -> Vec<u8> {
+        let mut sess = publishing_session();
+        let mut sender = TagSender::new(4096).unwrap();
+        let mut m = Mux::new(audio);
+        let (mut origin, mut out) = (None, Vec::new());
+        for f in frames {
+            m.frame(f, &mut origin, 2500, "roomcast/test", |t| {
+                sender.send(&mut sess, t, &mut out)
+            })
+            .unwrap();
+        }
+        sess.poll_transmit(&mut out);
+        out
+    }
+
+    #[test]
+    fn without_audio_the_wire_bytes_are_what_they_were() {
+        let frames = interleaved();
+        // The calls the sink made before it knew audio.
+        let mut sess = publishing_session();
+        let (mut record, mut origin) = (None::<Vec<u8>>, None);
+        for f in frames.iter().filter(|f| f.is_video()) {
+            if f.keyframe {
+                let r = ParameterSets::from_annexb(&f.data)
+                    .unwrap()
+                    .avc_decoder_configuration_record();
+                if record.as_ref() != Some(&r) {
+                    let ts = rtmp_ms(f.dts, *origin.get_or_insert(f.dts));
+                    let meta = Metadata {
+                        width: 320,
+                        height: 240,
+                        framerate: 30.0,
+                        videodatarate_kbps: 2500.0,
+                        encoder: "roomcast/test".into(),
+                    };
+                    sess.send_metadata(ts, &meta).unwrap();
+                    sess.send_avc_sequence_header(ts, &r).unwrap();
+                    record = Some(r);
+                }
+            }
+            if record.is_some() {
+                let ts = rtmp_ms(f.dts, *origin.get_or_insert(f.dts));
+                let mut avcc = Vec::new();
+                annexb_to_avcc(&f.data, &mut avcc);
+                sess.send_video(ts, 0, f.keyframe, &avcc).unwrap();
+            }
+        }
+        let mut before = Vec::new();
+        sess.poll_transmit(&mut before);
+        assert!(before.len() > 100);
+        assert_eq!(wire(None, &frames), before);
+    }
+
+    #[test]
+    fn audio_messages_on_the_wire() {
+        use roomcast_media::rtmp::chunk::ChunkReader;
+        let bytes = wire(Some(STEREO_48K), &interleaved());
+        let mut r = ChunkReader::default();
+        r.set_chunk_size(4096).unwrap();
+        r.push(&bytes);
+        let mut msgs = Vec::new();
+        while let Some(m) = r.next_message().unwrap() {
+            msgs.push(m);
+        }
+        let heads: Vec<(u32, u8, u32, u32)> = msgs
+            .iter()
+            .map(|m| (m.csid, m.type_id, m.stream_id, m.timestamp))
+            .collect();
+        assert_eq!(
+            heads,
+            [
+                (5, 18, 1, 0),
+                (6, 9, 1, 0),
+                (7, 8, 1, 0),
+                (6, 9, 1, 0),
+                (7, 8, 1, 0),
+                (7, 8, 1, 21),
+                (6, 9, 1, 33),
+                (7, 8, 1, 43),
+                (7, 8, 1, 149),
+                (6, 9, 1, 67),
+                (7, 8, 1, 171),
+            ]
+        );
+        assert_eq!(msgs[2].payload, [0xAF, 0x00, 0x11, 0x90]);
+        assert_eq!(msgs[4].payload, [0xAF, 0x01, 0x21, 0, 0x01, 0x86, 0xA0]);
+        assert_eq!(msgs[5].payload, [0xAF, 0x01, 0x21, 0, 0x01, 0x8E, 0x20]);
+        let meta = roomcast_media::amf0::decode_all(&msgs[0].payload).unwrap();
+        assert_eq!(
+            meta[2].get("audiocodecid"),
+            Some(&roomcast_media::amf0::Value::Number(10.0))
+        );
+    }
+
+    #[test]
+    fn audio_over_loopback_and_audio_changes_restart_outputs() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || fake_server(listener, 1, 25));
+        let bus = Arc::new(FrameBus::new());
+        let outs = Outputs::new(bus.clone(), Arc::new(RealClock::new()));
+        let url = format!("rtmp://127.0.0.1:{port}/live/k");
+        outs.apply(&cfg_audio(&[(&url, true)], true));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut n = 0u64;
+        while !server.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            let t = 1_000_000 + n * 3000;
+            bus.publish(Arc::new(video(t, n.is_multiple_of(10))));
+            // 48 kHz AAC: 1920 ticks a frame, published ~60 ms early.
+            for k in (t + 5400).div_ceil(1920)..(t + 8400).div_ceil(1920) {
+                bus.publish(Arc::new(audio(k * 1920)));
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let got = server.join().unwrap().remove(0);
+        assert_eq!(got[0].0, 18, "{got:?}");
+        assert!(got[1].2.starts_with(&[0x17, 0]), "{got:?}");
+        assert_eq!((got[2].0, &got[2].2[..]), (8, &[0xAF, 0, 0x11, 0x90][..]));
+        assert!(got[3].2.starts_with(&[0x17, 1]), "{got:?}");
+        assert!(got[..4].iter().all(|g| g.1 == got[0].1), "{got:?}");
+        let base = got[0].1;
+        for kind in [8, 9] {
+            let ts: Vec<u32> = got.iter().filter(|g| g.0 == kind).map(|g| g.1).collect();
+            assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{kind}: {ts:?}");
+            assert!(ts.iter().all(|&t| t >= base), "{kind}: {ts:?}");
+        }
+        // The first keyframe is RTMP time 0, and every audio frame is at
+        // its PTS in ms from that same origin (±0.5 ms of rounding).
+        assert_eq!(base, 0);
+        let audio: Vec<(u32, u64)> = got
+            .iter()
+            .filter(|g| g.0 == 8)
+            .skip(1)
+            .map(|g| {
+                assert_eq!(g.2[..3], [0xAF, 1, 0x21], "{g:?}");
+                (
+                    g.1,
+                    u64::from(u32::from_be_bytes(g.2[3..7].try_into().unwrap())),
+                )
+            })
+            .collect();
+        assert!(audio.len() > 20, "{got:?}");
+        let origin = audio[0].1 - u64::from(audio[0].0) * 90;
+        let key = (origin + 45 - 1_000_000) / 30_000 * 30_000 + 1_000_000;
+        assert!(origin.abs_diff(key) <= 45, "{audio:?}");
+        for (ts, pts) in &audio {
+            assert_eq!(*ts, rtmp_ms(Ticks90k(*pts), Ticks90k(key)), "{audio:?}");
+            assert!(*pts >= key);
+        }
+        // The audio format is part of an output's identity.
+        let before = bus.sinks();
+        outs.apply(&cfg_audio(&[(&url, true)], true));
+        assert!(Arc::ptr_eq(&before[0], &bus.sinks()[0]));
+        outs.apply(&cfg_audio(&[(&url, true)], false));
+        assert!(before[0].is_closed());
+        outs.stop_all();
     }
 
     #[test]

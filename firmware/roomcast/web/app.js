@@ -196,6 +196,7 @@ function renderStatus(s) {
     ['Frames', `${num(fr.captured)} captured, ${num(fr.encoded)} encoded, ${num(fr.dropped)} dropped`, 'st-frames'],
     ['Source', `${src.kind ?? '–'} ${num(src.width)}×${num(src.height)} @ ${num(src.fps)} fps`, 'st-source'],
     ...(src.camera ? [['Camera', camera(src.camera), 'st-camera']] : []),
+    ['Sound', sound(s.audio), 'st-audio'],
     ['Encoder', `${enc.kind ?? '–'}, target ${num(enc.bitrate_kbps)} kbit/s (restarts: ${num(enc.restarts)})`, 'st-encoder'],
     ['Recording', recording(s.recording), 'st-recording'],
     ['Box', health(s.system || {}), 'st-system'],
@@ -248,6 +249,14 @@ function recording(r) {
   if (r.state === 'error') return `ERROR: ${r.last_error} (retrying every few seconds); ${kept}`;
   if (r.state === 'recording') return `recording ${r.file} (${mb(r.file_bytes)}); ${kept}`;
   return `waiting for the stream; ${kept}`;
+}
+
+function sound(a) {
+  if (!a || a.state === 'off') return 'off (no audio track)';
+  const what = a.state === 'silence' ? `SILENCE: ${a.reason || 'no device'}` : `${a.state}, ${a.device || ''}`;
+  const level = a.mute ? 'muted' : `gain ${num(a.gain_db)} dB`;
+  const drift = a.drift_ppm != null ? `, clock ${num(a.drift_ppm, 1)} ppm` : '';
+  return `${what} — ${level}${drift}, ${num(a.frames)} AAC frames`;
 }
 
 function camera(c) {
@@ -315,6 +324,7 @@ const inputs = () => [...document.querySelectorAll('#settings [data-field]')];
 // ---------- devices (cameras, hardware encoders) ----------
 
 let devices = [];
+let audioDevices = [];
 
 function option(value, label) { return el('option', { value }, label); }
 
@@ -330,12 +340,18 @@ function renderDevices() {
     option('openh264', 'openh264 (software)'),
     ...encs.map((d) => option(`v4l2m2m:${d.path}`, `${d.card} (${d.path})`)),
     option('passthrough', "Camera's own H.264 (pass-through)"));
-  for (const id of ['cfg-source', 'cfg-encoder']) {
+  $('cfg-audio-source').replaceChildren(
+    option('auto', 'Automatic (test tone with the test pattern, else the first sound card)'),
+    option('tone', 'Test tone (a beep with each flash)'),
+    ...audioDevices.map((d) => option(`alsa:${d.name}`, `${d.description || d.name} (${d.name})`)),
+    option('none', 'No sound'));
+  for (const id of ['cfg-source', 'cfg-encoder', 'cfg-audio-source']) {
     const want = config && getPath(config, $(id).dataset.field);
     if (want && ![...$(id).options].some((o) => o.value === want)) $(id).append(option(want, `${want} (not present)`));
     if (want) $(id).value = want;
   }
   showModes();
+  showAudioModes();
 }
 
 function showModes() {
@@ -345,9 +361,16 @@ function showModes() {
     : '';
 }
 
+function showAudioModes() {
+  const dev = audioDevices.find((d) => `alsa:${d.name}` === $('cfg-audio-source').value);
+  $('audio-modes').textContent = dev
+    ? `Rates: ${(dev.rates || []).join(', ')} Hz; channels: ${(dev.channels || []).join(', ')}`
+    : '';
+}
+
 function loadDevices() {
   return fetchJSON('/api/devices').then(({ status, body }) => {
-    if (status === 200) { devices = body.devices || []; renderDevices(); }
+    if (status === 200) { devices = body.devices || []; audioDevices = body.audio || []; renderDevices(); }
   }).catch(() => {});
 }
 
@@ -582,6 +605,7 @@ $('auth-form').addEventListener('submit', submitAuth);
 $('logout').addEventListener('click', logout);
 $('add-output').addEventListener('click', () => $('outputs').append(outputRow()));
 $('cfg-source').addEventListener('change', showModes);
+$('cfg-audio-source').addEventListener('change', showAudioModes);
 $('export').addEventListener('click', exportConfig);
 $('import-file').addEventListener('change', importConfig);
 $('viewer-form').addEventListener('submit', submitViewer);

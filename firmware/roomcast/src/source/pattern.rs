@@ -279,7 +279,7 @@ impl Pattern {
         let bx = l.box_x(n, w);
         planes.fill_rect(bx, l.box_y, bx + l.box_size, l.box_y + l.box_size, Y_WHITE);
 
-        if n % u64::from(fps.max(1)) == 0 {
+        if n.is_multiple_of(u64::from(fps.max(1))) {
             planes.fill_rect(0, 0, w, l.flash_h, Y_WHITE);
         }
 

@@ -13,7 +13,9 @@
 //!   receiver expects); the last message of a frame is filled up with null
 //!   packets rather than held back for the next frame, so no frame waits
 //!   for its successor.
-//! * **Muxing.** One `TsMuxer` per output, PAT/PMT in front of every
+//! * **Muxing.** One `ProgramMuxer` per output (H.264, and AAC when audio
+//!   is on: audio PES wait for the next video frame and travel in its
+//!   messages, so audio costs no extra half-empty messages), PAT/PMT in front of every
 //!   keyframe; every connection starts at a keyframe (listener mode: each
 //!   receiver joins at the next keyframe; caller mode: after each connect).
 //! * **Modes.** caller and rendezvous connect out (3 s handshake timeout),
@@ -46,7 +48,8 @@ use crate::outputs::OutputUrl;
 use crate::stats::{output_label, quantiles_ms, write_family};
 use bytes::Bytes;
 use futures::{Sink, Stream, StreamExt};
-use roomcast_media::ts::{TsConfig, TsMuxer, PACKET_SIZE};
+use crate::tsmux::ProgramMuxer;
+use roomcast_media::ts::PACKET_SIZE;
 use serde_json::{json, Value};
 use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::CoreRejectReason;
@@ -354,7 +357,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
     clock: SharedClock,
     rt: tokio::runtime::Handle,
-    muxer: TsMuxer,
+    muxer: ProgramMuxer,
+    /// Audio muxed since the last video frame, sent in front of it.
+    pending_audio: Vec<u8>,
     conns: Vec<Conn>,
     ts: Vec<u8>,
     messages: Vec<Bytes>,
@@ -662,16 +667,25 @@ impl Worker {
     }
 
     fn send_frame(&mut self, f: &SharedFrame) {
+        if f.is_audio() {
+            self.muxer.write(f, &mut self.pending_audio);
+            // No video for a while (encoder restarting): keep it bounded.
+            if self.pending_audio.len() > 256 * 1024 {
+                self.pending_audio.clear();
+            }
+            return;
+        }
         let wanted = self
             .conns
             .iter()
             .any(|c| f.keyframe || !c.awaiting_keyframe);
         if !wanted {
+            self.pending_audio.clear();
             return;
         }
         self.ts.clear();
-        self.muxer
-            .write_video(f.pts, f.dts, f.keyframe, &f.data, &mut self.ts);
+        self.ts.append(&mut self.pending_audio);
+        self.muxer.write(f, &mut self.ts);
         self.messages.clear();
         pack_messages(&self.ts, &mut self.messages);
         let mut sent_to = 0;
@@ -824,6 +838,8 @@ type Metric = (
 /// One configured SRT output and, when enabled, its thread.
 struct Running {
     output: Output,
+    /// The audio track it muxes; another one restarts the output.
+    audio: Option<crate::frame::AudioFormat>,
     masked: String,
     status: Arc<Mutex<SrtStatus>>,
     stop: Arc<AtomicBool>,
@@ -860,10 +876,11 @@ impl SrtOutputs {
     pub fn apply(&self, cfg: &ValidConfig) {
         let mut running = lock(&self.running);
         let mut old = std::mem::take(&mut *running);
+        let audio = cfg.audio_format();
         for o in cfg.get().outputs.iter().filter(|o| is_srt(&o.url)) {
-            match old.iter().position(|r| r.output == *o) {
+            match old.iter().position(|r| r.output == *o && r.audio == audio) {
                 Some(i) => running.push(old.remove(i)),
-                None => running.push(self.start(o)),
+                None => running.push(self.start(o, audio)),
             }
         }
         for r in old {
@@ -903,7 +920,7 @@ impl SrtOutputs {
         Ok(h)
     }
 
-    fn start(&self, o: &Output) -> Running {
+    fn start(&self, o: &Output, cfg_audio: Option<crate::frame::AudioFormat>) -> Running {
         let masked = crate::outputs::mask_url(&o.url);
         let stop = Arc::new(AtomicBool::new(false));
         let parsed = match OutputUrl::parse(&o.url) {
@@ -916,6 +933,7 @@ impl SrtOutputs {
             st.last_error = err;
             Running {
                 output: o.clone(),
+                audio: cfg_audio,
                 masked: masked.clone(),
                 status: Arc::new(Mutex::new(st)),
                 stop: stop.clone(),
@@ -945,7 +963,8 @@ impl SrtOutputs {
             stop: stop.clone(),
             clock: self.clock.clone(),
             rt,
-            muxer: TsMuxer::new(TsConfig::default()),
+            muxer: ProgramMuxer::new(cfg_audio),
+            pending_audio: Vec::new(),
             conns: Vec::new(),
             ts: Vec::with_capacity(256 * 1024),
             messages: Vec::new(),
@@ -957,6 +976,7 @@ impl SrtOutputs {
         match thread {
             Ok(t) => Running {
                 output: o.clone(),
+                audio: cfg_audio,
                 masked,
                 status,
                 stop,
@@ -1198,7 +1218,7 @@ mod tests {
         let frame_bytes = 4_000_000 / 8 / 30;
         let mut seed = 0x1234_5678_9abc_def0u64;
         let mut publish = |n: u64| {
-            let mut data = vec![0, 0, 0, 1, if n % 30 == 0 { 0x65 } else { 0x41 }];
+            let mut data = vec![0, 0, 0, 1, if n.is_multiple_of(30) { 0x65 } else { 0x41 }];
             while data.len() < frame_bytes {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
@@ -1212,7 +1232,7 @@ mod tests {
                 pts: Ticks90k::from_nanos(now),
                 dts: Ticks90k::from_nanos(now),
                 duration: Ticks90k(3000),
-                keyframe: n % 30 == 0,
+                keyframe: n.is_multiple_of(30),
                 data,
                 epoch: 0,
                 width: 1280,

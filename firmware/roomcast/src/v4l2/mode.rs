@@ -123,7 +123,7 @@ const COMMON_SIZES: [(u32, u32); 8] = [
 const COMMON_FPS: [u32; 5] = [60, 50, 30, 25, 15];
 
 fn in_step(v: u32, min: u32, max: u32, step: u32) -> bool {
-    v >= min && v <= max && (step <= 1 || (v - min) % step == 0)
+    v >= min && v <= max && (step <= 1 || (v - min).is_multiple_of(step))
 }
 
 /// Every mode of `dev`'s capture queue (stepwise ranges reduced to common
