@@ -101,6 +101,27 @@ fn live_segments_decode_with_configured_size_frame_count_and_continuous_pts() {
         vec![0, 30, 60],
         "every segment starts with a keyframe"
     );
+    // The sound runs on across the cuts too: one AAC frame (1024 samples
+    // at 48 kHz = 1920 ticks) after the other.
+    let v = ffprobe_json(
+        &["-select_streams", "a:0", "-show_entries", "packet=pts"],
+        &file,
+    );
+    let apts: Vec<i64> = v["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["pts"].as_i64())
+        .collect();
+    assert!(apts.len() >= 130, "{} AAC frames in 3 s", apts.len());
+    for w in apts.windows(2) {
+        assert!(
+            (w[1] - w[0] - 1920).abs() <= 1,
+            "audio PTS jump {} -> {} in {apts:?}",
+            w[0],
+            w[1]
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

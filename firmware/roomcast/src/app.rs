@@ -62,6 +62,7 @@ pub fn ll_settings(cfg: &ValidConfig) -> LlSettings {
         fps: c.video.fps,
         window: c.hls.window,
         target_duration_s: cfg.target_duration_s(),
+        audio: cfg.audio_format(),
     }
 }
 

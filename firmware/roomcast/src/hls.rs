@@ -4,11 +4,11 @@
 //! module only decides what to keep and hands it out.
 
 use crate::bus::{lock, SinkQueue};
+use crate::frame::AudioFormat;
 use crate::frame::EncodedFrame;
+use crate::tsmux::ProgramMuxer;
 use roomcast_media::hls::{Cut, MediaPlaylist, Segment, Segmenter};
 use roomcast_media::time::Ticks90k;
-use crate::frame::AudioFormat;
-use crate::tsmux::ProgramMuxer;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -12,7 +12,7 @@
 //! With audio on, the init segment has two tracks (H.264 track 1, AAC
 //! track 2 on the sample-rate timescale) and every part carries, next to
 //! its video, the AAC frames that start before the part's end. Audio waits
-//! in [`AudioTrack`] for the part its time falls in (it reaches the bus up
+//! in `AudioTrack` for the part its time falls in (it reaches the bus up
 //! to ~100 ms before or after the video of the same time); audio that comes
 //! after its part was published goes into the next one, so no frame is
 //! lost or written twice. The audio decode times are a frame counter
@@ -1140,9 +1140,7 @@ mod tests {
 
     #[test]
     fn init_segment_has_an_aac_track_and_codecs_name_it() {
-        let clock = Arc::new(SimClock::new(0));
-        let (store, _rx) = LlStore::new(clock, settings());
-        let mut p = LlPackager::with_audio(store.clone(), 100, Some(audio_format()));
+        let (mut p, store) = packager(av_settings());
         assert_eq!(store.codecs(), None);
         for f in frames(1) {
             p.push(f);
@@ -1172,8 +1170,7 @@ mod tests {
         assert_eq!(AudioFormat::asc(&audio_format()), ASC);
 
         // Without audio: the video-only init segment and codecs.
-        let (store, _rx) = LlStore::new(Arc::new(SimClock::new(0)), settings());
-        let mut p = LlPackager::with_audio(store.clone(), 100, None);
+        let (mut p, store) = packager(settings());
         for f in frames(1) {
             p.push(f);
         }
@@ -1183,13 +1180,20 @@ mod tests {
             &fmp4::init_segment(&ps)[..]
         );
         assert_eq!(store.codecs(), Some(ps.info.codecs_string()));
+
+        // Audio switched on with new settings: the next epoch has it.
+        store.set_settings(av_settings());
+        let later = shifted(&frames(1), 1_000_000_000, 1);
+        p.push(tagged_aac(0..1, 1_000_000_000).remove(0));
+        p.push(later[0].clone());
+        let init = file(&store, "init-100-1.mp4");
+        assert_eq!(children(child(&init, b"moov"), b"trak").len(), 2);
+        assert!(store.codecs().unwrap().ends_with(",mp4a.40.2"));
     }
 
     #[test]
     fn every_part_carries_the_audio_of_its_time_on_a_continuous_timeline() {
-        let clock = Arc::new(SimClock::new(0));
-        let (store, _rx) = LlStore::new(clock, settings());
-        let mut p = LlPackager::with_audio(store.clone(), 100, Some(audio_format()));
+        let (mut p, store) = packager(av_settings());
         // Video from 1 s to 5 s; audio from 0.5 s, arriving 50 ms early.
         let video = shifted(&frames(100), 1_000_000_000, 0);
         let audio = tagged_aac(0..220, 500_000_000);
@@ -1250,9 +1254,7 @@ mod tests {
 
     #[test]
     fn late_and_early_audio_epoch_change_and_dropped_frames() {
-        let clock = Arc::new(SimClock::new(0));
-        let (store, _rx) = LlStore::new(clock, settings());
-        let mut p = LlPackager::with_audio(store.clone(), 100, Some(audio_format()));
+        let (mut p, store) = packager(av_settings());
         let fs = frames(50);
         // Epoch 0 from 1 s to 3 s, then epoch 1 (new settings) from 3.5 s.
         let mut video = shifted(&fs, 1_000_000_000, 0);
@@ -1373,8 +1375,10 @@ mod tests {
             }
         }
         let run = |audio: Option<AudioFormat>, with_aac: bool| {
-            let (store, _rx) = LlStore::new(Arc::new(SimClock::new(0)), settings());
-            let mut p = LlPackager::with_audio(store.clone(), 100, audio);
+            let (mut p, store) = packager(LlSettings {
+                audio,
+                ..settings()
+            });
             let aac = if with_aac {
                 tagged_aac(0..160, 0)
             } else {
@@ -1392,8 +1396,7 @@ mod tests {
             (files, st.playlist.as_ref().unwrap().render(false))
         };
         let (plain, plain_playlist) = {
-            let (store, _rx) = LlStore::new(Arc::new(SimClock::new(0)), settings());
-            let mut p = LlPackager::new(store.clone(), 100);
+            let (mut p, store) = packager(settings());
             for f in &fs {
                 p.push(f.clone());
             }
@@ -1455,8 +1458,7 @@ mod tests {
             .collect();
         assert!(raw.len() > 110, "{}", raw.len());
 
-        let (store, _rx) = LlStore::new(Arc::new(SimClock::new(0)), settings());
-        let mut p = LlPackager::with_audio(store.clone(), 100, Some(audio_format()));
+        let (mut p, store) = packager(av_settings());
         // Two seconds of video from 1 s, audio from 0.9 s: the first 100 ms dropped.
         let video = shifted(&frames(51), 1_000_000_000, 0);
         let audio: Vec<SharedFrame> = raw

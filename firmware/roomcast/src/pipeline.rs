@@ -11,6 +11,7 @@
 //! encoder first (so a failure leaves the running stream alone), then stops
 //! the old threads and starts new ones under a new epoch.
 
+use crate::audio::{AudioSettings, AudioStage, PcmBackend};
 use crate::bus::{lock, FrameBus};
 use crate::clock::SharedClock;
 use crate::config::ValidConfig;
@@ -26,7 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use crate::audio::{AudioSettings, AudioStage, PcmBackend};
 
 /// Pictures that may wait between capture and encoder.
 const RAW_QUEUE: usize = 2;

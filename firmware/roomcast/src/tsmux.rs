@@ -52,7 +52,8 @@ impl ProgramMuxer {
         match f.track {
             Track::Video => {
                 self.started |= f.keyframe;
-                self.muxer.write_video(f.pts, f.dts, f.keyframe, &f.data, out);
+                self.muxer
+                    .write_video(f.pts, f.dts, f.keyframe, &f.data, out);
             }
             Track::Audio => {
                 if let (true, Some(asc)) = (self.started, &self.audio) {
@@ -109,7 +110,10 @@ mod tests {
         assert_eq!(pids(&out[before..]), vec![AUDIO_PID]);
         // The ADTS header is in the PES payload: 0xFFF sync after the PES header.
         let pes = &out[before + 4..before + 188];
-        let at = pes.windows(2).position(|w| w == [0xff, 0xf1]).expect("ADTS sync");
+        let at = pes
+            .windows(2)
+            .position(|w| w == [0xff, 0xf1])
+            .expect("ADTS sync");
         assert_eq!(&pes[at..at + 2], &[0xff, 0xf1]);
         m.reset();
         let mut again = Vec::new();

@@ -220,7 +220,9 @@ impl Pcm for AlsaPcm {
         let status = self.pcm.status().map_err(map_err)?;
         let now = self.clock.monotonic_ns() as i64;
         let ts = status.get_htstamp();
-        let kernel_ns = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
+        // time_t is 32 bits on some 32-bit ABIs, 64 here.
+        #[allow(clippy::useless_conversion)]
+        let kernel_ns = i64::from(ts.tv_sec) * 1_000_000_000 + i64::from(ts.tv_nsec);
         let delay = u64::try_from(status.get_delay()).unwrap_or(0);
         let tstamp_ns = if kernel_ns > 0 {
             let off = self

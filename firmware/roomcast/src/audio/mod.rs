@@ -410,7 +410,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, RealClock};
+    use crate::clock::RealClock;
     use crate::config::Audio;
 
     #[test]

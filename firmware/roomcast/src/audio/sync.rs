@@ -148,7 +148,6 @@ pub struct Aligner {
     /// Test switch: resample at the nominal ratio, no correction.
     unity: bool,
     last: SyncStats,
-    scratch: Vec<f32>,
 }
 
 impl Aligner {
@@ -166,7 +165,6 @@ impl Aligner {
                 ratio: 1.0,
                 ..SyncStats::default()
             },
-            scratch: Vec::new(),
         }
     }
 
@@ -391,7 +389,6 @@ impl Aligner {
         }
         let first = self.taken;
         self.taken += n as u64;
-        self.scratch.clear();
         Some(first)
     }
 }
@@ -525,6 +522,54 @@ mod tests {
     }
 
     #[test]
+    fn overrun_reanchors_without_a_gap() {
+        let c = Arc::new(SimClock::new(0));
+        c.advance(Duration::from_millis(2_500));
+        let params = FakeParams {
+            ppm: 250.0,
+            channels: 2,
+            content: Content::Tone,
+        };
+        let mut pcm = FakePcm::with_plug(c.clone(), params, &Plug::new());
+        let mut al = Aligner::new(2);
+        let mut buf = Vec::new();
+        let mut out = vec![Vec::new(), Vec::new()];
+        let mut next_idx = 0;
+        let mut onsets = Vec::new();
+        let mut xruns = 0;
+        while c.monotonic_ns() < 40_000_000_000 {
+            if c.monotonic_ns() / 10_000_000 == 2_000 {
+                // The reader stalls 200 ms at 20 s.
+                c.advance(Duration::from_millis(200));
+            }
+            match pcm.read(&mut buf) {
+                Ok(st) => al.push(&buf, 2, 48_000, st.tstamp_ns, st.delay),
+                Err(e) => {
+                    assert_eq!(e, crate::audio::pcm::PcmError::Xrun);
+                    xruns += 1;
+                    al.input_lost();
+                }
+            }
+            while let Some(first) = al.pop(1024, &mut out) {
+                assert_eq!(first, next_idx, "no gap, no overlap");
+                next_idx += 1024;
+                for (k, x) in out[0].iter().enumerate() {
+                    let t = al.output_time_ns(first + k as u64);
+                    if x.abs() > 0.1 && onsets.last().is_none_or(|&o: &f64| t - o > 5e8) {
+                        onsets.push(t);
+                    }
+                }
+            }
+        }
+        assert_eq!(xruns, 1);
+        assert!(onsets.len() >= 36, "{}", onsets.len());
+        for t in onsets {
+            let off = (t - (t / 1e9).round() * 1e9) / 1e6;
+            assert!(off.abs() < 2.0, "onset {off} ms off the second");
+        }
+    }
+
+    #[test]
     fn silence_then_device_keeps_the_timeline() {
         let c = Arc::new(SimClock::new(0));
         c.advance(Duration::from_millis(10_000));
@@ -558,10 +603,10 @@ mod tests {
             while let Some(first) = al.pop(1024, &mut out) {
                 assert_eq!(first, next_idx, "no gap, no overlap");
                 next_idx += 1024;
-                for k in 0..1024 {
-                    assert_eq!(out[0][k], out[1][k], "mono copied to both sides");
+                assert_eq!(out[0], out[1], "mono copied to both sides");
+                for (k, x) in out[0].iter().enumerate() {
                     let t = al.output_time_ns(first + k as u64);
-                    if out[0][k].abs() > 0.1 && onsets.last().is_none_or(|&o: &f64| t - o > 5e8) {
+                    if x.abs() > 0.1 && onsets.last().is_none_or(|&o: &f64| t - o > 5e8) {
                         onsets.push(t);
                     }
                 }
