@@ -79,9 +79,9 @@ impl PcmBackend for AlsaBackend {
                     continue;
                 };
                 let name = format!("hw:CARD={id},DEV={dev}");
-                let Some((rates, channels)) = probe(&name) else {
-                    continue;
-                };
+                // A device we (or someone) hold open cannot be probed: it is
+                // still listed, without its ranges.
+                let (rates, channels) = probe(&name).unwrap_or_default();
                 out.push(AudioDeviceInfo {
                     description: format!("{card_name}: {}", pi.get_name().unwrap_or("")),
                     name,
