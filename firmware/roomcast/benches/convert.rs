@@ -16,7 +16,7 @@
 #![allow(unsafe_code)]
 
 mod common;
-use common::{cpu, median, spread};
+use common::{child_cpu, ffmpeg, ours};
 
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use roomcast::convert::{yuyv_to_i420, MjpegDecoder};
@@ -36,46 +36,6 @@ const BITRATE_KBPS: u32 = 4000;
 const GOP: u32 = 30;
 /// Typical of UVC cameras' MJPEG.
 const JPEG_QUALITY: u8 = 85;
-
-/// Median over `runs` of our CPU seconds for `f`, and the runs' spread.
-fn ours(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
-    let v: Vec<f64> = (0..runs)
-        .map(|_| {
-            let start = cpu(libc::RUSAGE_SELF);
-            f();
-            cpu(libc::RUSAGE_SELF) - start
-        })
-        .collect();
-    (median(v.clone()), spread(&v))
-}
-
-/// Runs a command line (split on spaces) and returns its child CPU seconds;
-/// `None` if it cannot start or fails.
-fn child_cpu(cmd: &str) -> Option<f64> {
-    let mut words = cmd.split(' ');
-    let start = cpu(libc::RUSAGE_CHILDREN);
-    let mut c = Command::new(words.next()?);
-    let status = c
-        .args(words)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
-    status.success().then(|| cpu(libc::RUSAGE_CHILDREN) - start)
-}
-
-/// ffmpeg's CPU seconds: the median `work` run minus the median `base` run
-/// (same input, no work), and the median `base` run itself.
-fn ffmpeg(work: &str, base: &str, runs: usize) -> Option<(f64, f64)> {
-    let median_of = |cmd| {
-        (0..runs)
-            .map(|_| child_cpu(cmd))
-            .collect::<Option<_>>()
-            .map(median)
-    };
-    let (work, base) = (median_of(work)?, median_of(base)?);
-    Some((work - base, base))
-}
 
 /// Whether a probe command line succeeds and prints `needle`.
 fn available(cmd: &str, needle: &str) -> bool {
