@@ -1129,30 +1129,8 @@ mod tests {
         let mut n = 0u64;
         while !server.is_finished() {
             assert!(std::time::Instant::now() < deadline, "timed out");
-            let key = n.is_multiple_of(10);
-            let mut data = Vec::new();
-            if key {
-                for nal in [&SPS[..], &PPS[..], &[0x65, 0x88, 0x80][..]] {
-                    data.extend_from_slice(&[0, 0, 0, 1]);
-                    data.extend_from_slice(nal);
-                }
-            } else {
-                data.extend_from_slice(&[0, 0, 0, 1, 0x41, 0x9a, 0x02]);
-            }
-            let ts = Ticks90k(1_000_000 + n * 3000);
-            bus.publish(Arc::new(EncodedFrame {
-                capture_ns: ts.as_nanos(),
-                wall_ms: 0,
-                pts: ts,
-                dts: ts,
-                duration: Ticks90k(3000),
-                keyframe: key,
-                data,
-                epoch: 0,
-                width: 320,
-                height: 240,
-                track: crate::frame::Track::Video,
-            }));
+            let f = video(1_000_000 + n * 3000, n.is_multiple_of(10));
+            bus.publish(Arc::new(f));
             n += 1;
             std::thread::sleep(Duration::from_millis(5));
         }
