@@ -89,7 +89,10 @@ impl TestSource {
     }
 
     fn due_ns(&self, n: u64) -> u64 {
-        let offset = u128::from(n) * 1_000_000_000 / u128::from(self.fps);
+        // Rounded up, so whole-tick frame times (90 kHz / fps) convert to
+        // exactly that many ticks from the whole-second start: PTS steps
+        // stay 3000, 3000, … at 30 fps rather than 2999, 3000, 3001.
+        let offset = (u128::from(n) * 1_000_000_000).div_ceil(u128::from(self.fps));
         self.start_ns
             .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
     }
