@@ -604,3 +604,47 @@ fn audio_none_has_no_audio_track() {
     assert_eq!(a["state"], "off", "status audio with source none: {a}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Gain and mute change the running sound: no encoder restart, no new
+/// audio stage (same opens), the tone's level follows the gain and a muted
+/// segment is silent; unmuting brings the beeps back.
+#[test]
+fn gain_and_mute_apply_live() {
+    let _turn = turn();
+    let d = Daemon::start("audio-levels", &PICTURE);
+    wait_audio(&d, Duration::from_secs(10), "the test tone", |a| {
+        a["state"] == "tone"
+    });
+    let dir = temp_dir("audio-levels-out");
+    let peak = |f: &Path| measure(f).peak_db;
+    let mut seen = segment_uris(&ts_playlist(&d, 2).text());
+    let before = new_segment(&d, &seen, &dir, "before.ts");
+    let loud = peak(&before);
+    let mut change = |body: &str, name: &str| {
+        let r = d.put_json("/api/config", body).unwrap();
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+        // The segment being built may straddle the change: take the next.
+        seen = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+        let _ = new_segment(&d, &seen, &dir, "straddle.ts");
+        seen = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+        new_segment(&d, &seen, &dir, name)
+    };
+    let quieter = peak(&change(r#"{"audio":{"gain_db":-20}}"#, "quiet.ts"));
+    assert!(
+        (loud - quieter - 20.0).abs() < 2.0,
+        "-20 dB of gain: peak {loud:.1} dB -> {quieter:.1} dB"
+    );
+    let muted = change(r#"{"audio":{"gain_db":0,"mute":true}}"#, "muted.ts");
+    assert_aac(&muted, 2, "a muted segment still has its audio track");
+    assert!(peak(&muted) < -80.0, "muted: peak {:.1} dB", peak(&muted));
+    let back = peak(&change(r#"{"audio":{"mute":false}}"#, "back.ts"));
+    assert!(
+        (back - loud).abs() < 2.0,
+        "unmuted: {back:.1} dB, was {loud:.1} dB"
+    );
+    let st = d.status();
+    assert_eq!(st["encoder"]["restarts"], 0, "{st}");
+    assert_eq!(st["audio"]["opens"], 1, "{}", st["audio"]);
+    assert_eq!(st["audio"]["mute"], false, "{}", st["audio"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
