@@ -388,6 +388,28 @@ async function run() {
     ok(`source picker: camera chosen from the list (${modes.length} chars of modes), status "${cam.slice(0, 50)}", preview plays`);
   }
 
+  // Sound picker: the (simulated) sound card is listed with its rates and
+  // channels; choosing it restarts only the sound, and status follows.
+  if (process.env.EXPECT_SOUND_CARD) {
+    const want = `alsa:${process.env.EXPECT_SOUND_CARD}`;
+    await page.waitForFunction((w) => [...document.querySelectorAll('#cfg-audio-source option')].some((o) => o.value === w), want, { timeout: 10_000 })
+      .catch(() => fail(`the sound picker does not list ${want}`));
+    await page.selectOption('#cfg-audio-source', want);
+    const rates = await page.textContent('#audio-modes');
+    if (!rates.includes('48000')) fail(`the sound card's rates are not shown: ${rates}`);
+    await page.selectOption('#cfg-audio-channels', '1');
+    await page.fill('#cfg-audio-gain', '6');
+    const restartsBefore = (await apiGet('/api/status')).encoder.restarts;
+    await page.click('#apply');
+    await waitText(page, 'apply-result', (t) => t.includes('Applied'), 15_000, 'choosing the sound card was not applied');
+    const sound = await waitText(page, 'st-audio', (t) => t.startsWith('live') && t.includes(process.env.EXPECT_SOUND_CARD) && t.includes('gain 6 dB'), 15_000, 'status does not show the sound card live');
+    const cfg = await apiGet('/api/config');
+    if (cfg.audio.source !== want || cfg.audio.channels !== 1 || cfg.audio.gain_db !== 6) fail(`the sound settings were not stored: ${JSON.stringify(cfg.audio)}`);
+    await expectPlaying(page, 'stream with the sound card');
+    await shot(page, '9-sound');
+    ok(`sound picker: ${want} chosen (${rates}), mono, +6 dB; status "${sound.slice(0, 60)}"; encoder restarts ${restartsBefore} -> ${(await apiGet('/api/status')).encoder.restarts}`);
+  }
+
   // Configuration export (secrets masked unless asked) and import.
   const exported = await page.evaluate(async () => (await fetch('/api/config/export')).text());
   if (!exported.includes('bitrate_kbps = 900')) fail(`export does not hold the stored bitrate: ${exported}`);

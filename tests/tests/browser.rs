@@ -28,10 +28,13 @@ fn web_page_plays_the_stream_and_applies_settings() {
     // A simulated UVC camera for the source picker (see tests/camera.rs).
     let sim = roomcast_e2e::temp_dir("browser-sim");
     std::fs::write(sim.join("video0"), "uvc").expect("simulated camera");
+    // And a simulated USB microphone for the sound picker (tests/audio.rs).
+    let sound = roomcast_e2e::temp_dir("browser-sound");
+    std::fs::write(sound.join("usbmic"), "channels=1\n").expect("simulated sound card");
     let daemon = Daemon::start_with_env(
         "browser",
         &["--size", "640x360", "--fps", "25", "--gop", "25"],
-        &[("ROOMCAST_V4L2_SIM", &sim)],
+        &[("ROOMCAST_V4L2_SIM", &sim), ("ROOMCAST_ALSA_SIM", &sound)],
     );
     let (status, stdout, stderr) = run_with_timeout(
         Command::new("node")
@@ -39,6 +42,7 @@ fn web_page_plays_the_stream_and_applies_settings() {
             .arg(daemon.base_url())
             .env("ROOMCAST_TOKEN", &daemon.token)
             .env("EXPECT_CAMERA", "1")
+            .env("EXPECT_SOUND_CARD", "sim:usbmic")
             .env(
                 "SRT_OUTPUT",
                 format!("srt://127.0.0.1:{srt_port}?mode=caller"),
