@@ -3,7 +3,7 @@
 //!
 //! Capture is S16_LE interleaved at 48 kHz, the channels asked for or the
 //! nearest the device has (a mono microphone), periods of about 10 ms, a
-//! buffer of about 4 periods. Timestamps: software params enable
+//! buffer of about 25 periods. Timestamps: software params enable
 //! `tstamp_mode` with type MONOTONIC, so `snd_pcm_status` returns `htstamp`
 //! (CLOCK_MONOTONIC of the last position update) together with `delay` taken
 //! at the same position: a consistent pair. The daemon's clock is
@@ -19,7 +19,10 @@ use alsa::{Direction, ValueOr};
 /// Rates `/api/devices` reports a device accepts (tested among these).
 const RATES: [u32; 6] = [8_000, 16_000, 32_000, 44_100, 48_000, 96_000];
 const PERIOD_FRAMES: i64 = 480;
-const PERIODS: u32 = 4;
+/// 250 ms of buffer: reads happen every period, so the buffer adds no
+/// latency, and a busy box (an encoder restart, a slow SD card) may stall
+/// the reader that long without an overrun.
+const PERIODS: u32 = 25;
 
 /// The ALSA backend.
 pub struct AlsaBackend {

@@ -20,8 +20,8 @@ use std::sync::Arc;
 pub const FAKE_RATE: u32 = 48_000;
 /// Frames per period (10 ms).
 pub const FAKE_PERIOD: usize = 480;
-/// Periods in the capture buffer.
-pub const FAKE_PERIODS: usize = 4;
+/// Periods in the capture buffer (250 ms, as the ALSA backend asks for).
+pub const FAKE_PERIODS: usize = 25;
 
 /// What the fake card hears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,12 +342,12 @@ mod tests {
         let mut pcm = FakePcm::with_plug(clock, FakeParams::default(), &Plug::new());
         let mut buf = Vec::new();
         pcm.read(&mut buf).unwrap();
-        // 30 ms late: still within the 40 ms buffer.
-        c.advance(Duration::from_millis(30));
+        // 230 ms late: still within the 250 ms buffer.
+        c.advance(Duration::from_millis(230));
         let st = pcm.read(&mut buf).unwrap();
-        assert_eq!((st.tstamp_ns, st.delay), (5_040_000_000, 960));
-        // 100 ms late: overrun.
-        c.advance(Duration::from_millis(100));
+        assert_eq!((st.tstamp_ns, st.delay), (5_240_000_000, 10_560));
+        // 300 ms late: overrun.
+        c.advance(Duration::from_millis(300));
         assert_eq!(pcm.read(&mut buf), Err(PcmError::Xrun));
         let st = pcm.read(&mut buf).unwrap();
         assert_eq!(st.delay, 0);

@@ -539,7 +539,11 @@ mod tests {
         let mut xruns = 0;
         while c.monotonic_ns() < 40_000_000_000 {
             if c.monotonic_ns() / 10_000_000 == 2_000 {
-                // The reader stalls 200 ms at 20 s.
+                // The reader stalls 400 ms at 20 s: more than the buffer.
+                c.advance(Duration::from_millis(400));
+            }
+            if c.monotonic_ns() / 10_000_000 == 3_000 {
+                // 200 ms at 30 s: the buffer absorbs it, no overrun.
                 c.advance(Duration::from_millis(200));
             }
             match pcm.read(&mut buf) {
