@@ -447,12 +447,11 @@ impl Worker {
                     });
                     let now = self.clock.monotonic_ns();
                     self.conns.push(Conn::new(socket, peer, now));
-                    // No keyframe request here: a rendezvous peer (libsrt)
-                    // may not take data the instant srt-tokio reports the
-                    // connection, and the next regular IDR is at most a GOP
-                    // away. Listener receivers do ask (see below).
-                    // Frames queued during the handshake are stale.
+                    // Frames queued during the handshake are stale; the
+                    // receiver starts at a keyframe: ask for one now rather
+                    // than wait up to a GOP.
                     while self.queue.pop_timeout(Duration::ZERO).is_some() {}
+                    self.queue.request_keyframe();
                     while !self.stopped() && !self.conns.is_empty() {
                         self.step();
                     }
