@@ -4,6 +4,8 @@
 //! The tests drive the binary built by `cargo build --release` (the test
 //! script builds it first); `ROOMCAST_BIN` points elsewhere if needed.
 
+pub mod lipsync;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

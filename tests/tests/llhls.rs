@@ -185,6 +185,20 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
     let parts_file = dir.join("parts.mp4");
     std::fs::write(&parts_file, joined).unwrap();
     roomcast_e2e::assert_aac(&parts_file, 2, "LL-HLS init + parts");
+    // Lip sync in fMP4: init + the last four whole segments, measured.
+    let d_text = d
+        .wait_for("/hls/index.m3u8", Duration::from_secs(15), |r| {
+            roomcast_e2e::segment_uris(&r.text()).len() >= 4
+        })
+        .text();
+    let segs = roomcast_e2e::segment_uris(&d_text);
+    let mut four = d.get(&format!("/hls/{init_uri}")).unwrap().body;
+    for u in &segs[segs.len() - 4..] {
+        four.extend_from_slice(&d.get(&format!("/hls/{u}")).unwrap().body);
+    }
+    let four_file = dir.join("four-segments.mp4");
+    std::fs::write(&four_file, four).unwrap();
+    roomcast_e2e::lipsync::assert_in_sync(&four_file, "LL-HLS fMP4");
     // Beyond the edge: 400; part without msn: 400.
     let e = edge(&text).unwrap();
     assert_eq!(

@@ -250,6 +250,23 @@ fn push_to_nginx_is_read_back_as_configured_h264() {
         (Some("aac"), Some("48000"), Some(2)),
         "{v}"
     );
+    // Lip sync survives FLV and nginx: 6 s pulled back, measured.
+    let dir = temp_dir("rtmp-sync");
+    let pulled = dir.join("pulled.mkv");
+    let out = run_bounded(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i", &nginx.url(key)])
+            .args(["-t", "6", "-c", "copy", "-y"])
+            .arg(&pulled),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    roomcast_e2e::lipsync::assert_in_sync(&pulled, "RTMP via nginx-rtmp");
+    let _ = std::fs::remove_dir_all(dir);
     let o = d.output(0);
     assert!(o["bytes_sent"].as_u64().unwrap() > 10_000, "{o}");
     assert!(o["send_rate_kbps"].as_f64().unwrap() > 0.0, "{o}");

@@ -247,6 +247,7 @@ fn caller_pushes_to_srt_live_transmit() {
     );
     let out = rx.kill();
     check_stream(&d, &out, 640, 360, 120);
+    roomcast_e2e::lipsync::assert_in_sync(&out, "SRT via srt-live-transmit");
     // The sound travels in the same MPEG-TS (issue 10).
     roomcast_e2e::assert_aac(&out, 2, "srt caller");
     let _ = std::fs::remove_dir_all(dir);
