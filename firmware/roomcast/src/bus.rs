@@ -274,6 +274,40 @@ mod tests {
         assert_eq!(q.stats().dropped, 2);
     }
 
+    fn audio(n: u64) -> SharedFrame {
+        let mut f = Arc::try_unwrap(frame(n, false)).unwrap();
+        f.track = crate::frame::Track::Audio;
+        Arc::new(f)
+    }
+
+    #[test]
+    fn capacity_counts_video_and_audio_rides_along_bounded() {
+        let bus = FrameBus::new();
+        let q = bus.subscribe("a", 3);
+        // Three video frames and plenty of audio between them fit.
+        for n in 0..3 {
+            bus.publish(frame(10 * n, n == 0));
+            for k in 1..=4 {
+                bus.publish(audio(10 * n + k));
+            }
+        }
+        assert_eq!(q.stats().dropped, 0);
+        assert_eq!(q.stats().queued, 15);
+        // A fourth video frame overflows: dropped up to the next keyframe,
+        // and audio meanwhile with it.
+        bus.publish(frame(30, false));
+        bus.publish(audio(31));
+        assert_eq!(q.stats().dropped, 2);
+        // Audio alone is bounded too (4 per video frame of capacity).
+        let q2 = bus.subscribe("b", 2);
+        bus.publish(frame(40, true));
+        for k in 0..20 {
+            bus.publish(audio(41 + k));
+        }
+        assert_eq!(q2.stats().queued, 1 + 8);
+        assert_eq!(drain(&q2)[..2], [40, 41]);
+    }
+
     #[test]
     fn closed_queue_wakes_waiter() {
         let bus = Arc::new(FrameBus::new());
