@@ -545,3 +545,15 @@ pub fn pmt_streams(ts: &[u8]) -> Vec<(u8, u16)> {
     }
     out
 }
+
+/// Copies the MPEG-TS in `src` up to its last PAT (which stands in front of
+/// the last keyframe) into `dst`: a receiver killed mid-stream leaves a cut
+/// GOP at the end, and this leaves only whole ones to decode.
+pub fn whole_gops(src: &Path, dst: &Path) {
+    let ts = std::fs::read(src).expect("read the received stream");
+    let last_pat = ts
+        .chunks_exact(188)
+        .rposition(|p| p[0] == 0x47 && p[1] & 0x1f == 0 && p[2] == 0)
+        .expect("the stream has a PAT");
+    std::fs::write(dst, &ts[..last_pat * 188]).expect("write the whole GOPs");
+}

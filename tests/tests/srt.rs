@@ -636,13 +636,8 @@ fn five_percent_loss_and_20_ms_delay_decode_clean_at_default_latency() {
     check_stream(&d, &out, 640, 360, 200);
     // Decoding reports no corrupt frame. The kill may cut the last GOP
     // short, so decode up to the last PAT (in front of the last keyframe).
-    let ts = std::fs::read(&out).unwrap();
-    let last_pat = ts
-        .chunks_exact(188)
-        .rposition(|p| p[0] == 0x47 && p[1] & 0x1f == 0 && p[2] == 0)
-        .expect("a PAT");
     let whole = dir.join("whole-gops.ts");
-    std::fs::write(&whole, &ts[..last_pat * 188]).unwrap();
+    roomcast_e2e::whole_gops(&out, &whole);
     let dec = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(&whole)
