@@ -22,6 +22,11 @@
 
 use std::collections::VecDeque;
 
+/// Largest capture delay believed (frames beyond it are a driver's error).
+const MAX_DELAY_S: u64 = 2;
+/// Input may start at most this far (s) ahead of the output timeline.
+const MAX_LEAD_S: f64 = 1.0;
+
 /// The output sample rate.
 pub const OUT_RATE: u32 = 48_000;
 const NS_PER_OUT: f64 = 1e9 / OUT_RATE as f64;
@@ -225,6 +230,8 @@ impl Aligner {
             return;
         }
         let rate_f = f64::from(rate.max(1));
+        // A driver may report nonsense; it must cost sync, never memory.
+        let delay = delay.min(u64::from(rate.max(1)) * MAX_DELAY_S);
         let t_first = tstamp_ns as f64 - (delay + frames as u64) as f64 * 1e9 / rate_f;
         if let Some(inp) = &self.input {
             let expect = inp.index_at(tstamp_ns as f64);
@@ -263,7 +270,17 @@ impl Aligner {
             buf: vec![VecDeque::new(); self.channels],
             buf_start: 0,
             total: 0,
-            pos: (t_out - t_first) * rate / 1e9,
+            pos: {
+                // Input stamped more than MAX_LEAD_S ahead of the output
+                // timeline (a bad timestamp) starts now instead of after
+                // that much silence.
+                let pos = (t_out - t_first) * rate / 1e9;
+                if pos.is_finite() && pos > -MAX_LEAD_S * rate {
+                    pos
+                } else {
+                    0.0
+                }
+            },
             ratio: rate / f64::from(OUT_RATE),
             integral: 0.0,
             origin_ns: t_first,
@@ -570,6 +587,31 @@ mod tests {
         for t in onsets {
             let off = (t - (t / 1e9).round() * 1e9) / 1e6;
             assert!(off.abs() < 2.0, "onset {off} ms off the second");
+        }
+    }
+
+    #[test]
+    fn nonsense_timestamps_cost_sync_not_memory() {
+        let mut al = Aligner::new(2);
+        let period = vec![100i16; 480 * 2];
+        let mut out = vec![Vec::new(), Vec::new()];
+        let mut next = 0;
+        let stamps = [
+            1_000_000_000u64,
+            1_010_000_000,
+            4_600_000_000_000, // an hour ahead
+            0,                 // back to zero
+            u64::MAX / 2,
+            1_030_000_000,
+        ];
+        for (i, &t) in stamps.iter().enumerate() {
+            let delay = if i == 3 { u64::MAX } else { 0 };
+            al.push(&period, 2, 48_000, t, delay);
+            assert!(al.available() < 48_000 * 2, "after stamp {t}: {}", al.available());
+            while let Some(first) = al.pop(1024, &mut out) {
+                assert_eq!(first, next);
+                next += 1024;
+            }
         }
     }
 
