@@ -607,7 +607,11 @@ mod tests {
         for (i, &t) in stamps.iter().enumerate() {
             let delay = if i == 3 { u64::MAX } else { 0 };
             al.push(&period, 2, 48_000, t, delay);
-            assert!(al.available() < 48_000 * 2, "after stamp {t}: {}", al.available());
+            assert!(
+                al.available() < 48_000 * 2,
+                "after stamp {t}: {}",
+                al.available()
+            );
             while let Some(first) = al.pop(1024, &mut out) {
                 assert_eq!(first, next);
                 next += 1024;
