@@ -319,6 +319,11 @@ fn unplugged_sound_card_keeps_every_output_running() {
         a["reason"].as_str().is_some_and(|r| !r.is_empty()),
         "silence without a reason: {a}"
     );
+    let metrics = d.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("\nroomcast_audio_live 0\n"),
+        "metrics during silence: {metrics}"
+    );
     // The segment being made at the unplug may still have sound; the ones
     // after it carry the AAC track, silent.
     let mut after = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());

@@ -286,6 +286,46 @@ impl App {
         for (name, kind, help, value) in plain {
             metric(name, kind, help, &[(String::new(), value)]);
         }
+        // Sound, while there is an audio track.
+        let a = self.pipeline.audio_status_json();
+        if a["state"] != "off" {
+            let num = |k: &str| a[k].as_f64().unwrap_or(0.0);
+            let audio = [
+                (
+                    "roomcast_audio_frames_total",
+                    "counter",
+                    "AAC frames made.",
+                    num("frames"),
+                ),
+                (
+                    "roomcast_audio_xruns_total",
+                    "counter",
+                    "Sound card overruns.",
+                    num("xruns"),
+                ),
+                (
+                    "roomcast_audio_device_opens_total",
+                    "counter",
+                    "Sound card (re)opens.",
+                    num("opens"),
+                ),
+                (
+                    "roomcast_audio_live",
+                    "gauge",
+                    "1 while sound comes from a card or the tone, 0 on silence.",
+                    if a["state"] == "silence" { 0.0 } else { 1.0 },
+                ),
+                (
+                    "roomcast_audio_drift_ppm",
+                    "gauge",
+                    "The sound card's measured clock error.",
+                    num("drift_ppm"),
+                ),
+            ];
+            for (name, kind, help, value) in audio {
+                metric(name, kind, help, &[(String::new(), value)]);
+            }
+        }
         let sinks = self.bus.sinks();
         let per_sink = |f: &dyn Fn(&crate::bus::QueueStats) -> u64| -> Vec<(String, f64)> {
             sinks
