@@ -30,10 +30,8 @@ use crate::config::{Output, ValidConfig};
 use crate::frame::{AudioFormat, EncodedFrame};
 use crate::outputs::{OutputUrl, RtmpUrl};
 use crate::stats::{output_label, write_family};
-use roomcast_media::flv::{self, AudioMetadata, Metadata};
+use roomcast_media::flv::{AudioMetadata, Metadata};
 use roomcast_media::h264::{annexb_to_avcc, ParameterSets};
-use roomcast_media::rtmp::chunk::ChunkWriter;
-use roomcast_media::rtmp::msg_type;
 use roomcast_media::rtmp::{ClientConfig, ClientSession, Event, RtmpError, State};
 use roomcast_media::time::Ticks90k;
 use serde_json::{json, Value};
@@ -286,7 +284,6 @@ impl Worker {
         // nginx-rtmp keeps only 31 bytes of it; the version is in onMetaData.
         cfg.setup_timeout_ms = SETUP_TIMEOUT_MS;
         cfg.random_seed = self.clock.monotonic_ns() ^ self.connections.rotate_left(32);
-        let chunk_size = cfg.chunk_size;
         let mut sess = ClientSession::new(cfg, self.now_ms());
         let mut out = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
@@ -324,7 +321,7 @@ impl Worker {
             s.state = OutputState::Publishing;
             s.last_error = None;
         });
-        self.publish(&mut t, &mut sess, chunk_size, peer)
+        self.publish(&mut t, &mut sess, peer)
     }
 
     fn connect_tcp(&self) -> Result<(TcpStream, SocketAddr), SinkError> {
@@ -369,8 +366,7 @@ impl Worker {
         Ok(rustls::StreamOwned::new(conn, tcp))
     }
 
-    /// Writes what is pending in `out` (bytes a [`TagSender`] queued, in
-    /// order with the session's), then what the session has to send.
+    /// Writes what the session has to send (`out` is the reused buffer).
     fn flush(
         &self,
         t: &mut Transport,
@@ -395,7 +391,6 @@ impl Worker {
         &mut self,
         t: &mut Transport,
         sess: &mut ClientSession,
-        chunk_size: u32,
         peer: SocketAddr,
     ) -> Result<(), SinkError> {
         let io_err = |source| SinkError::Io { peer, source };
@@ -404,7 +399,6 @@ impl Worker {
         while self.queue.pop_timeout(Duration::ZERO).is_some() {}
         self.queue.request_keyframe();
         let mut mux = Mux::new(self.audio);
-        let mut sender = TagSender::new(chunk_size)?;
         let encoder = format!("roomcast/{}", env!("CARGO_PKG_VERSION"));
         let mut out = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
@@ -413,7 +407,7 @@ impl Worker {
             if let Some(f) = self.queue.pop_timeout(Duration::from_millis(100)) {
                 let kbps = self.bitrate_kbps.load(Relaxed);
                 let sent = mux.frame(&f, &mut self.origin, kbps, &encoder, |tag| {
-                    sender.send(sess, tag, &mut out)
+                    send_tag(sess, tag)
                 })?;
                 if sent {
                     self.set(|s| s.frames_sent += 1);
@@ -463,14 +457,6 @@ fn drain_events(sess: &mut ClientSession) -> Result<bool, SinkError> {
     }
     Ok(publishing)
 }
-
-/// Chunk stream of the audio messages. The session sends on 2 to 6 (video
-/// on 6); audio gets its own, as nginx-rtmp's and OBS's publishers keep
-/// audio and video apart, so each stream's header compression runs on its
-/// own timestamps.
-const CSID_AUDIO: u32 = 7;
-/// Chunk stream of `@setDataFrame`, the one the session uses for it.
-const CSID_DATA: u32 = 5;
 
 /// One FLV tag body to send on a connection, at RTMP time `ts` (ms).
 #[derive(Debug, Clone, PartialEq)]
@@ -613,82 +599,22 @@ impl Mux {
     }
 }
 
-/// Sends [`Tag`]s on a publishing session. Video, and metadata without
-/// audio, go through the session's own calls (so a stream without audio is
-/// byte for byte what it always was). Audio, and metadata with the audio
-/// fields, go through a second chunk writer with the same chunk size and
-/// message stream, on chunk streams the session does not use; its bytes are
-/// appended to the same buffer after what the session had queued, so the
-/// order on the wire is the order of the calls.
-struct TagSender {
-    writer: ChunkWriter,
-    body: Vec<u8>,
-}
-
-impl TagSender {
-    /// `chunk_size`: what the session announced (`ClientConfig::chunk_size`).
-    fn new(chunk_size: u32) -> Result<TagSender, RtmpError> {
-        let mut writer = ChunkWriter::default();
-        writer.set_chunk_size(chunk_size)?;
-        Ok(TagSender {
-            writer,
-            body: Vec::new(),
-        })
-    }
-
-    /// Queues `tag`; `out` collects the bytes to write, in order (see
-    /// `Worker::flush`).
-    fn send(
-        &mut self,
-        sess: &mut ClientSession,
-        tag: Tag<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), RtmpError> {
-        let mut body = std::mem::take(&mut self.body);
-        body.clear();
-        let (csid, ts, type_id) = match tag {
-            Tag::Metadata {
-                ts,
-                meta,
-                audio: None,
-            } => return sess.send_metadata(ts, &meta),
-            Tag::AvcSequenceHeader { ts, record } => {
-                return sess.send_avc_sequence_header(ts, record)
-            }
-            Tag::Video {
-                ts,
-                cts,
-                keyframe,
-                avcc,
-            } => return sess.send_video(ts, cts, keyframe, avcc),
-            Tag::Metadata {
-                ts,
-                meta,
-                audio: Some(a),
-            } => {
-                body = meta.set_data_frame_with_audio(Some(&a));
-                (CSID_DATA, ts, msg_type::DATA_AMF0)
-            }
-            Tag::AacSequenceHeader { ts, asc } => {
-                body = flv::aac_sequence_header(&asc);
-                (CSID_AUDIO, ts, msg_type::AUDIO)
-            }
-            Tag::Audio { ts, frame } => {
-                flv::write_aac_raw_header(&mut body);
-                body.extend_from_slice(frame);
-                (CSID_AUDIO, ts, msg_type::AUDIO)
-            }
-        };
-        let r = if sess.state() == State::Publishing {
-            // What the session queued goes first.
-            sess.poll_transmit(out);
-            self.writer
-                .write(csid, ts, type_id, sess.stream_id(), &body, out)
-        } else {
-            Err(RtmpError::NotPublishing)
-        };
-        self.body = body;
-        r
+/// Sends one [`Tag`] on a publishing session (its own chunk streams: data
+/// 5, video 6, audio 7).
+fn send_tag(sess: &mut ClientSession, tag: Tag<'_>) -> Result<(), RtmpError> {
+    match tag {
+        Tag::Metadata { ts, meta, audio } => {
+            sess.send_metadata_with_audio(ts, &meta, audio.as_ref())
+        }
+        Tag::AvcSequenceHeader { ts, record } => sess.send_avc_sequence_header(ts, record),
+        Tag::Video {
+            ts,
+            cts,
+            keyframe,
+            avcc,
+        } => sess.send_video(ts, cts, keyframe, avcc),
+        Tag::AacSequenceHeader { ts, asc } => sess.send_aac_sequence_header(ts, &asc),
+        Tag::Audio { ts, frame } => sess.send_aac(ts, frame),
     }
 }
 
@@ -933,6 +859,7 @@ mod tests {
     use super::*;
     use crate::clock::RealClock;
     use crate::config::Config;
+    use roomcast_media::flv;
 
     /// Outputs without audio (`[audio] source = "none"`).
     fn cfg(outputs: &[(&str, bool)]) -> ValidConfig {
@@ -1382,7 +1309,7 @@ mod tests {
         s0s1s2.extend_from_slice(&[0u8; 1536]);
         s0s1s2.extend_from_slice(&out[1..1537]);
         sess.handle_input(0, &s0s1s2).unwrap();
-        let mut w = ChunkWriter::default();
+        let mut w = roomcast_media::rtmp::chunk::ChunkWriter::default();
         let info = Value::Object(vec![
             ("level".into(), Value::str("status")),
             ("code".into(), Value::str("NetStream.Publish.Start")),
@@ -1433,15 +1360,14 @@ mod tests {
         sess
     }
 
-    /// The bytes [`Mux`] and [`TagSender`] put on the wire for `frames`.
+    /// The bytes [`Mux`] and [`send_tag`] put on the wire for `frames`.
     fn wire(audio: Option<AudioFormat>, frames: &[EncodedFrame]) -> Vec<u8> {
         let mut sess = publishing_session();
-        let mut sender = TagSender::new(4096).unwrap();
         let mut m = Mux::new(audio);
         let (mut origin, mut out) = (None, Vec::new());
         for f in frames {
             m.frame(f, &mut origin, 2500, "roomcast/test", |t| {
-                sender.send(&mut sess, t, &mut out)
+                send_tag(&mut sess, t)
             })
             .unwrap();
         }

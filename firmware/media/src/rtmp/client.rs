@@ -44,6 +44,9 @@ const CSID_COMMAND: u32 = 3;
 const CSID_STREAM_COMMAND: u32 = 4;
 const CSID_DATA: u32 = 5;
 const CSID_VIDEO: u32 = 6;
+/// Audio on its own chunk stream, as OBS and nginx-rtmp's relays do, so each
+/// stream's header compression runs on its own timestamps.
+const CSID_AUDIO: u32 = 7;
 
 /// Transaction ids of the commands that get an answer (§7.2.1).
 const TID_CONNECT: u32 = 1;
@@ -266,6 +269,38 @@ impl ClientSession {
     ) -> Result<(), RtmpError> {
         let body = meta.set_data_frame();
         self.media(CSID_DATA, timestamp_ms, msg_type::DATA_AMF0, &body)
+    }
+
+    /// Sends `@setDataFrame onMetaData` with the audio fields (FLV
+    /// `audiocodecid` 10 = AAC, rate, channels, bitrate) when the stream has
+    /// sound; `None` is exactly [`send_metadata`](Self::send_metadata).
+    pub fn send_metadata_with_audio(
+        &mut self,
+        timestamp_ms: u32,
+        meta: &flv::Metadata,
+        audio: Option<&flv::AudioMetadata>,
+    ) -> Result<(), RtmpError> {
+        let body = meta.set_data_frame_with_audio(audio);
+        self.media(CSID_DATA, timestamp_ms, msg_type::DATA_AMF0, &body)
+    }
+
+    /// Sends the AAC sequence header (`AF 00` + AudioSpecificConfig):
+    /// before the first audio frame.
+    pub fn send_aac_sequence_header(
+        &mut self,
+        timestamp_ms: u32,
+        asc: &[u8],
+    ) -> Result<(), RtmpError> {
+        let body = flv::aac_sequence_header(asc);
+        self.media(CSID_AUDIO, timestamp_ms, msg_type::AUDIO, &body)
+    }
+
+    /// Sends one raw AAC frame (no ADTS header) at its presentation time.
+    pub fn send_aac(&mut self, timestamp_ms: u32, raw: &[u8]) -> Result<(), RtmpError> {
+        let mut body = Vec::with_capacity(2 + raw.len());
+        flv::write_aac_raw_header(&mut body);
+        body.extend_from_slice(raw);
+        self.media(CSID_AUDIO, timestamp_ms, msg_type::AUDIO, &body)
     }
 
     /// Sends the AVC sequence header made from an
@@ -744,6 +779,37 @@ mod tests {
         // The last frame on the wire: fmt 1 on chunk stream 6, delta 33,
         // 10 bytes, type 9, then 0x27 0x01 cts 0 and the NAL unit.
         assert!(out.ends_with(&[0x46, 0, 0, 33, 0, 0, 10, 9, 0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]));
+
+        // Sound: the AAC sequence header, then frames, on chunk stream 7.
+        c.send_aac_sequence_header(0, &[0x11, 0x90]).unwrap();
+        c.send_aac(21, &[0xde, 0xad]).unwrap();
+        let mut out = Vec::new();
+        c.poll_transmit(&mut out);
+        // fmt 0 on chunk stream 7: timestamp 0, 4 bytes, type 8, stream 1
+        // (little-endian), then AF 00 11 90; then fmt 1, delta 21, 4 bytes,
+        // type 8, AF 01 and the frame.
+        assert_eq!(
+            out,
+            [
+                0x07, 0, 0, 0, 0, 0, 4, 8, 1, 0, 0, 0, 0xAF, 0, 0x11, 0x90, //
+                0x47, 0, 0, 21, 0, 0, 4, 8, 0xAF, 1, 0xde, 0xad,
+            ]
+        );
+        let audio = flv::AudioMetadata {
+            sample_rate: 48_000,
+            channels: 2,
+            datarate_kbps: 128.0,
+        };
+        c.send_metadata_with_audio(0, &meta, Some(&audio)).unwrap();
+        c.send_metadata_with_audio(0, &meta, None).unwrap();
+        let mut out = Vec::new();
+        c.poll_transmit(&mut out);
+        let msgs = s.read(&out);
+        assert_eq!(
+            msgs[0].payload,
+            meta.set_data_frame_with_audio(Some(&audio))
+        );
+        assert_eq!(msgs[1].payload, meta.set_data_frame());
     }
 
     #[test]
