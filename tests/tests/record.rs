@@ -187,3 +187,52 @@ fn records_decodable_files_and_follows_the_api_without_restarting_the_encoder() 
     let _ = std::fs::remove_dir_all(cli_dir.parent().unwrap());
     let _ = std::fs::remove_dir_all(&api_dir);
 }
+
+/// SIGTERM (how systemd stops the box's service) finishes the file being
+/// written: the daemon exits 0 within a few seconds and leaves a decodable
+/// `.ts`, no `.part`.
+#[test]
+fn sigterm_finishes_the_recording() {
+    let rec = temp_dir("record-sigterm");
+    let rec_arg = rec.to_string_lossy().into_owned();
+    let mut d = Daemon::start(
+        "record-sigterm",
+        &["--size", "320x240", "--fps", "30", "--record", &rec_arg],
+    );
+    wait_recording(&d, "recording with data", |r| {
+        r["state"] == "recording" && r["file_bytes"].as_u64() > Some(50_000)
+    });
+    let pid = d.child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("exited {status} {:?} after SIGTERM", t.elapsed());
+    assert!(status.success(), "{status}");
+    let names = files(&rec);
+    assert!(
+        names.len() == 1 && is_recording_name(&names[0]),
+        "after SIGTERM: {names:?}"
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(rec.join(&names[0]))
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(rec);
+}

@@ -176,6 +176,15 @@ impl App {
         self.pipeline.apply(new)
     }
 
+    /// A clean stop (SIGTERM from systemd, Ctrl-C): the recording is
+    /// finished, upstream connections are closed, capture stops.
+    pub fn shutdown(&self) {
+        self.recording.stop_all();
+        self.outputs.stop_all();
+        self.srt_outputs.stop_all();
+        self.pipeline.stop();
+    }
+
     /// Every output's status (RTMP and SRT) in configuration order.
     pub fn outputs_status_json(&self) -> Vec<Value> {
         let rtmp = match self.outputs.status_json() {

@@ -127,6 +127,24 @@ fn run(
         http.to_string()
     };
     eprintln!("roomcast: streaming {w}x{h}@{fps} test pattern; web page http://{shown}/, HLS http://{shown}/hls/index.m3u8");
+    // systemd stops the box's service with SIGTERM: finish the recording and
+    // close the outputs rather than leave a `.part` file behind.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot catch SIGTERM")?;
+    let app = daemon.app.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                eprintln!("roomcast: signal {sig}: stopping");
+                app.shutdown();
+                std::process::exit(0);
+            }
+        })
+        .context("cannot start the signal thread")?;
     for t in daemon.threads {
         let _ = t.join();
     }

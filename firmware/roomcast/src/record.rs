@@ -544,6 +544,14 @@ impl Recording {
         }
     }
 
+    /// Stops recording at shutdown: the file being written is finished
+    /// (fsynced and renamed) before this returns, within [`STOP_WAIT`].
+    pub fn stop_all(&self) {
+        if let Some(r) = lock(&self.running).take() {
+            self.stop(r);
+        }
+    }
+
     /// Closes the queue and waits (a while) for the thread to finish its
     /// file, so the next recorder never prunes a file still being written.
     fn stop(&self, mut r: Running) {
