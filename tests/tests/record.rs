@@ -202,6 +202,8 @@ fn sigterm_finishes_the_recording() {
     wait_recording(&d, "recording with data", |r| {
         r["state"] == "recording" && r["file_bytes"].as_u64() > Some(50_000)
     });
+    // Five seconds of it, so lip sync can be measured in the file too.
+    std::thread::sleep(Duration::from_secs(5));
     let pid = d.child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());
@@ -234,5 +236,6 @@ fn sigterm_finishes_the_recording() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    roomcast_e2e::lipsync::assert_in_sync(&rec.join(&names[0]), "recording");
     let _ = std::fs::remove_dir_all(rec);
 }
