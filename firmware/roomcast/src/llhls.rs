@@ -561,10 +561,15 @@ impl LlPackager {
                 self.start_segment(&f);
             }
         }
+        let next = f.duration.0;
         self.pending.push(f);
-        if self.pending.len() as u32 >= self.settings.part_frames() {
-            // Publish as soon as the part's last frame is here, not when the
-            // next frame arrives: that frame time is latency.
+        // Publish as soon as the part's last frame is here, not when the
+        // next frame arrives: that frame time is latency. "Last" is by
+        // duration, not count: one more frame (as long as this one) would
+        // pass PART-TARGET. At the configured rate that is `part_frames`;
+        // a camera slower than configured gets shorter parts, never longer.
+        let filled: u64 = self.pending.iter().map(|p| p.duration.0).sum();
+        if filled + next > self.settings.part_target().0 {
             self.flush_part();
         }
     }
@@ -813,6 +818,51 @@ mod tests {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return out,
             }
         }
+    }
+
+    /// A camera slower than configured (10 fps against 25): parts are cut
+    /// by duration, so none is longer than PART-TARGET.
+    #[test]
+    fn a_slower_camera_gets_shorter_parts_never_longer() {
+        let (store, rx) = LlStore::new(Arc::new(SimClock::new(0)), settings());
+        let mut p = LlPackager::new(store.clone(), 100);
+        for (i, f) in frames(30).iter().enumerate() {
+            let mut slow = EncodedFrame {
+                data: f.data.clone(),
+                ..**f
+            };
+            let t = Ticks90k(i as u64 * 9000);
+            (slow.pts, slow.dts, slow.duration) = (t, t, Ticks90k(9000));
+            slow.keyframe = i % 10 == 0 && f.keyframe || i == 0;
+            p.push(Arc::new(slow));
+        }
+        let (tx, answers) = mpsc::channel();
+        store.request(
+            Want::Playlist {
+                msn: None,
+                part: None,
+                skip: false,
+            },
+            Box::new(Probe(1, tx)),
+        );
+        replies(&rx);
+        let (_, LlReply::Playlist(text)) = answers.try_recv().expect("a playlist") else {
+            panic!("not a playlist")
+        };
+        let target = settings().part_target().0 as f64 / 90_000.0;
+        let parts: Vec<f64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PART:DURATION="))
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(parts.len() >= 8, "{text}");
+        for d in &parts {
+            assert!(
+                *d <= target + 1e-6,
+                "part of {d} s > PART-TARGET {target} s:\n{text}"
+            );
+        }
+        assert!(parts.iter().all(|d| (d - 0.2).abs() < 1e-3), "{parts:?}");
     }
 
     #[test]
