@@ -313,13 +313,7 @@ mod tests {
 
     #[test]
     fn metadata_bodies() {
-        let m = Metadata {
-            width: 1280,
-            height: 720,
-            framerate: 30.0,
-            videodatarate_kbps: 2500.0,
-            encoder: "roomcast/0.1.0".into(),
-        };
+        let m = meta_720p();
         let body = m.set_data_frame();
         let vals = amf0::decode_all(&body).unwrap();
         assert_eq!(vals[0], Value::str("@setDataFrame"));
@@ -337,6 +331,17 @@ mod tests {
         assert_eq!(&body[16..], &m.on_metadata()[..]);
     }
 
+    /// The metadata the tests use: 720p30 at 2.5 Mbit/s.
+    fn meta_720p() -> Metadata {
+        Metadata {
+            width: 1280,
+            height: 720,
+            framerate: 30.0,
+            videodatarate_kbps: 2500.0,
+            encoder: "roomcast/0.1.0".into(),
+        }
+    }
+
     #[test]
     fn aac_bodies_byte_exact() {
         // 1010 11 1 1: AAC, 44 kHz, 16-bit, stereo; packet type 0; ASC 11 90.
@@ -350,13 +355,7 @@ mod tests {
 
     #[test]
     fn metadata_with_audio() {
-        let m = Metadata {
-            width: 1280,
-            height: 720,
-            framerate: 30.0,
-            videodatarate_kbps: 2500.0,
-            encoder: "roomcast/0.1.0".into(),
-        };
+        let m = meta_720p();
         assert_eq!(m.on_metadata_with_audio(None), m.on_metadata());
         assert_eq!(m.set_data_frame_with_audio(None), m.set_data_frame());
         let asc = crate::aac::AudioSpecificConfig::lc(48_000, 2).unwrap();

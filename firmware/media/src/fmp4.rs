@@ -716,29 +716,42 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    #[test]
-    fn fragment_of_keyframe_and_p_frame() {
-        // Keyframe as our encoder emits it: AUD, SPS, PPS, IDR slice (cut short).
+    /// A keyframe as our encoder emits it (AUD, SPS, PPS, IDR slice cut
+    /// short) and a P frame, Annex B.
+    fn key_and_p() -> (Vec<u8>, Vec<u8>) {
         let idr: &[u8] = &[0x65, 0xb8, 0x00, 0x02, 0x02, 0x7f];
-        let key = annexb(&[&[0x09, 0xf0], &SPS, &PPS, idr]);
         let p: &[u8] = &[0x41, 0x9a, 0x02, 0x1c];
-        let p_au = annexb(&[&[0x09, 0xf0], p]);
-        let samples = [
+        (
+            annexb(&[&[0x09, 0xf0], &SPS, &PPS, idr]),
+            annexb(&[&[0x09, 0xf0], p]),
+        )
+    }
+
+    /// The two as samples at 1 s, the P frame displayed first (CTS -3000).
+    fn key_and_p_samples<'a>(key: &'a [u8], p_au: &'a [u8]) -> [Sample<'a>; 2] {
+        [
             Sample {
                 dts: Ticks90k(90_000),
                 pts: Ticks90k(93_000),
                 duration: 3000,
                 keyframe: true,
-                annexb: &key,
+                annexb: key,
             },
             Sample {
                 dts: Ticks90k(93_000),
                 pts: Ticks90k(90_000),
                 duration: 3000,
                 keyframe: false,
-                annexb: &p_au,
+                annexb: p_au,
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn fragment_of_keyframe_and_p_frame() {
+        // Keyframe as our encoder emits it: AUD, SPS, PPS, IDR slice (cut short).
+        let (key, p_au) = key_and_p();
+        let samples = key_and_p_samples(&key, &p_au);
         let want = hex(&[
             // moof, 120 = 8 + mfhd 16 + traf 96
             "00000078 6d6f6f66",
@@ -862,26 +875,8 @@ mod tests {
 
     #[test]
     fn fragment_with_audio() {
-        let idr: &[u8] = &[0x65, 0xb8, 0x00, 0x02, 0x02, 0x7f];
-        let key = annexb(&[&[0x09, 0xf0], &SPS, &PPS, idr]);
-        let p: &[u8] = &[0x41, 0x9a, 0x02, 0x1c];
-        let p_au = annexb(&[&[0x09, 0xf0], p]);
-        let video = [
-            Sample {
-                dts: Ticks90k(90_000),
-                pts: Ticks90k(93_000),
-                duration: 3000,
-                keyframe: true,
-                annexb: &key,
-            },
-            Sample {
-                dts: Ticks90k(93_000),
-                pts: Ticks90k(90_000),
-                duration: 3000,
-                keyframe: false,
-                annexb: &p_au,
-            },
-        ];
+        let (key, p_au) = key_and_p();
+        let video = key_and_p_samples(&key, &p_au);
         let audio = [
             AudioSample {
                 dts: 48_000,

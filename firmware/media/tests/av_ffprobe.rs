@@ -4,7 +4,10 @@
 //! find both streams with the right sample rate and channels, and ffmpeg
 //! must decode all of it without a complaint.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{access_units, need, temp_dir};
+
+use std::path::Path;
 use std::process::Command;
 
 use roomcast_media::aac::{adts_frames, AdtsFrame, AudioSpecificConfig};
@@ -20,21 +23,6 @@ const FRAME_TICKS: u64 = 3000;
 const SAMPLE_RATE: u32 = 48_000;
 /// 1024 samples at 48 kHz on the 90 kHz clock.
 const AAC_TICKS: u64 = 1920;
-
-fn need(tool: &str) {
-    let found = Command::new(tool).arg("-version").output().is_ok();
-    assert!(
-        found,
-        "{tool} is missing: run tests/run.sh, which installs ffmpeg"
-    );
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("roomcast-av-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
 
 fn ffmpeg(args: &[&str], out: &Path) {
     let run = Command::new("ffmpeg")
@@ -106,24 +94,6 @@ fn encode(dir: &Path) -> Media {
         h264: std::fs::read(h264).expect("read h264"),
         adts: std::fs::read(aac).expect("read aac"),
     }
-}
-
-/// Splits an Annex B stream into access units at each AUD, start code included.
-fn access_units(stream: &[u8]) -> Vec<&[u8]> {
-    let mut starts: Vec<usize> = stream
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| w[..3] == [0, 0, 1] && w[3] & 0x1f == 9)
-        .map(|(i, _)| {
-            if i > 0 && stream[i - 1] == 0 {
-                i - 1
-            } else {
-                i
-            }
-        })
-        .collect();
-    starts.push(stream.len());
-    starts.windows(2).map(|w| &stream[w[0]..w[1]]).collect()
 }
 
 /// The configuration and the ADTS frames (whole, and their raw payloads).
@@ -225,7 +195,7 @@ fn decode_cleanly(file: &Path) {
 fn mpeg_ts_with_aac() {
     need("ffmpeg");
     need("ffprobe");
-    let dir = temp_dir("ts");
+    let dir = temp_dir("av-ts");
     let media = encode(&dir);
     let aus = access_units(&media.h264);
     assert_eq!(aus.len(), FRAMES);
@@ -271,7 +241,7 @@ fn mpeg_ts_with_aac() {
 fn flv_with_aac() {
     need("ffmpeg");
     need("ffprobe");
-    let dir = temp_dir("flv");
+    let dir = temp_dir("av-flv");
     let media = encode(&dir);
     let aus = access_units(&media.h264);
     let (config, frames) = aac_frames(&media.adts);
@@ -343,7 +313,7 @@ fn flv_with_aac() {
 fn fmp4_with_aac() {
     need("ffmpeg");
     need("ffprobe");
-    let dir = temp_dir("fmp4");
+    let dir = temp_dir("av-fmp4");
     let media = encode(&dir);
     let aus = access_units(&media.h264);
     let (config, frames) = aac_frames(&media.adts);

@@ -2,7 +2,10 @@
 //! `init_segment` + `write_fragment`, and ffprobe/ffmpeg must read back the
 //! size, frame count and duration and decode it without a complaint.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{access_units, need, temp_dir};
+
+use std::path::Path;
 use std::process::Command;
 
 use roomcast_media::fmp4::{init_segment, write_fragment, Sample};
@@ -13,22 +16,6 @@ const FRAMES: usize = 60;
 const FRAMES_PER_FRAGMENT: usize = 10;
 /// 30 fps on the 90 kHz clock.
 const FRAME_TICKS: u32 = 3000;
-
-fn need(tool: &str) {
-    let found = Command::new(tool).arg("-version").output().is_ok();
-    assert!(
-        found,
-        "{tool} is missing: run tests/run.sh, which installs ffmpeg"
-    );
-}
-
-/// A fresh directory for this test run.
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("roomcast-fmp4-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
 
 /// Encodes the lavfi test pattern to Annex B with an AUD before every
 /// access unit.
@@ -51,25 +38,6 @@ fn encode(h264: &Path) {
     );
 }
 
-/// Splits an Annex B stream into access units at each access unit
-/// delimiter (NAL type 9), start code included.
-fn access_units(stream: &[u8]) -> Vec<&[u8]> {
-    let mut starts: Vec<usize> = stream
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| w[..3] == [0, 0, 1] && w[3] & 0x1f == 9)
-        .map(|(i, _)| {
-            if i > 0 && stream[i - 1] == 0 {
-                i - 1
-            } else {
-                i
-            }
-        })
-        .collect();
-    starts.push(stream.len());
-    starts.windows(2).map(|w| &stream[w[0]..w[1]]).collect()
-}
-
 /// The raw value after `"key":` in ffprobe's JSON (quotes stripped).
 fn json_value<'a>(json: &'a str, key: &str) -> &'a str {
     let needle = format!("\"{key}\":");
@@ -85,7 +53,7 @@ fn json_value<'a>(json: &'a str, key: &str) -> &'a str {
 fn ffmpeg_reads_and_decodes_fragments() {
     need("ffmpeg");
     need("ffprobe");
-    let dir = temp_dir();
+    let dir = temp_dir("fmp4");
     let h264 = dir.join("in.h264");
     encode(&h264);
     let stream = std::fs::read(&h264).expect("read encoded stream");

@@ -297,9 +297,7 @@ impl ClientSession {
 
     /// Sends one raw AAC frame (no ADTS header) at its presentation time.
     pub fn send_aac(&mut self, timestamp_ms: u32, raw: &[u8]) -> Result<(), RtmpError> {
-        let mut body = Vec::with_capacity(2 + raw.len());
-        flv::write_aac_raw_header(&mut body);
-        body.extend_from_slice(raw);
+        let body = flv::aac_raw(raw);
         self.media(CSID_AUDIO, timestamp_ms, msg_type::AUDIO, &body)
     }
 
