@@ -932,14 +932,30 @@ mod tests {
         );
     }
 
+    type Sessions = Vec<Vec<(u8, u32, Vec<u8>)>>;
+
+    /// A [`fake_server`] for `sessions` connections of 25 frames on a free
+    /// port, and outputs on a fresh bus to point at it.
+    fn loopback(
+        sessions: usize,
+    ) -> (
+        u16,
+        std::thread::JoinHandle<Sessions>,
+        Arc<FrameBus>,
+        Outputs,
+    ) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || fake_server(listener, sessions, 25));
+        let bus = Arc::new(FrameBus::new());
+        let outs = Outputs::new(bus.clone(), Arc::new(RealClock::new()));
+        (port, server, bus, outs)
+    }
+
     /// A minimal RTMP server for one test: answers connect, createStream
     /// and publish, records the media messages of `sessions` connections
     /// and hangs up on each after `frames` video frames.
-    fn fake_server(
-        listener: std::net::TcpListener,
-        sessions: usize,
-        frames: usize,
-    ) -> Vec<Vec<(u8, u32, Vec<u8>)>> {
+    fn fake_server(listener: std::net::TcpListener, sessions: usize, frames: usize) -> Sessions {
         use roomcast_media::amf0::{self, Value};
         use roomcast_media::rtmp::chunk::{ChunkReader, ChunkWriter};
         let mut all = Vec::new();
@@ -1046,11 +1062,7 @@ mod tests {
 
     #[test]
     fn reconnect_resends_headers_and_time_continues() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || fake_server(listener, 2, 25));
-        let bus = Arc::new(FrameBus::new());
-        let outs = Outputs::new(bus.clone(), Arc::new(RealClock::new()));
+        let (port, server, bus, outs) = loopback(2);
         outs.apply(&cfg(&[(&format!("rtmp://127.0.0.1:{port}/live/k"), true)]));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut n = 0u64;
@@ -1456,11 +1468,7 @@ mod tests {
 
     #[test]
     fn audio_over_loopback_and_audio_changes_restart_outputs() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || fake_server(listener, 1, 25));
-        let bus = Arc::new(FrameBus::new());
-        let outs = Outputs::new(bus.clone(), Arc::new(RealClock::new()));
+        let (port, server, bus, outs) = loopback(1);
         let url = format!("rtmp://127.0.0.1:{port}/live/k");
         outs.apply(&cfg_audio(&[(&url, true)], true));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
