@@ -72,6 +72,10 @@ const videoState = (page) =>
       buffered: [...Array(v.buffered.length).keys()].map((i) => [v.buffered.start(i), v.buffered.end(i)]),
       playerState: document.getElementById('player-state')?.textContent,
       playerStarts: window.roomcast?.playerStarts,
+      // Chromium's decoded-byte counters (count while muted too).
+      bytes: v.webkitAudioDecodedByteCount,
+      videoBytes: v.webkitVideoDecodedByteCount,
+      muted: v.muted,
     };
   });
 
@@ -102,16 +106,7 @@ async function expectPlaying(page, label) {
 // (autoplay needs that); Chromium decodes the audio of a muted element all
 // the same, and webkitAudioDecodedByteCount counts it.
 async function expectAudioDecodes(page, label) {
-  const read = () =>
-    page.evaluate(() => {
-      const v = document.getElementById('preview');
-      return {
-        bytes: v.webkitAudioDecodedByteCount,
-        videoBytes: v.webkitVideoDecodedByteCount,
-        muted: v.muted,
-        currentTime: v.currentTime,
-      };
-    });
+  const read = () => videoState(page);
   const first = await read();
   if (typeof first.bytes !== 'number') fail(`${label}: this Chromium has no webkitAudioDecodedByteCount: ${JSON.stringify(first)}`);
   const deadline = Date.now() + 5000;
