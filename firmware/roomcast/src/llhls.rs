@@ -1388,6 +1388,17 @@ mod tests {
         }
     }
 
+    /// Every file the store holds and its playlist, rendered.
+    fn snapshot(store: &LlStore) -> (BTreeMap<String, Vec<u8>>, String) {
+        let st = lock(&store.state);
+        let files = st
+            .files
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_vec()))
+            .collect();
+        (files, st.playlist.as_ref().unwrap().render(false))
+    }
+
     #[test]
     fn with_audio_off_the_output_is_unchanged() {
         // Reference: what the packager wrote before it knew audio, the
@@ -1437,26 +1448,14 @@ mod tests {
             for f in interleave(&fs, &aac, |_| 30_000_000) {
                 p.push(f);
             }
-            let st = lock(&store.state);
-            let files: BTreeMap<String, Vec<u8>> = st
-                .files
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_vec()))
-                .collect();
-            (files, st.playlist.as_ref().unwrap().render(false))
+            snapshot(&store)
         };
         let (plain, plain_playlist) = {
             let (mut p, store) = packager(settings());
             for f in &fs {
                 p.push(f.clone());
             }
-            let st = lock(&store.state);
-            let files: BTreeMap<String, Vec<u8>> = st
-                .files
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_vec()))
-                .collect();
-            (files, st.playlist.as_ref().unwrap().render(false))
+            snapshot(&store)
         };
         assert_eq!(
             plain.keys().collect::<Vec<_>>(),
