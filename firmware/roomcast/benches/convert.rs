@@ -19,10 +19,10 @@ mod common;
 use common::{child_cpu, ffmpeg, ours};
 
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
-use roomcast::convert::{yuyv_to_i420, MjpegDecoder};
+use roomcast::base::frame::I420Frame;
 use roomcast::encoder::openh264::OpenH264;
 use roomcast::encoder::{EncoderSettings, VideoEncoder};
-use roomcast::frame::I420Frame;
+use roomcast::source::convert::{yuyv_to_i420, MjpegDecoder};
 use roomcast::source::pattern::Pattern;
 use serde_json::json;
 use std::io::{BufWriter, Write};

@@ -15,18 +15,18 @@
 mod common;
 use common::{cpu, median, spread};
 
-use roomcast::app::{self, App};
-use roomcast::bus::FrameBus;
-use roomcast::clock::{RealClock, SharedClock};
+use roomcast::base::bus::FrameBus;
+use roomcast::base::clock::{RealClock, SharedClock};
+use roomcast::base::frame::{I420Frame, RawFrame};
+use roomcast::base::stats::Stats;
 use roomcast::config::Config;
+use roomcast::control::app::{self, App};
 use roomcast::encoder::openh264::OpenH264;
 use roomcast::encoder::{EncoderSettings, VideoEncoder};
-use roomcast::frame::{I420Frame, RawFrame};
-use roomcast::hls::{self, HlsStore};
-use roomcast::llhls::{self, LlStore};
 use roomcast::pipeline::{encode_pictures, Pipeline};
+use roomcast::sink::hls::{self, HlsStore};
+use roomcast::sink::llhls::{self, LlStore};
 use roomcast::source::pattern::Pattern;
-use roomcast::stats::Stats;
 use serde_json::json;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -119,9 +119,9 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
             stats.clone(),
             roomcast::v4l2::no_devices(),
         ),
-        outputs: roomcast::rtmp::Outputs::new(bus.clone(), clock.clone()),
-        srt_outputs: roomcast::srt::SrtOutputs::new(bus.clone(), clock.clone()),
-        recording: roomcast::record::Recording::new(bus.clone(), clock.clone(), dir),
+        outputs: roomcast::sink::rtmp::Outputs::new(bus.clone(), clock.clone()),
+        srt_outputs: roomcast::sink::srt::SrtOutputs::new(bus.clone(), clock.clone()),
+        recording: roomcast::sink::record::Recording::new(bus.clone(), clock.clone(), dir),
         clock,
         stats: stats.clone(),
         bus: bus.clone(),
@@ -129,11 +129,11 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
         ll: ll.clone(),
         config: Mutex::new(cfg),
         config_path: dir.join("config.toml"),
-        auth: roomcast::auth::Auth::new(dir),
+        auth: roomcast::control::auth::Auth::new(dir),
         http_responses: Default::default(),
     });
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind HTTP"));
-    let workers = roomcast::http::serve(server.clone(), app);
+    let workers = roomcast::control::http::serve(server.clone(), app);
     let enc: Box<dyn VideoEncoder> = Box::new(OpenH264::open(settings(w, h)).expect("open"));
     let (tx, rx) = mpsc::sync_channel(RAW_QUEUE);
     let (free_tx, free_rx) = mpsc::channel();

@@ -1,45 +1,32 @@
 //! roomcast daemon library: everything `main.rs` wires together, exposed as
 //! a library so benchmarks and tests can build the same pipeline.
 //!
-//! Data flow (see ARCHITECTURE.md): [`source`] → [`pipeline`] (capture and
-//! encoder threads, [`encoder`]) → [`bus`] (one bounded queue per sink) →
-//! [`hls`] packager → [`http`] server. [`app`] holds the shared state the API
-//! acts on; [`config`] and [`cli`] parse what the user gives.
+//! The folders follow the frames (see ARCHITECTURE.md): [`source`] (test
+//! pattern, cameras) → [`encoder`] (openh264, V4L2 M2M, pass-through) and
+//! [`audio`] → [`pipeline`] (the capture, encoder and sound threads) →
+//! [`base::bus`] (one bounded queue per sink) → [`sink`] (HLS, LL-HLS, RTMP,
+//! SRT, recorder) → [`control`] (HTTP, API, page, mDNS, systemd, GPIO).
+//! Below them: [`base`] (clock, frames, bus, counters), [`config`] (settings,
+//! board profiles, command line, URLs), [`v4l2`] (the kernel's video
+//! devices) and [`sim`] (fake video devices for tests and the simulator).
 
-pub mod app;
 pub mod audio;
-pub mod auth;
-pub mod board;
-pub mod bus;
-pub mod cli;
-pub mod clock;
+pub mod base;
 pub mod config;
-pub mod convert;
+pub mod control;
 pub mod encoder;
-pub mod frame;
-pub mod gpio;
-pub mod hls;
-pub mod http;
-pub mod llhls;
-pub mod mdns;
-pub mod outputs;
 pub mod pipeline;
-pub mod record;
-pub mod rtmp;
-pub mod sdnotify;
+pub mod sim;
+pub mod sink;
 pub mod source;
-pub mod srt;
-pub mod stats;
-pub mod system;
-pub mod tsmux;
 pub mod v4l2;
-pub mod web;
 
 use anyhow::Context;
-use app::App;
-use bus::FrameBus;
-use clock::SharedClock;
-use hls::HlsStore;
+use base::bus::FrameBus;
+use base::clock::SharedClock;
+use control::{app, app::App, auth, http, mdns, sdnotify};
+use sink::hls::{self, HlsStore};
+use sink::{llhls, record, rtmp, srt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -64,7 +51,7 @@ pub fn start(
     server: Arc<tiny_http::Server>,
 ) -> anyhow::Result<Daemon> {
     let bus = Arc::new(FrameBus::new());
-    let stats = Arc::new(stats::Stats::default());
+    let stats = Arc::new(base::stats::Stats::default());
     let hls = HlsStore::new(app::hls_settings(&cfg));
     let (ll, ll_replies) = llhls::LlStore::new(clock.clone(), app::ll_settings(&cfg));
     let queue = bus.subscribe("hls", HLS_QUEUE);
@@ -90,7 +77,7 @@ pub fn start(
         clock.clone(),
         bus.clone(),
         stats.clone(),
-        v4l2::backend(clock.clone()),
+        sim::backend(clock.clone()),
     )
     .with_audio_backend(audio::backend(clock.clone()));
     if let Err(e) = pipeline.apply(&cfg) {

@@ -3,9 +3,9 @@
 //! or configuration), with one line on stderr saying what and how to fix it.
 
 use anyhow::Context;
-use roomcast::board;
-use roomcast::cli::{self, Action};
-use roomcast::clock::{Clock, RealClock};
+use roomcast::base::clock::{Clock, RealClock};
+use roomcast::config::board;
+use roomcast::config::cli::{self, Action};
 use roomcast::config::{self, CONFIG_FILE};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     if args.action == Action::ResetPassword {
-        return match roomcast::auth::reset(&data_dir) {
+        return match roomcast::control::auth::reset(&data_dir) {
             Ok(()) => {
                 eprintln!(
                     "roomcast: admin password and API tokens removed from {}; the web page asks for a new password",
@@ -120,7 +120,7 @@ fn run(
     let (w, h, fps) = (c.video.width, c.video.height, c.video.fps);
     let daemon = roomcast::start(clock, cfg, &data_dir, config_path, Arc::new(server))?;
     // Status LED and reset button, when the board has them (not on a PC).
-    let _gpio = roomcast::gpio::start(board::current(), daemon.app.clone());
+    let _gpio = roomcast::control::gpio::start(board::current(), daemon.app.clone());
     let shown = if http.ip().is_unspecified() {
         format!("localhost:{}", http.port())
     } else {

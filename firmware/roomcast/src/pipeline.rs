@@ -12,14 +12,15 @@
 //! the old threads and starts new ones under a new epoch.
 
 use crate::audio::{AudioSettings, AudioStage, PcmBackend};
-use crate::bus::{lock, FrameBus};
-use crate::clock::SharedClock;
+use crate::base::bus::FrameBus;
+use crate::base::clock::SharedClock;
+use crate::base::frame::{EncodedFrame, I420Frame, RawFrame};
+use crate::base::lock;
+use crate::base::stats::{Current, Stats};
 use crate::config::ValidConfig;
 use crate::encoder::{self, EncodeError, EncoderChoice, EncoderSettings, VideoEncoder};
-use crate::frame::{EncodedFrame, I420Frame, RawFrame};
 use crate::source::camera::{CameraSource, CameraStatus, LiveControls};
 use crate::source::{Next, PassthroughFrame, Source, TestSource};
-use crate::stats::{Current, Stats};
 use crate::v4l2::mode::Want;
 use crate::v4l2::Backend;
 use roomcast_media::time::Ticks90k;
@@ -518,14 +519,14 @@ fn publish(bus: &FrameBus, stats: &Stats, epoch: u32, s: Stamped, keyframe: bool
         epoch,
         width: s.width,
         height: s.height,
-        track: crate::frame::Track::Video,
+        track: crate::base::frame::Track::Video,
     }));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::RealClock;
+    use crate::base::clock::RealClock;
     use crate::config::Config;
     use std::time::Duration;
 

@@ -12,7 +12,7 @@
 //! call (jitter only ever adds), so no `unsafe` clock call is needed.
 
 use super::pcm::{AudioDeviceInfo, Pcm, PcmBackend, PcmError, PeriodStamp};
-use crate::clock::SharedClock;
+use crate::base::clock::SharedClock;
 use alsa::pcm::{Access, Format, HwParams, TstampType, PCM};
 use alsa::{Direction, ValueOr};
 
@@ -248,7 +248,7 @@ impl Pcm for AlsaPcm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::RealClock;
+    use crate::base::clock::RealClock;
     use std::sync::Arc;
 
     /// Needs a real capture device: `cargo test --release -p roomcast --lib

@@ -11,7 +11,7 @@
 //! capture device `sim:NAME` for the daemon's end-to-end tests.
 
 use super::pcm::{AudioDeviceInfo, Pcm, PcmBackend, PcmError, PeriodStamp};
-use crate::clock::SharedClock;
+use crate::base::clock::SharedClock;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -282,7 +282,7 @@ impl PcmBackend for SimBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, SimClock};
+    use crate::base::clock::{Clock, SimClock};
     use std::time::Duration;
 
     fn sim() -> (Arc<SimClock>, SharedClock) {

@@ -26,9 +26,10 @@ pub mod sync;
 
 pub use pcm::{AudioDeviceInfo, NoDevices, Pcm, PcmBackend, PcmError, PeriodStamp};
 
-use crate::bus::{lock, FrameBus};
-use crate::clock::SharedClock;
-use crate::frame::{EncodedFrame, Track};
+use crate::base::bus::FrameBus;
+use crate::base::clock::SharedClock;
+use crate::base::frame::{EncodedFrame, Track};
+use crate::base::lock;
 use roomcast_media::time::Ticks90k;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -410,7 +411,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::RealClock;
+    use crate::base::clock::RealClock;
     use crate::config::Audio;
 
     #[test]
@@ -457,9 +458,9 @@ mod tests {
 
     /// Pops every audio frame queued, checking pts continuity.
     fn drain_checked(
-        q: &crate::bus::SinkQueue,
+        q: &crate::base::bus::SinkQueue,
         last_pts: &mut Option<u64>,
-    ) -> Vec<crate::frame::SharedFrame> {
+    ) -> Vec<crate::base::frame::SharedFrame> {
         let mut got = Vec::new();
         while let Some(f) = q.pop_timeout(Duration::ZERO) {
             assert!(f.is_audio());

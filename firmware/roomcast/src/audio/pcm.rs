@@ -44,7 +44,7 @@ pub enum PcmError {
 pub struct PeriodStamp {
     /// Frames read into the buffer (interleaved: `frames * channels` samples).
     pub frames: usize,
-    /// Monotonic time (the [`crate::clock::Clock`]'s ns) at which `delay`
+    /// Monotonic time (the [`crate::base::clock::Clock`]'s ns) at which `delay`
     /// was measured.
     pub tstamp_ns: u64,
     /// ALSA's delay after the read: the distance from the end of this period

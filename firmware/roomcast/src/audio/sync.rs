@@ -415,7 +415,7 @@ mod tests {
     use super::*;
     use crate::audio::fake::{Content, FakeParams, FakePcm, Plug};
     use crate::audio::pcm::Pcm;
-    use crate::clock::{Clock, SimClock};
+    use crate::base::clock::{Clock, SimClock};
     use std::sync::Arc;
     use std::time::Duration;
 

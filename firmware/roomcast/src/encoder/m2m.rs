@@ -15,7 +15,7 @@
 //! formats to match, and is not done yet.
 
 use super::{EncodeError, EncodedPicture, EncoderSettings, VideoEncoder};
-use crate::frame::I420Frame;
+use crate::base::frame::I420Frame;
 use crate::v4l2::{cid, flags, Backend, DevError, Device, Format, FourCc, Interval, Queue};
 use roomcast_media::h264::{split_annexb, NalType};
 use std::time::Duration;
@@ -36,15 +36,7 @@ pub fn find(backend: &dyn Backend) -> Option<String> {
     })
 }
 
-/// Whether `dev` is an M2M device producing H.264 from a raw format we feed.
-pub fn is_h264_encoder(dev: &dyn Device) -> bool {
-    let m2m = dev.caps().is_ok_and(|c| c.m2m && c.streaming);
-    let has = |q, f: &[FourCc]| {
-        dev.enum_formats(q)
-            .is_ok_and(|fs| fs.iter().any(|d| f.contains(&d.fourcc)))
-    };
-    m2m && has(Queue::Capture, &[FourCc::H264]) && has(Queue::Output, &[FourCc::YU12, FourCc::NV12])
-}
+pub use crate::v4l2::is_h264_encoder;
 
 pub struct M2mEncoder {
     dev: Box<dyn Device>,
@@ -390,9 +382,9 @@ impl Drop for M2mEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SimClock;
+    use crate::base::clock::SimClock;
+    use crate::sim::{CameraSpec, FakeHandle};
     use crate::source::pattern::Pattern;
-    use crate::v4l2::fake::{CameraSpec, FakeHandle};
     use std::sync::Arc;
 
     use crate::v4l2::OneNode;

@@ -6,7 +6,7 @@
 pub mod m2m;
 pub mod openh264;
 
-use crate::frame::I420Frame;
+use crate::base::frame::I420Frame;
 use crate::v4l2::Backend;
 
 /// Settings an encoder is opened with (already validated).

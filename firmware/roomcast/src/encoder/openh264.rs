@@ -7,7 +7,7 @@
 //! frame (segments then hold exactly the configured frame count).
 
 use super::{EncodeError, EncodedPicture, EncoderSettings, VideoEncoder};
-use crate::frame::I420Frame;
+use crate::base::frame::I420Frame;
 use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
     RateControlMode, UsageType,

@@ -8,9 +8,9 @@
 //! the stream stop. State and reason are published for status and the page.
 
 use super::{slate, Next, PassthroughFrame, Source};
-use crate::clock::SharedClock;
-use crate::frame::{I420Frame, RawFrame};
-use crate::v4l2::capture::{Camera, CaptureError, Captured, Controls};
+use crate::base::clock::SharedClock;
+use crate::base::frame::{I420Frame, RawFrame};
+use crate::source::capture::{Camera, CaptureError, Captured, Controls};
 use crate::v4l2::mode::Want;
 use crate::v4l2::Backend;
 use serde::Serialize;
@@ -69,13 +69,13 @@ impl LiveControls {
         }
     }
     pub fn set(&self, c: Controls) {
-        let mut g = crate::bus::lock(&self.inner);
+        let mut g = crate::base::lock(&self.inner);
         if g.1 != c {
             *g = (g.0 + 1, c);
         }
     }
     fn get(&self) -> (u64, Controls) {
-        crate::bus::lock(&self.inner).clone()
+        crate::base::lock(&self.inner).clone()
     }
 }
 
@@ -116,7 +116,7 @@ impl CameraSource {
         status: Arc<Mutex<CameraStatus>>,
         keyframe: Arc<AtomicBool>,
     ) -> Self {
-        *crate::bus::lock(&status) = CameraStatus {
+        *crate::base::lock(&status) = CameraStatus {
             device: path.into(),
             state: "no signal",
             reason: "opening".into(),
@@ -158,7 +158,7 @@ impl CameraSource {
                 self.live = false;
                 // "live" once the first picture arrives; until then the
                 // reason the camera went away stays on the slate.
-                let mut s = crate::bus::lock(&self.status);
+                let mut s = crate::base::lock(&self.status);
                 if s.reason == "opening" {
                     s.reason = format!("waiting for the first picture from {}", self.path);
                 }
@@ -185,7 +185,7 @@ impl CameraSource {
         if let Some(cam) = self.camera.take() {
             // The slate keeps the camera's size so players need not adapt.
             self.slate_size = (cam.mode.width as usize, cam.mode.height as usize);
-            let mut s = crate::bus::lock(&self.status);
+            let mut s = crate::base::lock(&self.status);
             s.dropped += cam.dropped;
             s.bad += cam.bad;
         }
@@ -196,7 +196,7 @@ impl CameraSource {
             self.slate_next_ns = now;
         }
         self.live = false;
-        let mut s = crate::bus::lock(&self.status);
+        let mut s = crate::base::lock(&self.status);
         s.state = "no signal";
         s.reason = why;
     }
@@ -239,7 +239,7 @@ impl CameraSource {
         if generation != self.applied {
             self.applied = generation;
             let w = cam.apply_controls(&controls);
-            crate::bus::lock(&self.status).warnings = w;
+            crate::base::lock(&self.status).warnings = w;
         }
         if self.keyframe.swap(false, Relaxed) {
             cam.request_keyframe();
@@ -271,7 +271,7 @@ impl CameraSource {
                     u64::from(mode.interval.num) * 1_000_000_000 / u64::from(mode.interval.den)
                 };
                 {
-                    let mut s = crate::bus::lock(&self.status);
+                    let mut s = crate::base::lock(&self.status);
                     s.frames += 1;
                     if s.state != "live" {
                         s.state = "live";
@@ -349,7 +349,7 @@ impl CameraSource {
         };
         let wall_ms = self.clock.wall_unix_ms();
         let reason = {
-            let mut s = crate::bus::lock(&self.status);
+            let mut s = crate::base::lock(&self.status);
             s.slate_frames += 1;
             s.reason.clone()
         };
@@ -396,8 +396,8 @@ impl Source for CameraSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, SimClock};
-    use crate::v4l2::fake::{CameraSpec, FakeHandle};
+    use crate::base::clock::{Clock, SimClock};
+    use crate::sim::{CameraSpec, FakeHandle};
     use crate::v4l2::{cid, OneNode};
 
     fn source(
@@ -441,7 +441,7 @@ mod tests {
     }
 
     fn status(src: &CameraSource) -> CameraStatus {
-        crate::bus::lock(&src.status).clone()
+        crate::base::lock(&src.status).clone()
     }
 
     #[test]
@@ -568,8 +568,8 @@ mod tests {
             vec!["/dev/video0".into()]
         }
         fn open(&self, _: &str) -> crate::v4l2::DevResult<Box<dyn crate::v4l2::Device>> {
-            let cam = crate::v4l2::fake::FakeCamera::open(&self.0)?;
-            Ok(Box::new(cam.with_mjpeg(crate::v4l2::fake::tests::jpeg_of)))
+            let cam = crate::sim::FakeCamera::open(&self.0)?;
+            Ok(Box::new(cam.with_mjpeg(crate::sim::tests::jpeg_of)))
         }
     }
 

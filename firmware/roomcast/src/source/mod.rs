@@ -2,11 +2,13 @@
 //! [`crate::pipeline`]) and stamps frames with the monotonic clock.
 
 pub mod camera;
+pub mod capture;
+pub mod convert;
 pub mod pattern;
 pub mod slate;
 
-use crate::clock::SharedClock;
-use crate::frame::{I420Frame, RawFrame};
+use crate::base::clock::SharedClock;
+use crate::base::frame::{I420Frame, RawFrame};
 use pattern::Pattern;
 
 /// H.264 straight from a camera (pass-through), already stamped.
@@ -132,7 +134,7 @@ impl Source for TestSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, SimClock};
+    use crate::base::clock::{Clock, SimClock};
     use std::sync::Arc;
     use std::time::Duration;
 

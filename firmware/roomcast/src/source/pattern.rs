@@ -7,6 +7,8 @@
 //! a once-a-second white flash band (for measuring A/V sync and latency), and
 //! a frame counter with the UTC wall-clock time in a 5x7 bitmap font.
 
+use crate::base::frame::I420Frame;
+
 /// Limited-range (BT.601) luma of white and black, and neutral chroma.
 pub(super) const Y_WHITE: u8 = 235;
 pub(super) const Y_BLACK: u8 = 16;
@@ -92,52 +94,6 @@ pub(super) fn glyph(c: u8) -> &'static [u8; GLYPH_H] {
     FONT.iter()
         .find(|(ch, _)| *ch == c)
         .map_or(&FONT[FONT.len() - 1].1, |(_, g)| g)
-}
-
-/// One I420 picture: Y plane width*height, U and V planes (width/2)*(height/2); width and height even.
-#[derive(Clone, Debug)]
-pub struct I420Frame {
-    pub width: usize,
-    pub height: usize,
-    pub data: Vec<u8>,
-}
-
-impl I420Frame {
-    /// A black picture (Y=16, U=V=128), so an undrawn frame is not green.
-    pub fn new(width: usize, height: usize) -> Self {
-        let luma = width * height;
-        let chroma = (width / 2) * (height / 2);
-        let mut data = vec![UV_GREY; luma + 2 * chroma];
-        data[..luma].fill(Y_BLACK);
-        I420Frame {
-            width,
-            height,
-            data,
-        }
-    }
-
-    /// The Y, U and V planes.
-    pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
-        let (luma, chroma) = self.plane_sizes();
-        let (y, rest) = self.data.split_at(luma);
-        let (u, v) = rest.split_at(chroma);
-        (y, u, &v[..chroma])
-    }
-
-    /// The Y, U and V planes, writable.
-    pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
-        let (luma, chroma) = self.plane_sizes();
-        let (y, rest) = self.data.split_at_mut(luma);
-        let (u, v) = rest.split_at_mut(chroma);
-        (y, u, &mut v[..chroma])
-    }
-
-    fn plane_sizes(&self) -> (usize, usize) {
-        (
-            self.width * self.height,
-            (self.width / 2) * (self.height / 2),
-        )
-    }
 }
 
 /// Where everything goes for one picture size; shared by drawing and tests so

@@ -3,7 +3,7 @@
 //! why. Drawn with the test pattern's font, cheap enough to run at full rate.
 
 use super::pattern::{glyph, Planes, ADVANCE, GLYPH_H, Y_BLACK};
-use crate::frame::I420Frame;
+use crate::base::frame::I420Frame;
 
 /// Dark grey, so the slate is not mistaken for a black (dead) picture.
 const Y_BACKGROUND: u8 = 48;

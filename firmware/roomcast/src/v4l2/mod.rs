@@ -13,8 +13,6 @@
 //! A [`Backend`] lists and opens device nodes, so hot-plug is a question the
 //! supervisor asks the backend, not a udev dependency.
 
-pub mod capture;
-pub mod fake;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod mode;
@@ -23,26 +21,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Environment variable naming a directory of simulated devices (see
-/// [`fake::SimBackend`]): for tests and demos on machines without cameras.
-pub const SIM_ENV: &str = "ROOMCAST_V4L2_SIM";
-
-/// The device backend the daemon uses: real `/dev/video*` nodes, or the
-/// simulator when `ROOMCAST_V4L2_SIM` names a directory.
-pub fn backend(clock: crate::clock::SharedClock) -> Arc<dyn Backend> {
-    match std::env::var_os(SIM_ENV) {
-        Some(dir) if !dir.is_empty() => Arc::new(fake::SimBackend::new(dir.into(), clock)),
-        _ => real_backend(),
-    }
-}
-
+/// Real `/dev/video*` nodes (none outside Linux); `crate::sim::backend`
+/// picks the simulator instead when asked to.
 #[cfg(target_os = "linux")]
-fn real_backend() -> Arc<dyn Backend> {
+pub fn real_backend() -> Arc<dyn Backend> {
     Arc::new(linux::LinuxBackend::new())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn real_backend() -> Arc<dyn Backend> {
+pub fn real_backend() -> Arc<dyn Backend> {
     no_devices()
 }
 
@@ -61,6 +48,16 @@ pub fn no_devices() -> Arc<dyn Backend> {
     Arc::new(NoDevices)
 }
 
+/// Whether `dev` is an M2M device producing H.264 from a raw format we feed.
+pub fn is_h264_encoder(dev: &dyn Device) -> bool {
+    let m2m = dev.caps().is_ok_and(|c| c.m2m && c.streaming);
+    let has = |q, f: &[FourCc]| {
+        dev.enum_formats(q)
+            .is_ok_and(|fs| fs.iter().any(|d| f.contains(&d.fourcc)))
+    };
+    m2m && has(Queue::Capture, &[FourCc::H264]) && has(Queue::Output, &[FourCc::YU12, FourCc::NV12])
+}
+
 /// Describes every camera and encoder `backend` has, for `/api/devices`.
 /// Devices that cannot be opened or are neither are left out.
 pub fn describe(backend: &dyn Backend) -> Vec<DeviceInfo> {
@@ -72,7 +69,7 @@ pub fn describe(backend: &dyn Backend) -> Vec<DeviceInfo> {
             let caps = dev.caps().ok()?;
             let (kind, modes, encoder_inputs) = if caps.video_capture && !caps.m2m {
                 ("camera", mode::list_modes(dev.as_ref()).ok()?, Vec::new())
-            } else if crate::encoder::m2m::is_h264_encoder(dev.as_ref()) {
+            } else if is_h264_encoder(dev.as_ref()) {
                 let inputs = dev.enum_formats(Queue::Output).ok()?;
                 (
                     "encoder",
@@ -484,7 +481,7 @@ fn ser_fourcc<S: serde::Serializer>(f: &FourCc, s: S) -> Result<S::Ok, S::Error>
 
 /// A backend with one fake node, for unit tests of code above the trait.
 #[cfg(test)]
-pub(crate) struct OneNode(pub fake::FakeHandle, pub &'static str);
+pub(crate) struct OneNode(pub crate::sim::FakeHandle, pub &'static str);
 
 #[cfg(test)]
 impl Backend for OneNode {

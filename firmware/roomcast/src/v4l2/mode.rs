@@ -246,8 +246,8 @@ mod tests {
 
     #[test]
     fn the_fake_uvc_camera_lists_its_modes_and_the_same_choices_follow() {
-        use crate::clock::SimClock;
-        use crate::v4l2::fake::{CameraSpec, FakeHandle};
+        use crate::base::clock::SimClock;
+        use crate::sim::{CameraSpec, FakeHandle};
         let h = FakeHandle::new_camera(
             CameraSpec::typical_uvc(),
             std::sync::Arc::new(SimClock::new(0)),

@@ -1,0 +1,242 @@
+//! Upstream output URLs: parsing, and masking of the secrets in them (stream
+//! keys, SRT passphrases) so status, logs and the API never show a secret in
+//! full.
+
+use std::fmt;
+
+/// A parsed output destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputUrl {
+    Rtmp(RtmpUrl),
+    Srt(SrtUrl),
+}
+
+/// `rtmp://HOST[:PORT]/APP/KEY` or `rtmps://…`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The application, e.g. `live`; sent as `app` in `connect`.
+    pub app: String,
+    /// The stream key (everything after APP/, query included): a secret.
+    pub key: String,
+}
+
+/// Why a URL was refused; the text tells the user what a good one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("must start with rtmp://, rtmps:// or srt://")]
+    Scheme,
+    #[error("has no host; expected rtmp://HOST[:PORT]/APP/KEY")]
+    NoHost,
+    #[error("has a bad port; expected a number from 1 to 65535")]
+    Port,
+    #[error("needs an application and a stream key: rtmp://HOST[:PORT]/APP/KEY")]
+    Path,
+    #[error("must not contain spaces or control characters")]
+    Characters,
+    /// An SRT URL that does not parse; the text says which part and why.
+    #[error("{0}")]
+    Srt(#[from] SrtUrlError),
+}
+
+impl OutputUrl {
+    pub fn parse(url: &str) -> Result<OutputUrl, UrlError> {
+        if url.starts_with("srt://") {
+            return Ok(OutputUrl::Srt(SrtUrl::parse(url)?));
+        }
+        RtmpUrl::parse(url).map(OutputUrl::Rtmp)
+    }
+
+    /// The URL with its secret masked, for display.
+    pub fn masked(&self) -> String {
+        match self {
+            OutputUrl::Rtmp(r) => r.masked(),
+            OutputUrl::Srt(s) => s.masked(),
+        }
+    }
+}
+
+impl RtmpUrl {
+    pub fn parse(url: &str) -> Result<RtmpUrl, UrlError> {
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::Characters);
+        }
+        let (tls, rest) = if let Some(r) = url.strip_prefix("rtmp://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("rtmps://") {
+            (true, r)
+        } else {
+            return Err(UrlError::Scheme);
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match authority.rsplit_once(':') {
+            // An IPv6 literal without a port: [::1]
+            Some((h, p)) if !p.contains(']') => (
+                h,
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or(UrlError::Port)?,
+            ),
+            _ => (authority, if tls { 443 } else { 1935 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(UrlError::NoHost);
+        }
+        let (app, key) = path.split_once('/').ok_or(UrlError::Path)?;
+        if app.is_empty() || key.is_empty() {
+            return Err(UrlError::Path);
+        }
+        Ok(RtmpUrl {
+            tls,
+            host: host.to_string(),
+            port,
+            app: app.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    /// `rtmp://host:port/app/` plus the key masked.
+    pub fn masked(&self) -> String {
+        format!(
+            "{}://{}:{}/{}/{}",
+            if self.tls { "rtmps" } else { "rtmp" },
+            self.host,
+            self.port,
+            self.app,
+            mask(&self.key)
+        )
+    }
+
+    /// The URL a server sees in `connect` as `tcUrl` (without the key).
+    pub fn tc_url(&self) -> String {
+        format!(
+            "{}://{}:{}/{}",
+            if self.tls { "rtmps" } else { "rtmp" },
+            self.host,
+            self.port,
+            self.app
+        )
+    }
+}
+
+/// `srt://` URLs are parsed in `srt::url`, beside the sink that uses them.
+pub use crate::config::srt_url::{SrtMode, SrtUrl, SrtUrlError};
+
+/// The Debug form must not leak the key either.
+impl fmt::Debug for RtmpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// Shows only the last four characters of a long secret, none of a short one.
+pub fn mask(secret: &str) -> String {
+    let n = secret.chars().count();
+    if n >= 12 {
+        let tail: String = secret.chars().skip(n - 4).collect();
+        format!("****{tail}")
+    } else {
+        "****".to_string()
+    }
+}
+
+/// Puts `old`'s secret back into `new` where `new` still shows it masked, so
+/// a user can edit other parts of a masked URL (latency, host) without
+/// retyping the stream key or passphrase. Anything else is left as it is.
+pub fn unmask(new: &str, old: &str) -> String {
+    match OutputUrl::parse(old) {
+        Ok(OutputUrl::Rtmp(r)) => {
+            let masked = format!("/{}", mask(&r.key));
+            match new.strip_suffix(&masked) {
+                Some(head) => format!("{head}/{}", r.key),
+                None => new.to_string(),
+            }
+        }
+        Ok(OutputUrl::Srt(_)) => {
+            // The raw passphrase as written in the old URL (still encoded).
+            let raw = old
+                .split_once('?')
+                .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("passphrase=")));
+            match raw {
+                Some(raw) => new.replace("passphrase=****", &format!("passphrase={raw}")),
+                None => new.to_string(),
+            }
+        }
+        Err(_) => new.to_string(),
+    }
+}
+
+/// Masks the secret in `url` if it parses; otherwise masks everything after
+/// the scheme so a typo'd URL with a key in it is not shown either.
+pub fn mask_url(url: &str) -> String {
+    match OutputUrl::parse(url) {
+        Ok(u) => u.masked(),
+        Err(_) => match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://****"),
+            None => "****".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtmp_urls_parse_with_default_ports() {
+        let u = RtmpUrl::parse("rtmp://a.example/live/abc").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (false, "a.example", 1935));
+        assert_eq!((u.app.as_str(), u.key.as_str()), ("live", "abc"));
+        let u = RtmpUrl::parse("rtmps://[::1]:8443/app/k/with/slashes?x=1").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "::1", 8443));
+        assert_eq!(u.key, "k/with/slashes?x=1");
+        assert_eq!(RtmpUrl::parse("rtmps://h/a/k").unwrap().port, 443);
+        assert_eq!(u.tc_url(), "rtmps://::1:8443/app");
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        for (url, e) in [
+            ("http://h/a/k", UrlError::Scheme),
+            ("rtmp:///a/k", UrlError::NoHost),
+            ("rtmp://h:0/a/k", UrlError::Port),
+            ("rtmp://h:99999/a/k", UrlError::Port),
+            ("rtmp://h/a", UrlError::Path),
+            ("rtmp://h/a/", UrlError::Path),
+            ("rtmp://h/a/k ey", UrlError::Characters),
+            ("srt://h", UrlError::Srt(SrtUrlError::Port)),
+        ] {
+            assert_eq!(OutputUrl::parse(url).unwrap_err(), e, "{url}");
+        }
+    }
+
+    #[test]
+    fn edited_masked_urls_get_their_secret_back() {
+        let old = "rtmp://h/live/sk_live_1234567890abcd";
+        let edited = "rtmp://other:1936/live/****abcd";
+        assert_eq!(
+            unmask(edited, old),
+            "rtmp://other:1936/live/sk_live_1234567890abcd"
+        );
+        assert_eq!(unmask("rtmp://h/live/newkey", old), "rtmp://h/live/newkey");
+        let old = "srt://h:9000?mode=caller&passphrase=se%26cret-pass&latency=200";
+        let edited = "srt://h:9000?mode=caller&latency=500&passphrase=****";
+        assert_eq!(
+            unmask(edited, old),
+            "srt://h:9000?mode=caller&latency=500&passphrase=se%26cret-pass"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_full() {
+        let u = RtmpUrl::parse("rtmp://h/live/sk_live_1234567890abcd").unwrap();
+        assert_eq!(u.masked(), "rtmp://h:1935/live/****abcd");
+        assert!(!format!("{u:?}").contains("1234567890"));
+        assert_eq!(mask("short"), "****");
+        assert_eq!(mask_url("rtmp://h/live"), "rtmp://****");
+    }
+}

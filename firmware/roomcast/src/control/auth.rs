@@ -1,0 +1,616 @@
+//! Who may see and change the box's settings.
+//!
+//! Viewers (the stream under `/hls/`, the page's static files) need nothing
+//! unless the admin sets a viewer password (argon2id, `DATA_DIR/viewer.pw`):
+//! then `/hls/` needs the admin or a viewer session (its own HttpOnly,
+//! SameSite=Strict cookie from `POST /api/viewer-login`; never a secret in
+//! the URL). A viewer session unlocks the stream and nothing else.
+//! Everything else needs the admin. The admin password is set on first start
+//! through the page and stored as an argon2id hash (`DATA_DIR/admin.pw`);
+//! until then no setting can be read or changed. Afterwards a request needs a
+//! session (an HttpOnly, SameSite=Strict cookie from logging in) or an API
+//! token (`Authorization: Bearer`, tokens listed one per line in
+//! `DATA_DIR/api-tokens`, e.g. for Prometheus or provisioning scripts).
+//! Requests that change state with a session cookie must also carry the
+//! session's CSRF token in `X-CSRF-Token`. Failed logins are slowed down per
+//! client address. `roomcast --reset-password` deletes the password and the
+//! tokens.
+
+use crate::base::lock;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// File holding the admin password's argon2 hash (PHC string).
+pub const PASSWORD_FILE: &str = "admin.pw";
+/// File listing API tokens, one per line.
+pub const TOKENS_FILE: &str = "api-tokens";
+/// File holding the viewer password's argon2 hash; absent: the stream is open.
+pub const VIEWER_PASSWORD_FILE: &str = "viewer.pw";
+/// Name of the session cookie.
+pub const COOKIE: &str = "roomcast_session";
+/// Name of the viewer session cookie (the stream only).
+pub const VIEWER_COOKIE: &str = "roomcast_viewer";
+/// Sessions last a working day without activity checks.
+const SESSION_NS: u64 = 12 * 3600 * 1_000_000_000;
+/// Wrong passwords allowed before each further attempt must wait.
+const FREE_FAILURES: u32 = 3;
+/// The longest wait imposed between attempts.
+const MAX_BACKOFF_NS: u64 = 60 * 1_000_000_000;
+/// Shortest admin password accepted.
+pub const MIN_PASSWORD: usize = 8;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("set the admin password first")]
+    SetupNeeded,
+    #[error("the admin password is already set; log in instead")]
+    AlreadySet,
+    #[error("the password must be at least {MIN_PASSWORD} characters")]
+    TooShort,
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("too many wrong passwords; try again in {0} s")]
+    SlowDown(u64),
+    #[error("log in first")]
+    NotLoggedIn,
+    #[error("missing or wrong X-CSRF-Token header")]
+    Csrf,
+    #[error("this stream needs the viewer password")]
+    ViewerLoginNeeded,
+    #[error("no viewer password is set; the stream is open")]
+    NoViewerPassword,
+    #[error("cannot store the password: {0}")]
+    Store(String),
+}
+
+/// A logged-in browser.
+#[derive(Debug, Clone)]
+struct Session {
+    csrf: String,
+    expires_ns: u64,
+    /// The password hash the session was opened under: a session never
+    /// outlives its password (`--reset-password` on a running box, a new
+    /// password set afterwards).
+    password: String,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    count: u32,
+    /// No attempt is checked before this time.
+    next_allowed_ns: u64,
+}
+
+/// What a request proved about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Logged in through the page; state changes need this CSRF token.
+    Session { csrf: String },
+    /// An API token: no CSRF (it is not sent by browsers on their own).
+    Token,
+}
+
+/// A browser that gave the viewer password.
+#[derive(Debug, Clone)]
+struct ViewerSession {
+    expires_ns: u64,
+    /// The viewer password hash it was opened under: changing or clearing
+    /// the password ends it.
+    password: String,
+}
+
+pub struct Auth {
+    dir: PathBuf,
+    sessions: Mutex<HashMap<String, Session>>,
+    viewer_sessions: Mutex<HashMap<String, ViewerSession>>,
+    /// The viewer password's hash, read at start and changed only through
+    /// [`Auth::set_viewer_password`]: every stream request checks it, so it
+    /// is not read from disk each time.
+    viewer_hash: Mutex<Option<String>>,
+    /// Wrong passwords per address, admin and viewer together, so trying
+    /// both does not double the guesses.
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+impl Auth {
+    pub fn new(data_dir: &Path) -> Self {
+        Auth {
+            dir: data_dir.to_path_buf(),
+            sessions: Mutex::new(HashMap::new()),
+            viewer_sessions: Mutex::new(HashMap::new()),
+            viewer_hash: Mutex::new(read_hash(&data_dir.join(VIEWER_PASSWORD_FILE))),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn password_hash(&self) -> Option<String> {
+        read_hash(&self.dir.join(PASSWORD_FILE))
+    }
+
+    /// True until the admin password has been set.
+    pub fn setup_needed(&self) -> bool {
+        self.password_hash().is_none()
+    }
+
+    /// First start: sets the password (refused once one exists) and logs in.
+    pub fn setup(&self, password: &str, now_ns: u64) -> Result<(String, String), AuthError> {
+        if !self.setup_needed() {
+            return Err(AuthError::AlreadySet);
+        }
+        if password.chars().count() < MIN_PASSWORD {
+            return Err(AuthError::TooShort);
+        }
+        let hash = hash_password(password)?;
+        write_private(&self.dir.join(PASSWORD_FILE), &hash)
+            .map_err(|e| AuthError::Store(e.to_string()))?;
+        Ok(self.new_session(now_ns, hash))
+    }
+
+    /// Checks the password; on success returns (session id, CSRF token).
+    pub fn login(
+        &self,
+        from: IpAddr,
+        password: &str,
+        now_ns: u64,
+    ) -> Result<(String, String), AuthError> {
+        let Some(hash) = self.password_hash() else {
+            return Err(AuthError::SetupNeeded);
+        };
+        self.verify_slowly(from, &hash, password, now_ns)?;
+        Ok(self.new_session(now_ns, hash))
+    }
+
+    /// Checks `password` against `hash`, refusing while `from` must wait
+    /// after wrong passwords, and counting this attempt.
+    fn verify_slowly(
+        &self,
+        from: IpAddr,
+        hash: &str,
+        password: &str,
+        now_ns: u64,
+    ) -> Result<(), AuthError> {
+        {
+            let f = lock(&self.failures);
+            if let Some(f) = f.get(&from) {
+                if now_ns < f.next_allowed_ns {
+                    return Err(AuthError::SlowDown(
+                        (f.next_allowed_ns - now_ns).div_ceil(1_000_000_000),
+                    ));
+                }
+            }
+        }
+        let ok = PasswordHash::new(hash).is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        });
+        let mut failures = lock(&self.failures);
+        if !ok {
+            let f = failures.entry(from).or_default();
+            f.count += 1;
+            if f.count >= FREE_FAILURES {
+                // 1 s, 2 s, 4 s … up to a minute.
+                let wait =
+                    (1_000_000_000u64 << (f.count - FREE_FAILURES).min(6)).min(MAX_BACKOFF_NS);
+                f.next_allowed_ns = now_ns + wait;
+            }
+            return Err(AuthError::WrongPassword);
+        }
+        failures.remove(&from);
+        Ok(())
+    }
+
+    pub fn logout(&self, session: &str) {
+        lock(&self.sessions).remove(session);
+    }
+
+    fn new_session(&self, now_ns: u64, password: String) -> (String, String) {
+        let (id, csrf) = (random_token(), random_token());
+        let mut s = lock(&self.sessions);
+        s.retain(|_, v| v.expires_ns > now_ns);
+        s.insert(
+            id.clone(),
+            Session {
+                csrf: csrf.clone(),
+                expires_ns: now_ns + SESSION_NS,
+                password,
+            },
+        );
+        (id, csrf)
+    }
+
+    /// Who is asking: from the session cookie or the bearer token.
+    pub fn check(
+        &self,
+        cookie: Option<&str>,
+        bearer: Option<&str>,
+        now_ns: u64,
+    ) -> Result<Access, AuthError> {
+        if let Some(token) = bearer {
+            if self.token_valid(token) {
+                return Ok(Access::Token);
+            }
+        }
+        let Some(password) = self.password_hash() else {
+            return Err(AuthError::SetupNeeded);
+        };
+        let id = cookie.ok_or(AuthError::NotLoggedIn)?;
+        let s = lock(&self.sessions);
+        match s.get(id) {
+            Some(session) if session.expires_ns > now_ns && session.password == password => {
+                Ok(Access::Session {
+                    csrf: session.csrf.clone(),
+                })
+            }
+            _ => Err(AuthError::NotLoggedIn),
+        }
+    }
+
+    fn token_valid(&self, token: &str) -> bool {
+        let Ok(list) = std::fs::read_to_string(self.dir.join(TOKENS_FILE)) else {
+            return false;
+        };
+        // Short tokens would be guessable; ignore them.
+        token.len() >= 16
+            && list
+                .lines()
+                .map(str::trim)
+                .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    }
+
+    /// Whether the stream needs the viewer password.
+    pub fn viewer_password_set(&self) -> bool {
+        lock(&self.viewer_hash).is_some()
+    }
+
+    /// Sets (`Some`) or clears (`None`) the viewer password. Either way
+    /// every viewer session ends: a changed password locks out those who
+    /// knew the old one.
+    pub fn set_viewer_password(&self, password: Option<&str>) -> Result<(), AuthError> {
+        let path = self.dir.join(VIEWER_PASSWORD_FILE);
+        let mut current = lock(&self.viewer_hash);
+        match password {
+            Some(p) => {
+                if p.chars().count() < MIN_PASSWORD {
+                    return Err(AuthError::TooShort);
+                }
+                let hash = hash_password(p)?;
+                write_private(&path, &hash).map_err(|e| AuthError::Store(e.to_string()))?;
+                *current = Some(hash);
+            }
+            None => {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(AuthError::Store(e.to_string()))
+                    }
+                    _ => {}
+                }
+                *current = None;
+            }
+        }
+        lock(&self.viewer_sessions).clear();
+        Ok(())
+    }
+
+    /// Checks the viewer password (slowed down like the admin's); on
+    /// success returns a viewer session id for the viewer cookie.
+    pub fn viewer_login(
+        &self,
+        from: IpAddr,
+        password: &str,
+        now_ns: u64,
+    ) -> Result<String, AuthError> {
+        let Some(hash) = lock(&self.viewer_hash).clone() else {
+            return Err(AuthError::NoViewerPassword);
+        };
+        self.verify_slowly(from, &hash, password, now_ns)?;
+        let id = random_token();
+        let mut s = lock(&self.viewer_sessions);
+        s.retain(|_, v| v.expires_ns > now_ns);
+        s.insert(
+            id.clone(),
+            ViewerSession {
+                expires_ns: now_ns + SESSION_NS,
+                password: hash,
+            },
+        );
+        Ok(id)
+    }
+
+    /// May this request have the stream? Always without a viewer password;
+    /// with one, the admin (session or token) or a viewer session.
+    pub fn check_viewer(
+        &self,
+        viewer: Option<&str>,
+        admin: Option<&str>,
+        bearer: Option<&str>,
+        now_ns: u64,
+    ) -> Result<(), AuthError> {
+        let Some(hash) = lock(&self.viewer_hash).clone() else {
+            return Ok(());
+        };
+        let viewer_ok = viewer.is_some_and(|id| {
+            lock(&self.viewer_sessions)
+                .get(id)
+                .is_some_and(|s| s.expires_ns > now_ns && s.password == hash)
+        });
+        if viewer_ok || self.check(admin, bearer, now_ns).is_ok() {
+            Ok(())
+        } else {
+            Err(AuthError::ViewerLoginNeeded)
+        }
+    }
+
+    /// [`reset`] for the running daemon (the board's reset button): also
+    /// forgets every session, so none made before the reset becomes valid
+    /// again once a new password is set.
+    pub fn reset(&self) -> std::io::Result<()> {
+        lock(&self.sessions).clear();
+        lock(&self.failures).clear();
+        reset(&self.dir)
+    }
+
+    /// Creates an API token, stores it, and returns it (shown once).
+    pub fn new_api_token(&self) -> Result<String, AuthError> {
+        let token = random_token();
+        let path = self.dir.join(TOKENS_FILE);
+        let mut list = std::fs::read_to_string(&path).unwrap_or_default();
+        if !list.is_empty() && !list.ends_with('\n') {
+            list.push('\n');
+        }
+        list.push_str(&token);
+        list.push('\n');
+        write_private(&path, &list).map_err(|e| AuthError::Store(e.to_string()))?;
+        Ok(token)
+    }
+}
+
+/// Removes the password and API tokens (`roomcast --reset-password`, or the
+/// board's button): the next visitor to the page sets a new password.
+pub fn reset(data_dir: &Path) -> std::io::Result<()> {
+    for f in [PASSWORD_FILE, TOKENS_FILE] {
+        match std::fs::remove_file(data_dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// An argon2id PHC string for `password` with a fresh salt.
+fn hash_password(password: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| AuthError::Store(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Store(e.to_string()))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Store(e.to_string()))?
+        .to_string())
+}
+
+/// A stored hash, or `None` when the file is missing or empty.
+fn read_hash(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// 32 random bytes as hex.
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    // The OS random source failing is not recoverable in any useful way; a
+    // predictable token would be worse than stopping.
+    getrandom::getrandom(&mut b).expect("the OS random number generator failed");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Writes a secret atomically, readable by the owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The value of cookie `name` in a `Cookie:` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("roomcast-auth-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn nothing_is_open_before_setup_and_setup_happens_once() {
+        let d = dir("setup");
+        let a = Auth::new(&d);
+        assert!(a.setup_needed());
+        assert_eq!(a.check(None, None, 0), Err(AuthError::SetupNeeded));
+        assert_eq!(a.login(IP, "whatever1", 0), Err(AuthError::SetupNeeded));
+        assert_eq!(a.setup("short", 0), Err(AuthError::TooShort));
+        let (sid, csrf) = a.setup("correct horse", 0).unwrap();
+        assert_eq!(a.check(Some(&sid), None, 1), Ok(Access::Session { csrf }));
+        assert_eq!(a.setup("another one", 0), Err(AuthError::AlreadySet));
+        let stored = std::fs::read_to_string(d.join(PASSWORD_FILE)).unwrap();
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("correct horse"));
+        reset(&d).unwrap();
+        assert!(a.setup_needed());
+        // A session from before a reset does not come back with a new password.
+        a.setup("a new password", 2).unwrap();
+        assert_eq!(a.check(Some(&sid), None, 3), Err(AuthError::NotLoggedIn));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn login_logout_expiry_and_wrong_passwords_slow_down() {
+        let d = dir("login");
+        let a = Auth::new(&d);
+        a.setup("correct horse", 0).unwrap();
+        for _ in 0..FREE_FAILURES - 1 {
+            assert_eq!(a.login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        }
+        // The third failure starts the back-off: 1 s, then 2 s …
+        assert_eq!(a.login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        assert_eq!(
+            a.login(IP, "correct horse", 500_000_000),
+            Err(AuthError::SlowDown(1))
+        );
+        assert_eq!(
+            a.login(IP, "nope", 1_000_000_000),
+            Err(AuthError::WrongPassword)
+        );
+        assert_eq!(
+            a.login(IP, "nope", 2_000_000_000),
+            Err(AuthError::SlowDown(1))
+        );
+        // Another address is not affected.
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+        let (sid, _) = a.login(other, "correct horse", 2_000_000_000).unwrap();
+        let (sid2, _) = a.login(IP, "correct horse", 3_000_000_000).unwrap();
+        assert!(a.check(Some(&sid), None, 4).is_ok());
+        a.logout(&sid);
+        assert_eq!(a.check(Some(&sid), None, 5), Err(AuthError::NotLoggedIn));
+        assert_eq!(
+            a.check(Some(&sid2), None, SESSION_NS + 3_000_000_001),
+            Err(AuthError::NotLoggedIn)
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn api_tokens_work_without_a_session() {
+        let d = dir("token");
+        let a = Auth::new(&d);
+        let t = a.new_api_token().unwrap();
+        assert_eq!(a.check(None, Some(&t), 0), Ok(Access::Token));
+        assert_eq!(
+            a.check(None, Some("0123456789abcdef-wrong"), 0),
+            Err(AuthError::SetupNeeded)
+        );
+        a.setup("correct horse", 0).unwrap();
+        assert_eq!(a.check(None, Some("short"), 0), Err(AuthError::NotLoggedIn));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn viewer_password_guards_the_stream_only_and_is_never_stored_plain() {
+        let d = dir("viewer");
+        let a = Auth::new(&d);
+        let (admin, _) = a.setup("correct horse", 0).unwrap();
+        // No viewer password: the stream is open to anyone.
+        assert!(!a.viewer_password_set());
+        assert_eq!(a.check_viewer(None, None, None, 0), Ok(()));
+        assert_eq!(
+            a.viewer_login(IP, "anything", 0),
+            Err(AuthError::NoViewerPassword)
+        );
+        assert_eq!(
+            a.set_viewer_password(Some("short")),
+            Err(AuthError::TooShort)
+        );
+        a.set_viewer_password(Some("room 4 viewers")).unwrap();
+        assert!(a.viewer_password_set());
+        let stored = std::fs::read_to_string(d.join(VIEWER_PASSWORD_FILE)).unwrap();
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("room 4 viewers"));
+        // Locked: nothing, a made-up cookie or a wrong password get nothing.
+        assert_eq!(
+            a.check_viewer(None, None, None, 1),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        assert_eq!(
+            a.check_viewer(Some("made-up"), None, None, 1),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        assert_eq!(
+            a.viewer_login(IP, "correct horse", 1),
+            Err(AuthError::WrongPassword)
+        );
+        // The admin (session or token) may watch; so may a viewer session.
+        assert_eq!(a.check_viewer(None, Some(&admin), None, 1), Ok(()));
+        let token = a.new_api_token().unwrap();
+        assert_eq!(a.check_viewer(None, None, Some(&token), 1), Ok(()));
+        let viewer = a.viewer_login(IP, "room 4 viewers", 2).unwrap();
+        assert_eq!(a.check_viewer(Some(&viewer), None, None, 3), Ok(()));
+        // A viewer session unlocks no admin API, even in the admin cookie.
+        assert_eq!(a.check(Some(&viewer), None, 3), Err(AuthError::NotLoggedIn));
+        // It expires like an admin session.
+        assert_eq!(
+            a.check_viewer(Some(&viewer), None, None, SESSION_NS + 3),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        // A new password ends the old viewer sessions; a restart keeps it.
+        a.set_viewer_password(Some("another viewer pw")).unwrap();
+        assert_eq!(
+            a.check_viewer(Some(&viewer), None, None, 4),
+            Err(AuthError::ViewerLoginNeeded)
+        );
+        assert!(Auth::new(&d).viewer_password_set());
+        // Cleared: open again, and the file is gone.
+        a.set_viewer_password(None).unwrap();
+        assert_eq!(a.check_viewer(None, None, None, 5), Ok(()));
+        assert!(!d.join(VIEWER_PASSWORD_FILE).exists());
+        a.set_viewer_password(None).unwrap();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn viewer_logins_are_slowed_down_with_admin_logins() {
+        let d = dir("viewer-slow");
+        let a = Auth::new(&d);
+        a.setup("correct horse", 0).unwrap();
+        a.set_viewer_password(Some("room 4 viewers")).unwrap();
+        // Guesses at either password count together.
+        assert_eq!(a.viewer_login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        assert_eq!(a.login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        assert_eq!(a.viewer_login(IP, "nope", 0), Err(AuthError::WrongPassword));
+        assert_eq!(
+            a.viewer_login(IP, "room 4 viewers", 500_000_000),
+            Err(AuthError::SlowDown(1))
+        );
+        assert!(a.viewer_login(IP, "room 4 viewers", 1_000_000_000).is_ok());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        assert_eq!(
+            cookie_value("a=1; roomcast_session=abc; b=2", COOKIE),
+            Some("abc")
+        );
+        assert_eq!(cookie_value("roomcast_sessionx=1", COOKIE), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! Everything that controls and watches the running pipeline: the shared
+//! state the API acts on ([`app`]), the HTTP server and its routes
+//! ([`http`]), access control ([`auth`]), the web page ([`web`]), and the
+//! box's links to its surroundings: mDNS ([`mdns`]), systemd
+//! ([`sdnotify`]), the tally LED and reset button ([`gpio`]) and the
+//! health figures ([`system`]).
+
+pub mod app;
+pub mod auth;
+pub mod gpio;
+pub mod http;
+pub mod mdns;
+pub mod sdnotify;
+pub mod system;
+pub mod web;
