@@ -19,13 +19,20 @@
 //! The track is live: every duration in the init segment is 0 and no `mehd`
 //! is written; the fragments say how long the media is.
 //!
+//! A track's samples follow each other without gaps in decode time (each
+//! starts where the previous one's duration ends, §8.8.8 `trun`, with
+//! `tfdt` §8.8.12 restating it per fragment), and an AAC frame lasts
+//! exactly 1024 ticks of the audio timescale. Frames arrive stamped with a
+//! jittery 90 kHz PTS, so [`AudioTimeline`] puts them on a grid of whole
+//! frames instead of converting each PTS on its own.
+//!
 //! Nothing here panics or fails: any bytes make well-formed boxes. Values a
 //! box field cannot hold (a sample over 4 GiB, a composition offset beyond
 //! ±2^31 ticks) are clamped, which only garbage input can cause.
 
 use alloc::vec::Vec;
 
-use crate::aac::AudioSpecificConfig;
+use crate::aac::{AudioSpecificConfig, SAMPLES_PER_FRAME};
 use crate::h264::{annexb_to_avcc, split_annexb, NalType, ParameterSets};
 use crate::time::Ticks90k;
 
@@ -424,6 +431,84 @@ pub struct AudioSample<'a> {
     pub duration: u32,
     /// One raw AAC frame (`raw_data_block`), no ADTS header.
     pub data: &'a [u8],
+}
+
+/// Decode times of the frames of the audio track, in its timescale (the
+/// sample rate): frame `n` after the anchor (the first frame placed)
+/// decodes at the anchor's time plus `n` × [`SAMPLES_PER_FRAME`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioTimeline {
+    /// Samples per second, at least 1.
+    rate: u32,
+    anchor: Option<Anchor>,
+}
+
+/// Where the timeline is anchored and how far it has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Anchor {
+    /// PTS of the frame the timeline was anchored on.
+    pts: Ticks90k,
+    /// Its decode time in samples.
+    samples: u64,
+    /// Frames placed after it.
+    frames: u64,
+}
+
+impl AudioTimeline {
+    /// An empty timeline for a track of `sample_rate` Hz (0 is taken as 1).
+    pub fn new(sample_rate: u32) -> Self {
+        AudioTimeline {
+            rate: sample_rate.max(1),
+            anchor: None,
+        }
+    }
+
+    /// Forgets the anchor: the next frame placed starts a new timeline.
+    pub fn reset(&mut self) {
+        self.anchor = None;
+    }
+
+    /// The decode time (in samples) of the frame at `pts`. The first frame
+    /// placed anchors the timeline at its PTS in samples, rounded. After
+    /// that: the next slot when `pts` is within half a frame of it; `None`
+    /// (drop the frame) when it is further back (a repeat, or an audio
+    /// clock running slow); when further ahead (frames were dropped), the
+    /// slot nearest its time, so the gap is whole frames and the timeline
+    /// keeps its phase. Saturates rather than overflows.
+    pub fn place(&mut self, pts: Ticks90k) -> Option<u64> {
+        let rate = u128::from(self.rate);
+        let hz = u128::from(Ticks90k::HZ);
+        // One frame on the 90 kHz clock is frame_hz / rate ticks.
+        let frame_hz = u128::from(SAMPLES_PER_FRAME) * hz;
+        let Some(a) = &mut self.anchor else {
+            let samples = (u128::from(pts.0) * rate + hz / 2) / hz;
+            let samples = u64::try_from(samples).unwrap_or(u64::MAX);
+            self.anchor = Some(Anchor {
+                pts,
+                samples,
+                frames: 0,
+            });
+            return Some(samples);
+        };
+        let next = a.frames.saturating_add(1);
+        // Both in ticks times the rate, so nothing is rounded.
+        let expected = u128::from(next) * frame_hz;
+        let since = u128::from(pts.0.saturating_sub(a.pts.0)) * rate;
+        if pts < a.pts || since + frame_hz / 2 < expected {
+            return None;
+        }
+        let slot = if since <= expected + frame_hz / 2 {
+            next
+        } else {
+            let nearest = (since + frame_hz / 2) / frame_hz;
+            u64::try_from(nearest).unwrap_or(u64::MAX).max(next)
+        };
+        a.frames = slot;
+        Some(
+            a.samples
+                .saturating_add(slot.saturating_mul(u64::from(SAMPLES_PER_FRAME))),
+        )
+    }
 }
 
 /// Appends one movie fragment with both tracks of
@@ -1007,5 +1092,58 @@ mod tests {
             let mut v = Vec::new();
             assert_eq!(avcc_len(&au), annexb_to_avcc(&au, &mut v) as u64);
         }
+    }
+
+    #[test]
+    fn audio_timeline_places_frames_on_whole_frame_slots() {
+        // 48 kHz: a frame is 1920 ticks exactly.
+        let mut t = AudioTimeline::new(48_000);
+        let at = |ticks: u64| Ticks90k(90_000 + ticks);
+        assert_eq!(t.place(at(0)), Some(48_000));
+        assert_eq!(t.place(at(1920)), Some(49_024));
+        // Late by less than half a frame: still the next slot.
+        assert_eq!(t.place(at(3840 + 900)), Some(50_048));
+        // A repeat of slot 2's time, and a time before the anchor: dropped.
+        assert_eq!(t.place(at(3840)), None);
+        assert_eq!(t.place(Ticks90k(80_000)), None);
+        // Early by just under half a frame (960 ticks): the next slot.
+        assert_eq!(t.place(at(5760 - 959)), Some(51_072));
+        // Frames 4..=6 went missing: the slot nearest the time, 7.
+        assert_eq!(t.place(at(7 * 1920 + 500)), Some(55_168));
+        assert_eq!(t.place(at(8 * 1920)), Some(56_192));
+        // Back to the start: a new anchor at the next frame's time.
+        t.reset();
+        assert_eq!(t.place(Ticks90k(1_000_000)), Some(533_333));
+        assert_eq!(t.place(Ticks90k(1_001_920)), Some(534_357));
+    }
+
+    #[test]
+    fn audio_timeline_does_not_drift_at_44_1_khz() {
+        // 1024 samples at 44.1 kHz are 2089.8 ticks: PTS rounded to ticks
+        // still land on consecutive slots.
+        let mut t = AudioTimeline::new(44_100);
+        assert_eq!(t.place(Ticks90k(0)), Some(0));
+        for n in 1..10_000u64 {
+            let pts = (n * 1024 * 90_000 + 22_050) / 44_100;
+            assert_eq!(t.place(Ticks90k(pts)), Some(n * 1024), "frame {n}");
+        }
+        // The anchor's PTS in samples, rounded to nearest.
+        assert_eq!(AudioTimeline::new(44_100).place(Ticks90k(1)), Some(0));
+        assert_eq!(AudioTimeline::new(44_100).place(Ticks90k(2)), Some(1));
+    }
+
+    #[test]
+    fn audio_timeline_extremes_do_not_panic() {
+        // Rate 0 is taken as 1 Hz.
+        let mut t = AudioTimeline::new(0);
+        assert_eq!(t.place(Ticks90k(90_000)), Some(1));
+        assert_eq!(t.place(Ticks90k(90_000 + 1024 * 90_000)), Some(1025));
+        let mut t = AudioTimeline::new(u32::MAX);
+        assert_eq!(t.place(Ticks90k(u64::MAX)), Some(u64::MAX));
+        assert_eq!(t.place(Ticks90k(u64::MAX)), None);
+        let mut t = AudioTimeline::new(u32::MAX);
+        assert_eq!(t.place(Ticks90k(0)), Some(0));
+        assert_eq!(t.place(Ticks90k(u64::MAX)), Some(u64::MAX));
+        assert_eq!(t.place(Ticks90k(u64::MAX)), Some(u64::MAX));
     }
 }

@@ -24,6 +24,11 @@
 //! Media Sequence Numbers follow from position (§6.2.1), so the playlist
 //! keeps them consecutive: see [`LlPlaylist::start_segment`].
 //!
+//! [`BlockingQuery::parse`] reads the delivery directives a client puts in
+//! the playlist URL's query (`_HLS_msn`, `_HLS_part`, `_HLS_skip`,
+//! §6.2.5), the untrusted input in front of [`LlPlaylist::decide`] and
+//! [`LlPlaylist::render`]: bounded in length and count, never panicking.
+//!
 //! Values are written as given: URIs must not contain `"`, CR or LF (the
 //! daemon makes them), and part and segment durations must respect the Part
 //! Target and Target Durations (§4.4.3.1, §4.4.4.9); the playlist shows what
@@ -475,6 +480,80 @@ impl fmt::Display for Secs {
     }
 }
 
+/// Longest query [`BlockingQuery::parse`] reads, in bytes.
+pub const MAX_QUERY_LEN: usize = 4096;
+/// Most `&`-separated parameters [`BlockingQuery::parse`] reads (empty
+/// ones not counted).
+pub const MAX_QUERY_PARAMS: usize = 32;
+
+/// The delivery directives of a playlist request (§6.2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockingQuery {
+    /// `_HLS_msn`: block until segment `msn` is in the playlist.
+    pub msn: Option<u64>,
+    /// `_HLS_part`: and until part `part` of it.
+    pub part: Option<u32>,
+    /// `_HLS_skip=YES` or `v2`: a delta update (§6.2.5.1).
+    pub skip: bool,
+}
+
+/// Why a playlist request's query is refused (the server answers 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("{key} must be a whole number, got {value:?}")]
+    NotANumber { key: &'static str, value: String },
+    #[error("_HLS_part is too large")]
+    PartTooLarge,
+    /// §6.2.5.2: "_HLS_part without _HLS_msn" is a Bad Request.
+    #[error("_HLS_part needs _HLS_msn")]
+    PartWithoutMsn,
+    #[error("query of {0} bytes is over the {MAX_QUERY_LEN}-byte limit")]
+    TooLong(usize),
+    #[error("query has more than {MAX_QUERY_PARAMS} parameters")]
+    TooManyParams,
+}
+
+impl BlockingQuery {
+    /// Parses a URL query (after the `?`, not percent-decoded): `&`-separated
+    /// `key=value` pairs, a pair without `=` having an empty value. Numbers
+    /// are decimal (an optional leading `+`, as Rust's `u64` parsing
+    /// takes); `_HLS_msn` fits a `u64`, `_HLS_part` a `u32`. `_HLS_skip` is
+    /// on for `YES` or `v2` only. A repeated key takes its last value;
+    /// other keys (cache busters) are ignored. Fails on the first bad
+    /// value, and before reading anything when over [`MAX_QUERY_LEN`].
+    pub fn parse(query: &str) -> Result<BlockingQuery, QueryError> {
+        if query.len() > MAX_QUERY_LEN {
+            return Err(QueryError::TooLong(query.len()));
+        }
+        let mut q = BlockingQuery::default();
+        for (i, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+            if i >= MAX_QUERY_PARAMS {
+                return Err(QueryError::TooManyParams);
+            }
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = |key: &'static str| {
+                v.parse::<u64>().map_err(|_| QueryError::NotANumber {
+                    key,
+                    value: v.into(),
+                })
+            };
+            match k {
+                "_HLS_msn" => q.msn = Some(number("_HLS_msn")?),
+                "_HLS_part" => {
+                    let p = number("_HLS_part")?;
+                    q.part = Some(u32::try_from(p).map_err(|_| QueryError::PartTooLarge)?);
+                }
+                "_HLS_skip" => q.skip = matches!(v, "YES" | "v2"),
+                _ => {}
+            }
+        }
+        if q.part.is_some() && q.msn.is_none() {
+            return Err(QueryError::PartWithoutMsn);
+        }
+        Ok(q)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -809,5 +888,122 @@ mod tests {
         assert_eq!(pl.decide(0, Some(3)), Block::Wait);
         assert_eq!(pl.decide(0, Some(4)), Block::BadRequest);
         assert!(pl.render(false).contains("PART-HOLD-BACK=6.000,"));
+    }
+
+    /// `parse`'s result, errors as the text a 400 reply carries.
+    fn query(q: &str) -> Result<(Option<u64>, Option<u32>, bool), String> {
+        BlockingQuery::parse(q)
+            .map(|b| (b.msn, b.part, b.skip))
+            .map_err(|e| format!("{e}"))
+    }
+
+    #[test]
+    fn blocking_query_reads_the_directives() {
+        assert_eq!(query(""), Ok((None, None, false)));
+        assert_eq!(query("_HLS_msn=12"), Ok((Some(12), None, false)));
+        assert_eq!(
+            query("_HLS_msn=12&_HLS_part=3&_HLS_skip=YES"),
+            Ok((Some(12), Some(3), true))
+        );
+        assert_eq!(
+            query("_HLS_skip=v2&_HLS_part=0&_HLS_msn=0"),
+            Ok((Some(0), Some(0), true))
+        );
+        // Other values of _HLS_skip, and a bare key, are "no".
+        for skip in ["_HLS_skip=NO", "_HLS_skip=yes", "_HLS_skip", "_HLS_skip="] {
+            assert_eq!(query(skip), Ok((None, None, false)), "{skip}");
+        }
+        // Cache busters, empty pairs and unknown keys are ignored; keys are
+        // case-sensitive and not percent-decoded.
+        assert_eq!(
+            query("&&t=17&_hls_msn=x&_HLS%5Fmsn=y&_HLS_msn=5&"),
+            Ok((Some(5), None, false))
+        );
+        // A repeated key: the last value counts.
+        assert_eq!(
+            query("_HLS_msn=1&_HLS_msn=2&_HLS_skip=YES&_HLS_skip=NO"),
+            Ok((Some(2), None, false))
+        );
+        // Rust's u64 syntax: a leading '+', leading zeros.
+        assert_eq!(query("_HLS_msn=+007"), Ok((Some(7), None, false)));
+        assert_eq!(
+            query("_HLS_msn=18446744073709551615&_HLS_part=4294967295"),
+            Ok((Some(u64::MAX), Some(u32::MAX), false))
+        );
+    }
+
+    #[test]
+    fn blocking_query_refuses_garbage() {
+        let err = |q: &str| query(q).unwrap_err();
+        assert_eq!(
+            err("_HLS_msn=x"),
+            "_HLS_msn must be a whole number, got \"x\""
+        );
+        assert_eq!(err("_HLS_msn"), "_HLS_msn must be a whole number, got \"\"");
+        assert_eq!(
+            err("_HLS_msn=-1"),
+            "_HLS_msn must be a whole number, got \"-1\""
+        );
+        assert_eq!(
+            err("_HLS_msn= 1"),
+            "_HLS_msn must be a whole number, got \" 1\""
+        );
+        assert_eq!(
+            err("_HLS_msn=1=2"),
+            "_HLS_msn must be a whole number, got \"1=2\""
+        );
+        assert_eq!(
+            err("_HLS_msn=1&_HLS_part=\u{e9}\""),
+            "_HLS_part must be a whole number, got \"\u{e9}\\\"\""
+        );
+        // One past u64::MAX is not a number; past u32::MAX is too large a part.
+        assert_eq!(
+            err("_HLS_msn=18446744073709551616"),
+            "_HLS_msn must be a whole number, got \"18446744073709551616\""
+        );
+        assert_eq!(
+            err("_HLS_msn=1&_HLS_part=4294967296"),
+            "_HLS_part is too large"
+        );
+        assert_eq!(err("_HLS_part=1"), "_HLS_part needs _HLS_msn");
+        // The first bad value is the error, even if a later one is fine.
+        assert_eq!(
+            BlockingQuery::parse("_HLS_msn=a&_HLS_msn=1"),
+            Err(QueryError::NotANumber {
+                key: "_HLS_msn",
+                value: "a".into()
+            })
+        );
+    }
+
+    #[test]
+    fn blocking_query_limits() {
+        let long = format!("_HLS_msn=1&t={}", "a".repeat(MAX_QUERY_LEN - 13));
+        assert_eq!(long.len(), MAX_QUERY_LEN);
+        assert_eq!(query(&long), Ok((Some(1), None, false)));
+        let longer = format!("{long}a");
+        assert_eq!(
+            BlockingQuery::parse(&longer),
+            Err(QueryError::TooLong(MAX_QUERY_LEN + 1))
+        );
+        assert_eq!(
+            query(&longer).unwrap_err(),
+            "query of 4097 bytes is over the 4096-byte limit"
+        );
+        let many = |n: usize| ["_HLS_msn=1"].repeat(n).join("&");
+        assert_eq!(query(&many(MAX_QUERY_PARAMS)), Ok((Some(1), None, false)));
+        // Empty pairs do not count.
+        assert_eq!(
+            query(&format!("{}&&&", many(MAX_QUERY_PARAMS))),
+            Ok((Some(1), None, false))
+        );
+        assert_eq!(
+            BlockingQuery::parse(&many(MAX_QUERY_PARAMS + 1)),
+            Err(QueryError::TooManyParams)
+        );
+        assert_eq!(
+            query(&many(MAX_QUERY_PARAMS + 1)).unwrap_err(),
+            "query has more than 32 parameters"
+        );
     }
 }

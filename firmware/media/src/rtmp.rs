@@ -12,6 +12,9 @@
 //!   the `releaseStream`/`FCPublish` calls every ingest expects from an
 //!   encoder) in AMF0 ([`crate::amf0`]), and FLV tag bodies ([`crate::flv`])
 //!   as audio/video/data messages (§7.1.2, §7.1.5).
+//! * [`mux`]: the order and timestamps of those messages for a publisher
+//!   of H.264 and AAC frames: sequence headers first, one time origin,
+//!   each stream's timestamps non-decreasing (§7.1.5).
 //!
 //! Bytes go in through [`ClientSession::handle_input`], bytes to send come
 //! out of [`ClientSession::poll_transmit`], and what happened comes out of
@@ -24,6 +27,7 @@
 pub mod chunk;
 pub mod client;
 pub mod handshake;
+pub mod mux;
 
 pub use client::{ClientConfig, ClientSession, Event, State};
 

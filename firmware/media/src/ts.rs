@@ -10,7 +10,10 @@
 //!   stream (and, with audio, one `stream_type` 0x0F stream after it), each
 //!   in a single packet, with the section CRC (Annex A);
 //! * PES packets (§2.4.3.6/2.4.3.7) carrying one video access unit each, or
-//!   ADTS audio frames (ISO/IEC 14496-3 §1.A.2) with their PTS.
+//!   ADTS audio frames (ISO/IEC 14496-3 §1.A.2) with their PTS;
+//! * [`pack_messages`]: the stream cut into datagram payloads of seven
+//!   packets, the last padded with null packets (PID 0x1FFF, §2.4.3.3), as
+//!   SRT and MPEG-TS over UDP carry it.
 //!
 //! The PCR stays on the video PID: video is always there, and one clock
 //! reference per program is all a receiver needs.
@@ -525,6 +528,39 @@ impl Chain<'_> {
     }
 }
 
+/// Transport packets in one datagram message ([`MESSAGE_SIZE`]).
+pub const PACKETS_PER_MESSAGE: usize = 7;
+/// Payload of one SRT (or MPEG-TS over UDP) message: seven packets, 1316
+/// bytes, the most that fit a 1500-byte Ethernet MTU under the IP, UDP and
+/// SRT headers, and what every SRT receiver expects.
+pub const MESSAGE_SIZE: usize = PACKETS_PER_MESSAGE * PACKET_SIZE;
+/// Header of a null packet (§2.4.3.3: PID 0x1FFF, `adaptation_field_control`
+/// '01', continuity counter 0, which receivers do not check for this PID).
+/// Receivers discard null packets.
+pub const NULL_PACKET_HEADER: [u8; 4] = [SYNC_BYTE, 0x1f, 0xff, 0x10];
+
+/// Cuts whole transport packets into messages of exactly [`MESSAGE_SIZE`]
+/// bytes and hands each to `out`, in order. The last message is filled up
+/// with null packets (the header, then 0xFF) rather than held back for the
+/// next frame, so no frame waits for its successor. A trailing partial
+/// packet (never produced by [`TsMuxer`]) is dropped; no whole packet, no
+/// message.
+pub fn pack_messages(ts: &[u8], mut out: impl FnMut(&[u8])) {
+    let whole = ts.len() - ts.len() % PACKET_SIZE;
+    for chunk in ts[..whole].chunks(MESSAGE_SIZE) {
+        if chunk.len() == MESSAGE_SIZE {
+            out(chunk);
+            continue;
+        }
+        let mut m = [0xff; MESSAGE_SIZE];
+        m[..chunk.len()].copy_from_slice(chunk);
+        for null in m[chunk.len()..].chunks_exact_mut(PACKET_SIZE) {
+            null[..NULL_PACKET_HEADER.len()].copy_from_slice(&NULL_PACKET_HEADER);
+        }
+        out(&m);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +571,40 @@ mod tests {
         let mut p = head.to_vec();
         p.resize(PACKET_SIZE, fill);
         p
+    }
+
+    /// What [`pack_messages`] hands out, collected.
+    fn messages(ts: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        pack_messages(ts, |m| out.push(m.to_vec()));
+        out
+    }
+
+    #[test]
+    fn messages_are_seven_packets_padded_with_null_packets() {
+        let ts: Vec<u8> = (0..9)
+            .flat_map(|i| packet(&[0x47, 0x01, 0x00, 0x10 | i as u8], i as u8))
+            .collect();
+        let out = messages(&ts);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|m| m.len() == MESSAGE_SIZE));
+        assert_eq!(MESSAGE_SIZE, 1316);
+        assert_eq!(&out[0][..], &ts[..MESSAGE_SIZE]);
+        assert_eq!(&out[1][..2 * PACKET_SIZE], &ts[MESSAGE_SIZE..]);
+        let null = packet(&[0x47, 0x1f, 0xff, 0x10], 0xff);
+        assert_eq!(out[1][2 * PACKET_SIZE..], null.repeat(5)[..]);
+        // Exactly seven packets: no padding message.
+        assert_eq!(messages(&ts[..MESSAGE_SIZE]), [&ts[..MESSAGE_SIZE]]);
+        assert!(messages(&[]).is_empty());
+        // A trailing partial packet is dropped; less than one packet is
+        // nothing.
+        assert_eq!(messages(&ts[..MESSAGE_SIZE + 187]), [&ts[..MESSAGE_SIZE]]);
+        assert!(messages(&ts[..187]).is_empty());
+        // One packet: itself and six null packets.
+        assert_eq!(
+            messages(&ts[..PACKET_SIZE]),
+            [[&ts[..PACKET_SIZE], &null.repeat(6)[..]].concat()]
+        );
     }
 
     #[test]

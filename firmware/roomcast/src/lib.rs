@@ -26,7 +26,7 @@ use base::bus::FrameBus;
 use base::clock::SharedClock;
 use control::{app, app::App, auth, http, mdns, sdnotify};
 use sink::hls::{self, HlsStore};
-use sink::{llhls, record, rtmp, srt};
+use sink::llhls;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -84,7 +84,7 @@ pub fn start(
         // A board's hardware encoder that is missing (driver not loaded)
         // must not leave the box without a stream: fall back to software
         // for this run, and say so.
-        if !cfg.get().encoder.starts_with("v4l2m2m:") {
+        if !matches!(cfg.encoder(), config::EncoderSetting::M2m(_)) {
             return Err(e).context("start the encoder");
         }
         eprintln!("roomcast: {e}; using openh264 instead");
@@ -93,15 +93,10 @@ pub fn start(
         let soft = soft.validate().context("fallback configuration")?;
         pipeline.apply(&soft).context("start the encoder")?;
     }
-    // RTMP outputs: one thread and bus queue each (see rtmp.rs).
-    let outputs = rtmp::Outputs::new(bus.clone(), clock.clone());
+    // RTMP, SRT and the recorder: one thread and bus queue per output
+    // (sink/output.rs).
+    let outputs = sink::output::Outputs::new(&bus, &clock, data_dir);
     outputs.apply(&cfg);
-    // SRT outputs: one thread and bus queue each, one tokio runtime (srt/).
-    let srt_outputs = srt::SrtOutputs::new(bus.clone(), clock.clone());
-    srt_outputs.apply(&cfg);
-    // The recorder: its own thread and bus queue while `[record]` is on.
-    let recording = record::Recording::new(bus.clone(), clock.clone(), data_dir);
-    recording.apply(&cfg);
     let app = Arc::new(App {
         started_ns: clock.monotonic_ns(),
         clock,
@@ -109,8 +104,6 @@ pub fn start(
         bus,
         pipeline,
         outputs,
-        srt_outputs,
-        recording,
         hls,
         ll,
         config: Mutex::new(cfg),

@@ -17,7 +17,7 @@ use crate::base::clock::SharedClock;
 use crate::base::frame::{EncodedFrame, I420Frame, RawFrame};
 use crate::base::lock;
 use crate::base::stats::{Current, Stats};
-use crate::config::ValidConfig;
+use crate::config::{ValidConfig, VideoSource};
 use crate::encoder::{self, EncodeError, EncoderChoice, EncoderSettings, VideoEncoder};
 use crate::source::camera::{CameraSource, CameraStatus, LiveControls};
 use crate::source::{Next, PassthroughFrame, Source, TestSource};
@@ -105,7 +105,7 @@ impl Pipeline {
     /// mute alone change the running one. Video is not touched.
     pub fn apply_audio(&self, cfg: &ValidConfig) {
         let c = cfg.get();
-        let want = AudioSettings::resolve(&c.audio, &c.source);
+        let want = AudioSettings::resolve(&c.audio, cfg.source());
         let mut audio = lock(&self.audio);
         let same = |a: &AudioSettings, b: &AudioSettings| {
             (&a.input, a.channels, a.bitrate_kbps) == (&b.input, b.channels, b.bitrate_kbps)
@@ -159,14 +159,14 @@ impl Pipeline {
             gop: c.video.gop,
             threads: c.video.threads,
         };
-        let choice = encoder::resolve(&c.encoder, self.backend.as_ref());
+        let choice = encoder::resolve(cfg.encoder(), self.backend.as_ref());
         // Open the encoder before touching the running stream, so a bad
         // choice fails here and changes nothing.
         let enc = choice.open(settings, self.backend.as_ref())?;
         self.controls.set(c.camera.clone());
         let keyframe = Arc::new(AtomicBool::new(false));
-        let source: Box<dyn Source> = match c.source.strip_prefix("v4l2:") {
-            Some(path) => Box::new(CameraSource::new(
+        let source: Box<dyn Source> = match cfg.source() {
+            VideoSource::Camera(path) => Box::new(CameraSource::new(
                 self.backend.clone(),
                 path,
                 Want {
@@ -180,7 +180,7 @@ impl Pipeline {
                 self.camera.clone(),
                 keyframe.clone(),
             )),
-            None => Box::new(TestSource::new(
+            VideoSource::TestPattern => Box::new(TestSource::new(
                 self.clock.clone(),
                 settings.width,
                 settings.height,
@@ -194,7 +194,7 @@ impl Pipeline {
             let _ = old.encoder.join();
             self.stats.encoder_restarts.fetch_add(1, Relaxed);
         }
-        if !c.source.starts_with("v4l2:") {
+        if *cfg.source() == VideoSource::TestPattern {
             *lock(&self.camera) = CameraStatus::default();
         }
         let source_kind = source.kind();

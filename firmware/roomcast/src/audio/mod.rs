@@ -92,11 +92,14 @@ impl AudioSettings {
     /// `v4l2:/dev/videoN`): `tone` → the tone, `alsa:NAME` → that device,
     /// `auto` → the tone with the test pattern, else the first capture
     /// device. `None` for `source = "none"` (no audio track).
-    pub fn resolve(audio: &crate::config::Audio, video_source: &str) -> Option<Self> {
+    pub fn resolve(
+        audio: &crate::config::Audio,
+        video: &crate::config::VideoSource,
+    ) -> Option<Self> {
         let input = match audio.source.as_str() {
             "none" => return None,
             "tone" => AudioInput::Tone,
-            "auto" if video_source == "test" => AudioInput::Tone,
+            "auto" if *video == crate::config::VideoSource::TestPattern => AudioInput::Tone,
             "auto" => AudioInput::FirstDevice,
             s => AudioInput::Device(s.strip_prefix("alsa:").unwrap_or(s).to_string()),
         };
@@ -417,7 +420,13 @@ mod tests {
     #[test]
     fn resolve_follows_the_source_rules() {
         let mut a = Audio::default();
-        let r = |a: &Audio, v: &str| AudioSettings::resolve(a, v).map(|s| s.input);
+        let r = |a: &Audio, v: &str| {
+            let video = match v.strip_prefix("v4l2:") {
+                Some(p) => crate::config::VideoSource::Camera(p.into()),
+                None => crate::config::VideoSource::TestPattern,
+            };
+            AudioSettings::resolve(a, &video).map(|s| s.input)
+        };
         assert_eq!(r(&a, "test"), Some(AudioInput::Tone));
         assert_eq!(r(&a, "v4l2:/dev/video0"), Some(AudioInput::FirstDevice));
         a.source = "tone".into();

@@ -257,18 +257,63 @@ fn field(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
 /// A configuration whose every value has been checked. Only
 /// [`Config::validate`] makes one, so the pipeline never sees a bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidConfig(Config);
+pub struct ValidConfig {
+    config: Config,
+    source: VideoSource,
+    encoder: EncoderSetting,
+    /// `config.outputs[i].url`, parsed.
+    urls: Vec<url::OutputUrl>,
+}
+
+/// Where pictures come from (`source`), parsed once by validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoSource {
+    /// The built-in test pattern.
+    TestPattern,
+    /// A V4L2 camera at this device node.
+    Camera(String),
+}
+
+/// The encoder as configured (`encoder`), parsed once by validation;
+/// `encoder::resolve` turns `Auto` into a real one at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncoderSetting {
+    Auto,
+    OpenH264,
+    /// A V4L2 stateful encoder at this device node.
+    M2m(String),
+    /// The camera's own H.264.
+    Passthrough,
+}
 
 impl ValidConfig {
     pub fn get(&self) -> &Config {
-        &self.0
+        &self.config
+    }
+
+    pub fn source(&self) -> &VideoSource {
+        &self.source
+    }
+
+    pub fn encoder(&self) -> &EncoderSetting {
+        &self.encoder
+    }
+
+    /// Every configured output with its parsed URL and its position.
+    pub fn outputs(&self) -> impl Iterator<Item = (usize, &Output, &url::OutputUrl)> {
+        self.config
+            .outputs
+            .iter()
+            .zip(&self.urls)
+            .enumerate()
+            .map(|(i, (o, u))| (i, o, u))
     }
 
     /// The playlist's EXT-X-TARGETDURATION in whole seconds: the longest a
     /// segment can be, i.e. the segment target or one GOP, whichever is longer.
     /// The audio track every output carries, `None` when audio is off.
     pub fn audio_format(&self) -> Option<crate::base::frame::AudioFormat> {
-        let a = &self.0.audio;
+        let a = &self.config.audio;
         (a.source != "none").then_some(crate::base::frame::AudioFormat {
             sample_rate: AUDIO_RATE,
             channels: a.channels,
@@ -277,9 +322,9 @@ impl ValidConfig {
     }
 
     pub fn target_duration_s(&self) -> u32 {
-        let v = &self.0.video;
+        let v = &self.config.video;
         let gop_ms = u64::from(v.gop) * 1000 / u64::from(v.fps);
-        let longest = u64::from(self.0.hls.segment_ms).max(gop_ms);
+        let longest = u64::from(self.config.hls.segment_ms).max(gop_ms);
         // Validation bounds both terms well inside u32.
         u32::try_from(longest.div_ceil(1000)).unwrap_or(u32::MAX)
     }
@@ -294,35 +339,40 @@ fn is_device_path(p: &str) -> bool {
 impl Config {
     /// Checks every value; the first bad one is reported.
     pub fn validate(self) -> Result<ValidConfig, FieldError> {
-        match self.source.as_str() {
-            "test" => {}
-            s if s.strip_prefix("v4l2:").is_some_and(is_device_path) => {}
-            s => {
-                return Err(field(
-                    "source",
-                    format!("must be \"test\" or \"v4l2:/dev/videoN\" (got {s:?})"),
-                ))
-            }
-        }
-        match self.encoder.as_str() {
-            "auto" | "openh264" => {}
-            "passthrough" if self.source.starts_with("v4l2:") => {}
+        let source = match self.source.as_str() {
+            "test" => VideoSource::TestPattern,
+            s => match s.strip_prefix("v4l2:").filter(|p| is_device_path(p)) {
+                Some(path) => VideoSource::Camera(path.to_string()),
+                None => {
+                    return Err(field(
+                        "source",
+                        format!("must be \"test\" or \"v4l2:/dev/videoN\" (got {s:?})"),
+                    ))
+                }
+            },
+        };
+        let encoder = match self.encoder.as_str() {
+            "auto" => EncoderSetting::Auto,
+            "openh264" => EncoderSetting::OpenH264,
+            "passthrough" if matches!(source, VideoSource::Camera(_)) => EncoderSetting::Passthrough,
             "passthrough" => {
                 return Err(field(
                     "encoder",
                     "passthrough needs a camera source (the test pattern has no H.264 of its own)",
                 ))
             }
-            e if e.strip_prefix("v4l2m2m:").is_some_and(is_device_path) => {}
-            e => {
-                return Err(field(
-                    "encoder",
-                    format!(
-                        "must be \"auto\", \"openh264\", \"passthrough\" or \"v4l2m2m:/dev/videoN\" (got {e:?})"
-                    ),
-                ))
-            }
-        }
+            e => match e.strip_prefix("v4l2m2m:").filter(|p| is_device_path(p)) {
+                Some(path) => EncoderSetting::M2m(path.to_string()),
+                None => {
+                    return Err(field(
+                        "encoder",
+                        format!(
+                            "must be \"auto\", \"openh264\", \"passthrough\" or \"v4l2m2m:/dev/videoN\" (got {e:?})"
+                        ),
+                    ))
+                }
+            },
+        };
         let cam = &self.camera;
         if ![0, 50, 60].contains(&cam.power_line_hz) {
             return Err(field(
@@ -486,9 +536,11 @@ impl Config {
         if self.outputs.len() > 8 {
             return Err(field("outputs", "at most 8 outputs"));
         }
+        let mut urls = Vec::with_capacity(self.outputs.len());
         for (i, o) in self.outputs.iter().enumerate() {
-            if let Err(reason) = crate::config::url::OutputUrl::parse(&o.url) {
-                return Err(field(format!("outputs[{i}].url"), reason.to_string()));
+            match url::OutputUrl::parse(&o.url) {
+                Ok(u) => urls.push(u),
+                Err(reason) => return Err(field(format!("outputs[{i}].url"), reason.to_string())),
             }
             if o.ca_file.as_ref().is_some_and(|f| f.is_empty()) {
                 return Err(field(
@@ -497,7 +549,12 @@ impl Config {
                 ));
             }
         }
-        Ok(ValidConfig(self))
+        Ok(ValidConfig {
+            config: self,
+            source,
+            encoder,
+            urls,
+        })
     }
 }
 

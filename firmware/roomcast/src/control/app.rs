@@ -21,12 +21,8 @@ pub struct App {
     pub stats: Arc<Stats>,
     pub bus: Arc<FrameBus>,
     pub pipeline: Pipeline,
-    /// RTMP outputs, one thread each.
-    pub outputs: crate::sink::rtmp::Outputs,
-    /// SRT outputs, one thread each, on the SRT module's tokio runtime.
-    pub srt_outputs: crate::sink::srt::SrtOutputs,
-    /// The recorder (`[record]`): its own thread and bus queue when enabled.
-    pub recording: crate::sink::record::Recording,
+    /// Every output (RTMP, SRT, the recorder), one thread and bus queue each.
+    pub outputs: crate::sink::output::Outputs,
     pub hls: Arc<HlsStore>,
     /// Low-latency HLS (CMAF parts, blocking reloads).
     pub ll: Arc<LlStore>,
@@ -117,8 +113,6 @@ impl App {
         }
         *current = valid;
         self.outputs.apply(&current);
-        self.srt_outputs.apply(&current);
-        self.recording.apply(&current);
         Ok(())
     }
 
@@ -180,32 +174,8 @@ impl App {
     /// A clean stop (SIGTERM from systemd, Ctrl-C): the recording is
     /// finished, upstream connections are closed, capture stops.
     pub fn shutdown(&self) {
-        self.recording.stop_all();
         self.outputs.stop_all();
-        self.srt_outputs.stop_all();
         self.pipeline.stop();
-    }
-
-    /// Every output's status (RTMP and SRT) in configuration order.
-    pub fn outputs_status_json(&self) -> Vec<Value> {
-        let rtmp = match self.outputs.status_json() {
-            Value::Array(a) => a,
-            _ => Vec::new(),
-        };
-        let mut rtmp = rtmp.into_iter();
-        let mut srt = self.srt_outputs.status_json().into_iter();
-        lock(&self.config)
-            .get()
-            .outputs
-            .iter()
-            .filter_map(|o| {
-                if crate::sink::srt::is_srt(&o.url) {
-                    srt.next()
-                } else {
-                    rtmp.next()
-                }
-            })
-            .collect()
     }
 
     fn uptime_s(&self) -> f64 {
@@ -213,6 +183,7 @@ impl App {
     }
 
     pub fn status_json(&self) -> Value {
+        let (outputs, others) = self.outputs.status_json();
         let s = &self.stats;
         let cur = lock(&s.current).clone();
         let rates = s.rates(self.clock.monotonic_ns());
@@ -266,8 +237,8 @@ impl App {
             },
             "measured": { "fps": round1(rates.fps), "bitrate_kbps": round1(rates.bitrate_bps / 1000.0) },
             "sinks": sinks,
-            "outputs": self.outputs_status_json(),
-            "recording": self.recording.status_json(),
+            "outputs": outputs,
+            "recording": others.into_iter().find(|o| o["kind"] == "record"),
         })
     }
 
@@ -376,8 +347,6 @@ impl App {
             &classes,
         );
         self.outputs.write_metrics(&mut out);
-        self.srt_outputs.write_metrics(&mut out);
-        self.recording.write_metrics(&mut out);
         out
     }
 }

@@ -250,7 +250,7 @@ fn run(app: Arc<App>, http: SocketAddr) {
             .map(|c| c.get().mdns)
             .unwrap_or_else(|p| p.into_inner().get().mdns);
         if enabled {
-            let outputs = app.outputs_status_json();
+            let outputs = app.outputs.status_json().0;
             let states = outputs.iter().filter_map(|o| o["state"].as_str());
             let tally = watch.update(now_ms(&app), encoded(&app), states);
             let a = Announcement::new(&host_name(), http, state_word(tally));

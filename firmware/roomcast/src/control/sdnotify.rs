@@ -79,7 +79,7 @@ pub fn start(app: Arc<App>) -> Option<std::thread::JoinHandle<()>> {
             // main locks: a deadlock blocks here and the pings stop. (Not
             // `status_json`: its CPU figure is measured between calls.)
             drop(app.config.lock());
-            let _ = app.outputs_status_json();
+            let _ = app.outputs.status_json().0;
             if let Err(e) = notify("WATCHDOG=1") {
                 eprintln!("roomcast: watchdog ping failed: {e}");
             }

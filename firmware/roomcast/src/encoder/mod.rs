@@ -7,6 +7,7 @@ pub mod m2m;
 pub mod openh264;
 
 use crate::base::frame::I420Frame;
+use crate::config::EncoderSetting;
 use crate::v4l2::Backend;
 
 /// Settings an encoder is opened with (already validated).
@@ -69,12 +70,14 @@ pub enum EncoderChoice {
 /// Resolves the configured name: `auto` is the board's hardware encoder
 /// when one is present (the first M2M device with H.264 output), else
 /// openh264.
-pub fn resolve(name: &str, backend: &dyn Backend) -> EncoderChoice {
-    match name {
-        "passthrough" => EncoderChoice::Passthrough,
-        "openh264" => EncoderChoice::OpenH264,
-        n if n.starts_with("v4l2m2m:") => EncoderChoice::M2m(n["v4l2m2m:".len()..].to_string()),
-        _ => m2m::find(backend).map_or(EncoderChoice::OpenH264, EncoderChoice::M2m),
+pub fn resolve(setting: &EncoderSetting, backend: &dyn Backend) -> EncoderChoice {
+    match setting {
+        EncoderSetting::Passthrough => EncoderChoice::Passthrough,
+        EncoderSetting::OpenH264 => EncoderChoice::OpenH264,
+        EncoderSetting::M2m(path) => EncoderChoice::M2m(path.clone()),
+        EncoderSetting::Auto => {
+            m2m::find(backend).map_or(EncoderChoice::OpenH264, EncoderChoice::M2m)
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod hls;
 pub mod llhls;
+pub mod output;
 pub mod record;
 pub mod rtmp;
 pub mod srt;

@@ -24,7 +24,8 @@
 //! Rotation follows the frames' own timestamps, and the retry timer the
 //! clock passed in, so the logic is tested with `SimClock` and no sleeping.
 
-use crate::base::bus::{FrameBus, SinkQueue};
+use super::output::{Common, Ctx, OutputKind, State, Wanted};
+use crate::base::bus::SinkQueue;
 use crate::base::clock::SharedClock;
 use crate::base::frame::EncodedFrame;
 use crate::base::lock;
@@ -32,17 +33,13 @@ use crate::base::stats::write_family;
 use crate::config::ValidConfig;
 use crate::sink::tsmux::ProgramMuxer;
 use roomcast_media::time::Ticks90k;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-/// Frames the recorder may fall behind (10 s at 30 fps): an SD card can
-/// pause for a second or more while it erases.
-const QUEUE_FRAMES: usize = 300;
 /// How long after a failure the recorder tries again.
 pub const RETRY_NS: u64 = 3_000_000_000;
 /// File names this module writes start with this.
@@ -69,8 +66,16 @@ pub struct RecordSettings {
 impl RecordSettings {
     /// The settings of an enabled `[record]` table; `None` when disabled.
     pub fn from_config(cfg: &ValidConfig, data_dir: &Path) -> Option<Self> {
+        cfg.get()
+            .record
+            .enabled
+            .then(|| RecordSettings::of(cfg, data_dir))
+    }
+
+    /// The settings `[record]` describes, enabled or not.
+    pub fn of(cfg: &ValidConfig, data_dir: &Path) -> Self {
         let r = &cfg.get().record;
-        r.enabled.then(|| RecordSettings {
+        RecordSettings {
             dir: if r.dir.is_empty() {
                 data_dir.join(DEFAULT_SUBDIR)
             } else {
@@ -79,7 +84,7 @@ impl RecordSettings {
             segment: Ticks90k::from_millis(u64::from(r.segment_minutes) * 60_000),
             keep_bytes: u64::from(r.keep_mb) * 1024 * 1024,
             audio: cfg.audio_format(),
-        })
+        }
     }
 }
 
@@ -150,6 +155,8 @@ pub struct RecordStatus {
     pub kept_bytes: u64,
     pub bytes_written: u64,
     pub files_written: u64,
+    /// Frames written (video; audio rides along).
+    pub frames_written: u64,
     pub files_pruned: u64,
     pub errors: u64,
     pub last_error: Option<String>,
@@ -329,6 +336,7 @@ impl Recorder {
         let mut st = lock(&self.status);
         st.file_bytes = c.bytes;
         st.bytes_written += self.buf.len() as u64;
+        st.frames_written += u64::from(!f.is_audio());
         Ok(())
     }
 
@@ -479,109 +487,87 @@ pub fn run_sink(queue: Arc<SinkQueue>, mut recorder: Recorder) {
     recorder.finish();
 }
 
-/// The recorder of a running daemon: started, stopped or restarted when the
-/// `[record]` settings change, without touching the pipeline.
-pub struct Recording {
-    bus: Arc<FrameBus>,
-    clock: SharedClock,
+/// The recorder as an output kind: one output, configured by `[record]`,
+/// started, stopped or restarted when those settings change, without
+/// touching the pipeline.
+pub struct Record {
     data_dir: PathBuf,
+    /// One status for the daemon's life, so totals survive settings changes.
     status: Arc<Mutex<RecordStatus>>,
-    running: Mutex<Option<Running>>,
 }
 
-struct Running {
-    settings: RecordSettings,
-    queue: Arc<SinkQueue>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Recording {
-    pub fn new(bus: Arc<FrameBus>, clock: SharedClock, data_dir: &Path) -> Self {
-        Recording {
-            bus,
-            clock,
+impl Record {
+    pub fn new(data_dir: &Path) -> Self {
+        Record {
             data_dir: data_dir.to_path_buf(),
             status: Arc::default(),
-            running: Mutex::new(None),
         }
     }
+}
 
-    /// Makes the recorder match `cfg`: unchanged settings keep it running
-    /// untouched; otherwise the old one closes its file first.
-    pub fn apply(&self, cfg: &ValidConfig) {
-        let want = RecordSettings::from_config(cfg, &self.data_dir);
-        let mut running = lock(&self.running);
-        if running.as_ref().map(|r| &r.settings) == want.as_ref() {
-            return;
-        }
-        if let Some(old) = running.take() {
-            self.stop(old);
-        }
-        let Some(settings) = want else {
-            let mut st = lock(&self.status);
-            (st.enabled, st.state, st.file, st.file_bytes) = (false, RecordState::Idle, None, 0);
-            return;
-        };
-        let queue = self.bus.subscribe("record", QUEUE_FRAMES);
-        let recorder = Recorder::new(settings.clone(), self.clock.clone(), self.status.clone());
-        let thread = std::thread::Builder::new().name("record".into()).spawn({
-            let queue = queue.clone();
-            move || run_sink(queue, recorder)
-        });
-        match thread {
-            Ok(t) => {
-                *running = Some(Running {
-                    settings,
-                    queue,
-                    thread: Some(t),
-                })
-            }
-            Err(e) => {
-                self.bus.unsubscribe(&queue);
-                let mut st = lock(&self.status);
-                st.state = RecordState::Error;
-                st.last_error = Some(format!("cannot start the recorder thread: {e}"));
-            }
-        }
+impl OutputKind for Record {
+    type Settings = RecordSettings;
+    type Status = RecordStatus;
+    const KIND: &'static str = "record";
+    /// 10 s at 30 fps: an SD card can pause for a second or more while it
+    /// erases.
+    const QUEUE_FRAMES: usize = 300;
+    /// The file being written is finished (fsynced and renamed) before a
+    /// new recorder starts or the daemon exits, so the next recorder never
+    /// prunes a file still being written.
+    const STOP_WAIT: Duration = STOP_WAIT;
+
+    fn wanted(&self, cfg: &ValidConfig) -> Vec<Wanted<RecordSettings>> {
+        let settings = RecordSettings::of(cfg, &self.data_dir);
+        vec![Wanted {
+            order: None,
+            label: settings.dir.display().to_string(),
+            enabled: cfg.get().record.enabled,
+            settings,
+        }]
     }
 
-    /// Stops recording at shutdown: the file being written is finished
-    /// (fsynced and renamed) before this returns, within [`STOP_WAIT`].
-    pub fn stop_all(&self) {
-        if let Some(r) = lock(&self.running).take() {
-            self.stop(r);
-        }
-    }
-
-    /// Closes the queue and waits (a while) for the thread to finish its
-    /// file, so the next recorder never prunes a file still being written.
-    fn stop(&self, mut r: Running) {
-        self.bus.unsubscribe(&r.queue);
-        let deadline = Instant::now() + STOP_WAIT;
-        if let Some(t) = r.thread.take() {
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
-    }
-
-    pub fn status(&self) -> RecordStatus {
+    fn idle_status(&self, _: &RecordSettings, _: State) -> RecordStatus {
         lock(&self.status).clone()
     }
 
-    /// The `recording` object of `/api/status`.
-    pub fn status_json(&self) -> Value {
-        let s = self.status();
-        let dropped = lock(&self.running)
-            .as_ref()
-            .map_or(0, |r| r.queue.stats().dropped);
-        json!({
-            "enabled": s.enabled,
-            "state": s.state.as_str(),
-            "dir": s.dir.map(|d| d.display().to_string()),
+    fn status_cell(&self, _: &RecordSettings, state: State) -> Arc<Mutex<RecordStatus>> {
+        if state == State::Disabled {
+            let mut st = lock(&self.status);
+            (st.enabled, st.state, st.file, st.file_bytes) = (false, RecordState::Idle, None, 0);
+        }
+        self.status.clone()
+    }
+
+    fn run(&self, settings: RecordSettings, ctx: Ctx<RecordStatus>) {
+        let recorder = Recorder::new(settings, ctx.clock.clone(), ctx.status.clone());
+        run_sink(ctx.queue.clone(), recorder);
+    }
+
+    fn common(s: &RecordStatus) -> Common {
+        Common {
+            state: match s.state {
+                RecordState::Idle => State::Idle,
+                RecordState::Recording => State::Recording,
+                RecordState::Error => State::Error,
+            },
+            peer: None,
+            bytes_sent: s.bytes_written,
+            send_rate_bps: 0.0,
+            frames_sent: s.frames_written,
+            reconnects: 0,
+            last_error: s.last_error.clone(),
+        }
+    }
+
+    fn set_error(s: &mut RecordStatus, error: String) {
+        s.state = RecordState::Error;
+        s.last_error = Some(error);
+    }
+
+    fn extra_json(s: &RecordStatus, out: &mut Map<String, Value>) {
+        let extra = json!({
+            "dir": s.dir.as_ref().map(|d| d.display().to_string()),
             "file": s.file,
             "file_bytes": s.file_bytes,
             "files_kept": s.files_kept,
@@ -589,15 +575,16 @@ impl Recording {
             "bytes_written": s.bytes_written,
             "files_written": s.files_written,
             "files_pruned": s.files_pruned,
-            "dropped": dropped,
             "errors": s.errors,
-            "last_error": s.last_error,
-        })
+        });
+        if let Value::Object(m) = extra {
+            out.extend(m);
+        }
+        out.insert("enabled".into(), Value::Bool(s.enabled));
     }
 
-    /// Prometheus lines for the recorder (text format 0.0.4).
-    pub fn write_metrics(&self, out: &mut String) {
-        let s = self.status();
+    fn write_metrics(rows: &[(String, RecordStatus)], out: &mut String) {
+        let Some((_, s)) = rows.first() else { return };
         #[rustfmt::skip]
         let rows: [(&str, &str, &str, f64); 7] = [
             ("roomcast_record_recording", "gauge", "1 while a recording file is being written.", f64::from(u8::from(s.state == RecordState::Recording))),
@@ -610,14 +597,6 @@ impl Recording {
         ];
         for (name, kind, help, v) in rows {
             write_family(out, (name, kind, help), [(String::new(), v)]);
-        }
-    }
-}
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        if let Some(r) = lock(&self.running).take() {
-            self.bus.unsubscribe(&r.queue);
         }
     }
 }

@@ -39,19 +39,20 @@
 
 mod rendezvous;
 
-use crate::base::bus::{FrameBus, SinkQueue};
-use crate::base::clock::SharedClock;
-use crate::base::frame::SharedFrame;
+use super::output::{Common, Ctx, OutputKind, State, Wanted};
+use crate::base::backoff::Backoff;
+use crate::base::frame::{AudioFormat, SharedFrame};
 use crate::base::lock;
-use crate::base::stats::{output_label, quantiles_ms, write_family};
+use crate::base::rate::RateMeter;
+use crate::base::stats::{quantiles_ms, write_family};
 pub use crate::config::srt_url::{SrtMode, SrtUrl, SrtUrlError};
 use crate::config::url::OutputUrl;
-use crate::config::{Output, ValidConfig};
+use crate::config::ValidConfig;
 use crate::sink::tsmux::ProgramMuxer;
 use bytes::Bytes;
 use futures::{Sink, Stream, StreamExt};
 use roomcast_media::ts::PACKET_SIZE;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::CoreRejectReason;
 use srt_protocol::settings::KeySettings;
@@ -60,19 +61,11 @@ use srt_tokio::{SocketStatistics, SrtListener, SrtSocket};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Frames an output may fall behind (3 s at 30 fps) before the bus drops
-/// to the next keyframe.
-pub const QUEUE_FRAMES: usize = 90;
-/// First retry delay; doubles per failure up to [`BACKOFF_MAX_MS`].
-pub const BACKOFF_MIN_MS: u64 = 250;
-pub const BACKOFF_MAX_MS: u64 = 5_000;
 /// How long a caller's handshake may take (libsrt's SRTO_CONNTIMEO default).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A peer silent this long is gone. SRT receivers acknowledge every 10 ms
@@ -90,7 +83,6 @@ const POLL: Duration = Duration::from_millis(50);
 pub const MESSAGE_SIZE: usize = 7 * PACKET_SIZE;
 /// Send-delay samples kept for the status percentiles (about 30 s at 30 fps).
 const DELAY_SAMPLES: usize = 1024;
-const RATE_WINDOW_NS: u64 = 1_000_000_000;
 
 /// A null transport packet (PID 0x1FFF), which receivers discard.
 const NULL_PACKET_HEADER: [u8; 4] = [0x47, 0x1f, 0xff, 0x10];
@@ -108,39 +100,6 @@ pub fn pack_messages(ts: &[u8], out: &mut Vec<Bytes>) {
             m.resize(m.len() + PACKET_SIZE - NULL_PACKET_HEADER.len(), 0xff);
         }
         out.push(Bytes::from(m));
-    }
-}
-
-/// What an output is doing, as `/api/status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SrtState {
-    /// Configured but `enabled = false`.
-    Disabled,
-    /// Caller/rendezvous handshake in progress.
-    Connecting,
-    /// Listener mode, waiting for receivers.
-    Listening,
-    /// At least one connection is up and getting the stream.
-    Sending,
-    /// Waiting to retry after a failure.
-    Backoff,
-    /// Waiting to retry after the peer refused us (e.g. wrong passphrase).
-    Rejected,
-    /// Removed from the configuration; the thread is ending.
-    Stopped,
-}
-
-impl SrtState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SrtState::Disabled => "disabled",
-            SrtState::Connecting => "connecting",
-            SrtState::Listening => "listening",
-            SrtState::Sending => "sending",
-            SrtState::Backoff => "backoff",
-            SrtState::Rejected => "rejected",
-            SrtState::Stopped => "stopped",
-        }
     }
 }
 
@@ -164,7 +123,7 @@ pub struct PeerStatus {
 /// One output's figures, updated by its thread.
 #[derive(Debug, Clone)]
 pub struct SrtStatus {
-    pub state: SrtState,
+    pub state: State,
     pub mode: SrtMode,
     /// Live connections (one in caller/rendezvous mode).
     pub peers: Vec<PeerStatus>,
@@ -196,7 +155,7 @@ pub struct PeerTotals {
 }
 
 impl SrtStatus {
-    fn new(state: SrtState, mode: SrtMode) -> Self {
+    fn new(state: State, mode: SrtMode) -> Self {
         SrtStatus {
             state,
             mode,
@@ -252,10 +211,10 @@ enum SinkError {
 }
 
 /// How a connection attempt ended, for the state shown while backing off.
-fn failure_state(e: &SinkError) -> SrtState {
+fn failure_state(e: &SinkError) -> State {
     match e {
-        SinkError::Refused { .. } => SrtState::Rejected,
-        _ => SrtState::Backoff,
+        SinkError::Refused { .. } => State::Rejected,
+        _ => State::Backoff,
     }
 }
 
@@ -352,10 +311,7 @@ impl Conn {
 /// The output thread.
 struct Worker {
     url: SrtUrl,
-    queue: Arc<SinkQueue>,
-    status: Arc<Mutex<SrtStatus>>,
-    stop: Arc<AtomicBool>,
-    clock: SharedClock,
+    ctx: Ctx<SrtStatus>,
     rt: tokio::runtime::Handle,
     muxer: ProgramMuxer,
     /// Audio muxed since the last video frame, sent in front of it.
@@ -363,16 +319,16 @@ struct Worker {
     conns: Vec<Conn>,
     ts: Vec<u8>,
     messages: Vec<Bytes>,
-    rate: (u64, u64),
+    rate: RateMeter,
 }
 
 impl Worker {
     fn stopped(&self) -> bool {
-        self.stop.load(Relaxed)
+        self.ctx.stopped()
     }
 
     fn set<F: FnOnce(&mut SrtStatus)>(&self, f: F) {
-        f(&mut lock(&self.status));
+        self.ctx.set(f)
     }
 
     fn run(mut self) {
@@ -381,21 +337,11 @@ impl Worker {
             SrtMode::Caller | SrtMode::Rendezvous => self.run_caller(),
         }
         self.close_all();
-        self.set(|s| s.state = SrtState::Stopped);
+        self.set(|s| s.state = State::Stopped);
     }
 
-    /// Waits until `until_ns`, discarding frames (they would be stale by
-    /// the time a connection is up), or until stopped.
     fn idle_until(&self, until_ns: u64) {
-        while !self.stopped() {
-            let now = self.clock.monotonic_ns();
-            if now >= until_ns {
-                return;
-            }
-            let _ = self
-                .queue
-                .pop_timeout(Duration::from_nanos(until_ns - now).min(POLL * 4));
-        }
+        self.ctx.idle_until(until_ns)
     }
 
     fn options(&self) -> impl FnOnce(&mut srt_tokio::options::SocketOptions) {
@@ -428,30 +374,29 @@ impl Worker {
     /// Caller and rendezvous: connect, stream until the connection ends,
     /// back off, again.
     fn run_caller(&mut self) {
-        let mut backoff_ms = BACKOFF_MIN_MS;
+        let mut backoff = Backoff::default();
         let mut attempts = 0u64;
         while !self.stopped() {
             if attempts > 0 {
                 self.set(|s| s.reconnects += 1);
             }
             attempts += 1;
-            let started = self.clock.monotonic_ns();
-            self.set(|s| s.state = SrtState::Connecting);
+            let started = self.ctx.now_ns();
+            self.set(|s| s.state = State::Connecting);
             match self.connect() {
                 Ok((socket, peer)) => {
-                    backoff_ms = BACKOFF_MIN_MS;
+                    backoff.succeeded();
                     self.set(|s| {
                         s.last_peer = Some(peer);
                         s.last_error = None;
-                        s.state = SrtState::Sending;
+                        s.state = State::Sending;
                     });
-                    let now = self.clock.monotonic_ns();
+                    let now = self.ctx.now_ns();
                     self.conns.push(Conn::new(socket, peer, now));
                     // Frames queued during the handshake are stale; the
                     // receiver starts at a keyframe: ask for one now rather
                     // than wait up to a GOP.
-                    while self.queue.pop_timeout(Duration::ZERO).is_some() {}
-                    self.queue.request_keyframe();
+                    self.ctx.restart_at_keyframe();
                     while !self.stopped() && !self.conns.is_empty() {
                         self.step();
                     }
@@ -459,14 +404,13 @@ impl Worker {
                         break;
                     }
                     self.set(|s| {
-                        s.state = SrtState::Backoff;
+                        s.state = State::Backoff;
                         s.last_error = Some(format!(
                             "connection to {peer} ended: the receiver closed it or sent nothing for {} s",
                             PEER_IDLE_TIMEOUT.as_secs()
                         ));
                     });
-                    let now = self.clock.monotonic_ns();
-                    self.idle_until(now + backoff_ms * 1_000_000);
+                    self.idle_until(backoff.failed(self.ctx.now_ns()));
                 }
                 Err(e) => {
                     if self.stopped() {
@@ -478,8 +422,7 @@ impl Worker {
                         s.send_rate_bps = 0.0;
                         s.last_error = Some(e.to_string());
                     });
-                    self.idle_until(started + backoff_ms * 1_000_000);
-                    backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
+                    self.idle_until(backoff.failed(started));
                 }
             }
         }
@@ -537,34 +480,33 @@ impl Worker {
     /// Listener: bind, accept receivers (in a task on the SRT runtime) while
     /// streaming to those connected; bind again if the listener dies.
     fn run_listener(&mut self) {
-        let mut backoff_ms = BACKOFF_MIN_MS;
+        let mut backoff = Backoff::default();
         let mut accepted = 0u64;
         while !self.stopped() {
-            let started = self.clock.monotonic_ns();
+            let started = self.ctx.now_ns();
             let (listener, events) = match self.listen() {
                 Ok(l) => l,
                 Err(e) => {
                     self.set(|s| {
-                        s.state = SrtState::Backoff;
+                        s.state = State::Backoff;
                         s.last_error = Some(e.to_string());
                     });
-                    self.idle_until(started + backoff_ms * 1_000_000);
-                    backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
+                    self.idle_until(backoff.failed(started));
                     continue;
                 }
             };
-            backoff_ms = BACKOFF_MIN_MS;
-            self.set(|s| s.state = SrtState::Listening);
+            backoff.succeeded();
+            self.set(|s| s.state = State::Listening);
             let mut ended = false;
             while !self.stopped() && !ended {
                 loop {
                     match events.try_recv() {
                         Ok(ListenerEvent::Connected(socket, peer)) => {
                             accepted += 1;
-                            let now = self.clock.monotonic_ns();
+                            let now = self.ctx.now_ns();
                             self.conns.push(Conn::new(*socket, peer, now));
                             // It starts at a keyframe: ask for one now.
-                            self.queue.request_keyframe();
+                            self.ctx.queue.request_keyframe();
                             self.set(|s| {
                                 s.last_peer = Some(peer);
                                 if accepted > 1 {
@@ -582,9 +524,9 @@ impl Worker {
                 }
                 self.step();
                 let state = if self.conns.is_empty() {
-                    SrtState::Listening
+                    State::Listening
                 } else {
-                    SrtState::Sending
+                    State::Sending
                 };
                 self.set(|s| s.state = state);
             }
@@ -592,14 +534,14 @@ impl Worker {
             self.close_all();
             if ended && !self.stopped() {
                 self.set(|s| {
-                    s.state = SrtState::Backoff;
+                    s.state = State::Backoff;
                     s.last_error = Some(
                         "the SRT listener stopped (srt-tokio ends it when a caller offers \
                          encryption this output is not set up for); listening again"
                             .into(),
                     );
                 });
-                self.idle_until(self.clock.monotonic_ns() + backoff_ms * 1_000_000);
+                self.idle_until(backoff.failed(self.ctx.now_ns()));
             }
         }
     }
@@ -636,11 +578,11 @@ impl Worker {
     /// One round: at most one frame out to every connection, then the
     /// connections' news (statistics, closures).
     fn step(&mut self) {
-        if let Some(f) = self.queue.pop_timeout(POLL) {
+        if let Some(f) = self.ctx.pop(POLL) {
             self.send_frame(&f);
         }
         let mut closed = Vec::new();
-        let now = self.clock.monotonic_ns();
+        let now = self.ctx.now_ns();
         self.conns.retain_mut(|c| {
             if c.poll(now) {
                 closed.push(c.peer.clone());
@@ -650,7 +592,7 @@ impl Worker {
             }
         });
         let peers: Vec<PeerStatus> = self.conns.iter().map(|c| c.peer.clone()).collect();
-        let mut st = lock(&self.status);
+        let mut st = lock(&self.ctx.status);
         for p in closed {
             st.closed.packets_sent += p.packets_sent;
             st.closed.packets_retransmitted += p.packets_retransmitted;
@@ -658,11 +600,7 @@ impl Worker {
             st.closed.packets_dropped += p.packets_dropped;
         }
         st.peers = peers;
-        if now.saturating_sub(self.rate.0) >= RATE_WINDOW_NS {
-            st.send_rate_bps = st.bytes_sent.saturating_sub(self.rate.1) as f64 * 8e9
-                / now.saturating_sub(self.rate.0) as f64;
-            self.rate = (now, st.bytes_sent);
-        }
+        st.send_rate_bps = self.rate.update(now, st.bytes_sent);
     }
 
     fn send_frame(&mut self, f: &SharedFrame) {
@@ -720,7 +658,7 @@ impl Worker {
         }
         if sent_to > 0 {
             let bytes = (self.messages.len() * MESSAGE_SIZE * sent_to) as u64;
-            let delay = self.clock.monotonic_ns().saturating_sub(f.capture_ns);
+            let delay = self.ctx.now_ns().saturating_sub(f.capture_ns);
             self.set(|s| {
                 s.bytes_sent += bytes;
                 s.frames_sent += 1;
@@ -734,7 +672,7 @@ impl Worker {
 
     /// Ends every connection (dropping a socket closes it in the background).
     fn close_all(&mut self) {
-        let mut st = lock(&self.status);
+        let mut st = lock(&self.ctx.status);
         for c in self.conns.drain(..) {
             st.closed.packets_sent += c.peer.packets_sent;
             st.closed.packets_retransmitted += c.peer.packets_retransmitted;
@@ -826,83 +764,22 @@ async fn accept_loop(
     let _ = tx.send(ListenerEvent::Ended);
 }
 
-/// A metric: name, type, help, and how to read it from a status.
-type Metric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&SrtStatus) -> f64,
-);
-
-/// One configured SRT output and, when enabled, its thread.
-struct Running {
-    output: Output,
-    /// The audio track it muxes; another one restarts the output.
-    audio: Option<crate::base::frame::AudioFormat>,
-    masked: String,
-    status: Arc<Mutex<SrtStatus>>,
-    stop: Arc<AtomicBool>,
-    queue: Option<Arc<SinkQueue>>,
-    _thread: Option<JoinHandle<()>>,
-}
-
-/// All SRT outputs of the daemon, and the tokio runtime they share.
-pub struct SrtOutputs {
-    bus: Arc<FrameBus>,
-    clock: SharedClock,
+/// The SRT output kind: `srt://` entries of `outputs`, and the tokio
+/// runtime they share (made when the first one starts).
+#[derive(Default)]
+pub struct Srt {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
-    running: Mutex<Vec<Running>>,
 }
 
-/// Whether `url` is one this module handles.
-pub fn is_srt(url: &str) -> bool {
-    url.starts_with("srt://")
+/// What one SRT output runs with; a change restarts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrtSettings {
+    pub url: SrtUrl,
+    /// The audio track it muxes.
+    pub audio: Option<AudioFormat>,
 }
 
-impl SrtOutputs {
-    pub fn new(bus: Arc<FrameBus>, clock: SharedClock) -> Self {
-        SrtOutputs {
-            bus,
-            clock,
-            runtime: Mutex::new(None),
-            running: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Makes the running SRT outputs match `cfg` (other outputs are not
-    /// ours): unchanged outputs keep running untouched; the others stop or
-    /// start.
-    pub fn apply(&self, cfg: &ValidConfig) {
-        let mut running = lock(&self.running);
-        let mut old = std::mem::take(&mut *running);
-        let audio = cfg.audio_format();
-        for o in cfg.get().outputs.iter().filter(|o| is_srt(&o.url)) {
-            match old.iter().position(|r| r.output == *o && r.audio == audio) {
-                Some(i) => running.push(old.remove(i)),
-                None => running.push(self.start(o, audio)),
-            }
-        }
-        for r in old {
-            self.stop(r);
-        }
-    }
-
-    /// Stops every output (at shutdown).
-    pub fn stop_all(&self) {
-        for r in std::mem::take(&mut *lock(&self.running)) {
-            self.stop(r);
-        }
-    }
-
-    fn stop(&self, r: Running) {
-        r.stop.store(true, Relaxed);
-        if let Some(q) = &r.queue {
-            self.bus.unsubscribe(q);
-        }
-        // The thread notices within a poll (or a handshake timeout), closes
-        // its connections and ends by itself.
-    }
-
+impl Srt {
     fn runtime(&self) -> std::io::Result<tokio::runtime::Handle> {
         let mut rt = lock(&self.runtime);
         if let Some(rt) = rt.as_ref() {
@@ -918,139 +795,137 @@ impl SrtOutputs {
         *rt = Some(new);
         Ok(h)
     }
+}
 
-    fn start(&self, o: &Output, cfg_audio: Option<crate::base::frame::AudioFormat>) -> Running {
-        let masked = crate::config::url::mask_url(&o.url);
-        let stop = Arc::new(AtomicBool::new(false));
-        let parsed = match OutputUrl::parse(&o.url) {
-            Ok(OutputUrl::Srt(u)) => Some(u),
-            _ => None,
-        };
-        let mode = parsed.as_ref().map_or(SrtMode::Caller, |u| u.mode);
-        let idle = |state, err: Option<String>| {
-            let mut st = SrtStatus::new(state, mode);
-            st.last_error = err;
-            Running {
-                output: o.clone(),
-                audio: cfg_audio,
-                masked: masked.clone(),
-                status: Arc::new(Mutex::new(st)),
-                stop: stop.clone(),
-                queue: None,
-                _thread: None,
-            }
-        };
-        let url = match parsed {
-            Some(u) if o.enabled => u,
-            _ => return idle(SrtState::Disabled, None),
-        };
-        let rt = match self.runtime() {
-            Ok(rt) => rt,
-            Err(e) => {
-                return idle(
-                    SrtState::Stopped,
-                    Some(format!("cannot start the SRT runtime: {e}")),
-                )
-            }
-        };
-        let status = Arc::new(Mutex::new(SrtStatus::new(SrtState::Connecting, mode)));
-        let queue = self.bus.subscribe(&format!("srt {masked}"), QUEUE_FRAMES);
-        let worker = Worker {
-            url,
-            queue: queue.clone(),
-            status: status.clone(),
-            stop: stop.clone(),
-            clock: self.clock.clone(),
-            rt,
-            muxer: ProgramMuxer::new(cfg_audio),
-            pending_audio: Vec::new(),
-            conns: Vec::new(),
-            ts: Vec::with_capacity(256 * 1024),
-            messages: Vec::new(),
-            rate: (self.clock.monotonic_ns(), 0),
-        };
-        let thread = std::thread::Builder::new()
-            .name("srt".into())
-            .spawn(move || worker.run());
-        match thread {
-            Ok(t) => Running {
-                output: o.clone(),
-                audio: cfg_audio,
-                masked,
-                status,
-                stop,
-                queue: Some(queue),
-                _thread: Some(t),
-            },
-            Err(e) => {
-                self.bus.unsubscribe(&queue);
-                idle(
-                    SrtState::Stopped,
-                    Some(format!("cannot start a thread: {e}")),
-                )
-            }
+impl Drop for Srt {
+    fn drop(&mut self) {
+        if let Some(rt) = lock(&self.runtime).take() {
+            // Do not wait for connections to say goodbye.
+            rt.shutdown_background();
         }
     }
+}
 
-    /// Each SRT output's status in configuration order, passphrases masked.
-    pub fn status_json(&self) -> Vec<Value> {
-        lock(&self.running)
-            .iter()
-            .map(|r| {
-                let s = lock(&r.status).clone();
-                let q = r.queue.as_ref().map(|q| q.stats());
-                let t = s.totals();
-                let (d50, d99) = s.send_delay_ms().unzip();
-                let peers: Vec<Value> = s
-                    .peers
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "addr": p.addr.to_string(),
-                            "rtt_ms": round1(p.rtt_ms),
-                            "packets_sent": p.packets_sent,
-                            "packets_retransmitted": p.packets_retransmitted,
-                            "packets_lost": p.packets_lost,
-                            "packets_dropped": p.packets_dropped,
-                            "frames_dropped": p.frames_dropped,
-                        })
-                    })
-                    .collect();
-                json!({
-                    "url": r.masked,
-                    "kind": "srt",
-                    "mode": s.mode.as_str(),
-                    "enabled": r.output.enabled,
-                    "state": s.state.as_str(),
-                    "peer": s.peers.first().map(|p| p.addr).or(s.last_peer).map(|p| p.to_string()),
-                    "receivers": s.peers.len(),
-                    "peers": peers,
-                    "rtt_ms": s.peers.first().map(|p| round1(p.rtt_ms)),
-                    "bytes_sent": s.bytes_sent,
-                    "send_rate_kbps": (s.send_rate_bps / 100.0).round() / 10.0,
-                    "frames_sent": s.frames_sent,
-                    "packets_sent": t.packets_sent,
-                    "packets_retransmitted": t.packets_retransmitted,
-                    "packets_lost": t.packets_lost,
-                    "packets_dropped": t.packets_dropped,
-                    "reconnects": s.reconnects,
-                    "dropped": q.map_or(0, |q| q.dropped),
-                    "send_delay_ms": { "p50": d50.map(round1), "p99": d99.map(round1) },
-                    "last_error": s.last_error,
-                })
+impl OutputKind for Srt {
+    type Settings = SrtSettings;
+    type Status = SrtStatus;
+    const KIND: &'static str = "srt";
+    /// 3 s at 30 fps.
+    const QUEUE_FRAMES: usize = 90;
+
+    fn wanted(&self, cfg: &ValidConfig) -> Vec<Wanted<SrtSettings>> {
+        let audio = cfg.audio_format();
+        cfg.outputs()
+            .filter_map(|(order, o, url)| match url {
+                OutputUrl::Srt(u) => Some(Wanted {
+                    order: Some(order),
+                    label: u.masked(),
+                    enabled: o.enabled,
+                    settings: SrtSettings {
+                        url: u.clone(),
+                        audio,
+                    },
+                }),
+                _ => None,
             })
             .collect()
     }
 
-    /// Prometheus lines for the SRT outputs (text format 0.0.4).
-    pub fn write_metrics(&self, out: &mut String) {
-        let rows: Vec<(String, SrtStatus)> = lock(&self.running)
+    fn idle_status(&self, settings: &SrtSettings, state: State) -> SrtStatus {
+        SrtStatus::new(state, settings.url.mode)
+    }
+
+    fn run(&self, settings: SrtSettings, ctx: Ctx<SrtStatus>) {
+        let rt = match self.runtime() {
+            Ok(rt) => rt,
+            Err(e) => {
+                ctx.set(|s| {
+                    s.state = State::Stopped;
+                    s.last_error = Some(format!("cannot start the SRT runtime: {e}"));
+                });
+                return;
+            }
+        };
+        let rate = RateMeter::new(ctx.now_ns(), 0);
+        Worker {
+            url: settings.url,
+            ctx,
+            rt,
+            muxer: ProgramMuxer::new(settings.audio),
+            pending_audio: Vec::new(),
+            conns: Vec::new(),
+            ts: Vec::with_capacity(256 * 1024),
+            messages: Vec::new(),
+            rate,
+        }
+        .run()
+    }
+
+    fn common(s: &SrtStatus) -> Common {
+        Common {
+            state: s.state,
+            peer: s
+                .peers
+                .first()
+                .map(|p| p.addr)
+                .or(s.last_peer)
+                .map(|p| p.to_string()),
+            bytes_sent: s.bytes_sent,
+            send_rate_bps: s.send_rate_bps,
+            frames_sent: s.frames_sent,
+            reconnects: s.reconnects,
+            last_error: s.last_error.clone(),
+        }
+    }
+
+    fn set_error(status: &mut SrtStatus, error: String) {
+        status.last_error = Some(error);
+    }
+
+    fn extra_json(s: &SrtStatus, out: &mut Map<String, Value>) {
+        let t = s.totals();
+        let (d50, d99) = s.send_delay_ms().unzip();
+        let peers: Vec<Value> = s
+            .peers
             .iter()
-            .map(|r| (output_label(&r.masked), lock(&r.status).clone()))
+            .map(|p| {
+                json!({
+                    "addr": p.addr.to_string(),
+                    "rtt_ms": round1(p.rtt_ms),
+                    "packets_sent": p.packets_sent,
+                    "packets_retransmitted": p.packets_retransmitted,
+                    "packets_lost": p.packets_lost,
+                    "packets_dropped": p.packets_dropped,
+                    "frames_dropped": p.frames_dropped,
+                })
+            })
             .collect();
+        let extra = json!({
+            "mode": s.mode.as_str(),
+            "receivers": s.peers.len(),
+            "peers": peers,
+            "rtt_ms": s.peers.first().map(|p| round1(p.rtt_ms)),
+            "packets_sent": t.packets_sent,
+            "packets_retransmitted": t.packets_retransmitted,
+            "packets_lost": t.packets_lost,
+            "packets_dropped": t.packets_dropped,
+            "send_delay_ms": { "p50": d50.map(round1), "p99": d99.map(round1) },
+        });
+        if let Value::Object(m) = extra {
+            out.extend(m);
+        }
+    }
+
+    fn write_metrics(rows: &[(String, SrtStatus)], out: &mut String) {
         if rows.is_empty() {
             return;
         }
+        type Metric = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&SrtStatus) -> f64,
+        );
         #[rustfmt::skip]
         let metrics: [Metric; 8] = [
             ("roomcast_srt_bytes_sent_total", "counter", "MPEG-TS bytes handed to SRT.", |s| s.bytes_sent as f64),
@@ -1072,25 +947,20 @@ impl SrtOutputs {
     }
 }
 
-impl Drop for SrtOutputs {
-    fn drop(&mut self) {
-        self.stop_all();
-        if let Some(rt) = lock(&self.runtime).take() {
-            // Do not wait for connections to say goodbye.
-            rt.shutdown_background();
-        }
-    }
-}
-
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::output::Manager;
     use super::*;
+    use crate::base::bus::FrameBus;
     use crate::base::clock::RealClock;
+    use crate::base::clock::SharedClock;
     use crate::config::Config;
+    use crate::config::Output;
+    use std::sync::Arc;
 
     #[test]
     fn messages_are_seven_packets_padded_with_null_packets() {
@@ -1138,7 +1008,7 @@ mod tests {
     #[test]
     fn apply_touches_only_changed_srt_outputs_and_caller_backs_off() {
         let bus = Arc::new(FrameBus::new());
-        let outs = SrtOutputs::new(bus.clone(), Arc::new(RealClock::new()));
+        let outs = Manager::new(Srt::default(), bus.clone(), Arc::new(RealClock::new()));
         // Nobody answers on port 9: the caller times out and retries.
         let a = "srt://127.0.0.1:9?passphrase=aaaaaaaaaaaaaaaa";
         let free = || {
@@ -1198,7 +1068,7 @@ mod tests {
             .expect("srt-live-transmit (apt install srt-tools)");
         let clock: SharedClock = Arc::new(RealClock::new());
         let bus = Arc::new(FrameBus::new());
-        let outs = SrtOutputs::new(bus.clone(), clock.clone());
+        let outs = Manager::new(Srt::default(), bus.clone(), clock.clone());
         outs.apply(&cfg(&[(&format!("srt://127.0.0.1:{port}"), true)]));
         let thread_cpu = || -> u64 {
             let mut ticks = 0;
