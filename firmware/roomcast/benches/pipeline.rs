@@ -119,7 +119,7 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
             stats.clone(),
             roomcast::v4l2::no_devices(),
         ),
-        outputs: roomcast::sink::output::Outputs::new(&bus, &clock, dir),
+        outputs: roomcast::sink::outputs(&bus, &clock, dir),
         clock,
         stats: stats.clone(),
         bus: bus.clone(),

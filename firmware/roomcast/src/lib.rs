@@ -95,7 +95,7 @@ pub fn start(
     }
     // RTMP, SRT and the recorder: one thread and bus queue per output
     // (sink/output.rs).
-    let outputs = sink::output::Outputs::new(&bus, &clock, data_dir);
+    let outputs = sink::outputs(&bus, &clock, data_dir);
     outputs.apply(&cfg);
     let app = Arc::new(App {
         started_ns: clock.monotonic_ns(),

@@ -387,7 +387,7 @@ mod tests {
     use crate::source::pattern::Pattern;
     use std::sync::Arc;
 
-    use crate::v4l2::OneNode;
+    use crate::sim::OneNode;
 
     #[allow(non_snake_case)]
     fn One(h: FakeHandle) -> OneNode {

@@ -538,3 +538,24 @@ fn unstalled(grid: &Grid, stalls: &[(u64, u64)], first: u64, last: u64) -> u64 {
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// A backend with one fake node, for unit tests of code above the trait.
+#[cfg(test)]
+pub(crate) struct OneNode(pub FakeHandle, pub &'static str);
+
+#[cfg(test)]
+impl crate::v4l2::Backend for OneNode {
+    fn list(&self) -> Vec<String> {
+        if self.0.is_plugged() {
+            vec![self.1.into()]
+        } else {
+            Vec::new()
+        }
+    }
+    fn open(&self, path: &str) -> crate::v4l2::DevResult<Box<dyn Device>> {
+        if path != self.1 {
+            return Err(DevError::new("open", ENOENT));
+        }
+        self.0.open()
+    }
+}

@@ -14,7 +14,7 @@
 //!   Every running output has its own bounded bus queue, so a slow or dead
 //!   one never holds up capture or another output.
 //! * **[`Outputs`]** holds one manager per kind; adding a kind is one module
-//!   and one line in [`Outputs::new`]. Its status is one JSON shape for every
+//!   and one line in `sink::outputs`. Its status is one JSON shape for every
 //!   kind ([`Common`] plus the kind's own fields), in configuration order.
 //! * **Retrying** follows [`crate::base::backoff`], one policy for all.
 
@@ -25,7 +25,6 @@ use crate::base::lock;
 use crate::base::stats::{output_label, write_family};
 use crate::config::ValidConfig;
 use serde_json::{json, Map, Value};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -244,6 +243,11 @@ impl<K: OutputKind> Manager<K> {
         }
     }
 
+    /// A manager for [`Outputs`].
+    pub fn boxed(kind: K, bus: &Arc<FrameBus>, clock: &SharedClock) -> Box<dyn AnyManager> {
+        Box::new(Manager::new(kind, bus.clone(), clock.clone()))
+    }
+
     pub fn kind(&self) -> &K {
         &self.kind
     }
@@ -413,7 +417,7 @@ fn status_object<K: OutputKind>(w: &Wanted<K::Settings>, s: &K::Status, dropped:
 }
 
 /// What [`Outputs`] needs of a manager, whatever its kind.
-trait AnyManager: Send + Sync {
+pub trait AnyManager: Send + Sync {
     fn apply(&self, cfg: &ValidConfig);
     fn stop_all(&self);
     /// `(order, status object, live)` of every output.
@@ -448,24 +452,9 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// The output kinds: one line each.
-    pub fn new(bus: &Arc<FrameBus>, clock: &SharedClock, data_dir: &Path) -> Self {
-        let (b, c) = (bus.clone(), clock.clone());
-        Outputs {
-            managers: vec![
-                Box::new(Manager::new(
-                    super::rtmp::Rtmp::default(),
-                    b.clone(),
-                    c.clone(),
-                )),
-                Box::new(Manager::new(
-                    super::srt::Srt::default(),
-                    b.clone(),
-                    c.clone(),
-                )),
-                Box::new(Manager::new(super::record::Record::new(data_dir), b, c)),
-            ],
-        }
+    /// One manager per kind (see `sink::outputs`, where kinds are listed).
+    pub fn new(managers: Vec<Box<dyn AnyManager>>) -> Self {
+        Outputs { managers }
     }
 
     /// Makes every kind's running outputs match `cfg`.

@@ -397,8 +397,9 @@ impl Source for CameraSource {
 mod tests {
     use super::*;
     use crate::base::clock::{Clock, SimClock};
+    use crate::sim::OneNode;
     use crate::sim::{CameraSpec, FakeHandle};
-    use crate::v4l2::{cid, OneNode};
+    use crate::v4l2::cid;
 
     fn source(
         spec: CameraSpec,

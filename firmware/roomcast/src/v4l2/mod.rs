@@ -478,24 +478,3 @@ impl serde::Serialize for Interval {
 fn ser_fourcc<S: serde::Serializer>(f: &FourCc, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(f.as_str())
 }
-
-/// A backend with one fake node, for unit tests of code above the trait.
-#[cfg(test)]
-pub(crate) struct OneNode(pub crate::sim::FakeHandle, pub &'static str);
-
-#[cfg(test)]
-impl Backend for OneNode {
-    fn list(&self) -> Vec<String> {
-        if self.0.is_plugged() {
-            vec![self.1.into()]
-        } else {
-            Vec::new()
-        }
-    }
-    fn open(&self, path: &str) -> DevResult<Box<dyn Device>> {
-        if path != self.1 {
-            return Err(DevError::new("open", ENOENT));
-        }
-        self.0.open()
-    }
-}

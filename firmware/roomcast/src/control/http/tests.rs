@@ -11,7 +11,6 @@ use crate::control::auth::{Auth, COOKIE, VIEWER_COOKIE};
 use crate::pipeline::Pipeline;
 use crate::sink::hls::HlsStore;
 use crate::sink::llhls::LlStore;
-use crate::sink::output::Outputs;
 use std::path::PathBuf;
 
 /// An app whose pipeline never starts, in a fresh data directory.
@@ -35,7 +34,7 @@ fn app(tag: &str) -> (App, PathBuf) {
             stats.clone(),
             crate::v4l2::no_devices(),
         ),
-        outputs: Outputs::new(&bus, &clock, &dir),
+        outputs: crate::sink::outputs(&bus, &clock, &dir),
         hls: HlsStore::new(hls_settings(&cfg)),
         ll,
         clock,
