@@ -24,7 +24,7 @@ use crate::base::frame::{AudioFormat, EncodedFrame, SharedFrame};
 use crate::base::lock;
 use crate::base::stats::quantiles_ms;
 use roomcast_media::aac::AudioSpecificConfig;
-use roomcast_media::fmp4::{self, AudioSample, Sample};
+use roomcast_media::fmp4::{self, AudioSample, AudioTimeline, Sample};
 use roomcast_media::h264::ParameterSets;
 use roomcast_media::hls::{Cut, Segmenter};
 use roomcast_media::llhls::{Block, LlConfig, LlPart, LlPlaylist};
@@ -358,19 +358,8 @@ struct AudioTrack {
     /// while no video has started; frames wait (the newest few seconds) and
     /// are trimmed to the keyframe's time when it comes.
     start: Option<Ticks90k>,
-    anchor: Option<Anchor>,
-}
-
-/// The audio timeline: frame `n` after the anchor frame decodes at
-/// `samples + n * 1024` (in the sample-rate timescale).
-#[derive(Debug, Clone, Copy)]
-struct Anchor {
-    /// PTS of the frame the timeline was anchored on.
-    pts: Ticks90k,
-    /// Its decode time in samples.
-    samples: u64,
-    /// Frames placed after it.
-    frames: u64,
+    /// Decode times, anchored on the first frame kept.
+    timeline: AudioTimeline,
 }
 
 /// Audio held while waiting for video, in seconds: far more than the
@@ -385,12 +374,8 @@ impl AudioTrack {
             config,
             pending: VecDeque::new(),
             start: None,
-            anchor: None,
+            timeline: AudioTimeline::new(config.sample_rate()),
         })
-    }
-
-    fn rate(&self) -> u64 {
-        u64::from(self.config.sample_rate().max(1))
     }
 
     fn push(&mut self, f: SharedFrame) {
@@ -408,14 +393,14 @@ impl AudioTrack {
     /// timeline.
     fn start_at(&mut self, at: Ticks90k) {
         self.start = Some(at);
-        self.anchor = None;
+        self.timeline.reset();
         self.pending.retain(|f| f.pts >= at);
     }
 
     /// The video stream restarted (new epoch): wait for its first keyframe.
     fn reset(&mut self) {
         self.start = None;
-        self.anchor = None;
+        self.timeline.reset();
     }
 
     /// Takes the waiting frames that start before `end`, with their decode
@@ -426,52 +411,11 @@ impl AudioTrack {
             let Some(f) = self.pending.pop_front() else {
                 break;
             };
-            if let Some(dts) = self.place(f.pts) {
+            if let Some(dts) = self.timeline.place(f.pts) {
                 out.push((dts, f));
             }
         }
         out
-    }
-
-    /// The decode time (in samples) of the frame at `pts`, on the timeline
-    /// anchored at the first frame placed: the next slot when `pts` is
-    /// within half a frame of it. A frame from further back (a repeat, or
-    /// an audio clock running slow) is dropped (`None`); one further ahead
-    /// (frames were dropped) takes the slot nearest its time, so the gap is
-    /// whole frames and the timeline keeps its phase.
-    fn place(&mut self, pts: Ticks90k) -> Option<u64> {
-        let rate = u128::from(self.rate());
-        let hz = u128::from(Ticks90k::HZ);
-        // One frame on the 90 kHz clock is frame_hz / rate ticks.
-        let frame_hz = u128::from(AudioFormat::FRAME_SAMPLES) * hz;
-        let Some(a) = &mut self.anchor else {
-            let samples = (u128::from(pts.0) * rate + hz / 2) / hz;
-            let samples = u64::try_from(samples).unwrap_or(u64::MAX);
-            self.anchor = Some(Anchor {
-                pts,
-                samples,
-                frames: 0,
-            });
-            return Some(samples);
-        };
-        let next = a.frames + 1;
-        // Both in ticks times the rate, so nothing is rounded.
-        let expected = u128::from(next) * frame_hz;
-        let since = u128::from(pts.0.saturating_sub(a.pts.0)) * rate;
-        if pts < a.pts || since + frame_hz / 2 < expected {
-            return None;
-        }
-        let slot = if since <= expected + frame_hz / 2 {
-            next
-        } else {
-            let nearest = (since + frame_hz / 2) / frame_hz;
-            u64::try_from(nearest).unwrap_or(u64::MAX).max(next)
-        };
-        a.frames = slot;
-        Some(
-            a.samples
-                .saturating_add(slot.saturating_mul(u64::from(AudioFormat::FRAME_SAMPLES))),
-        )
     }
 }
 

@@ -911,7 +911,10 @@ mod tests {
             sess.handle_input(0, &msg).unwrap();
         }
         assert!(drain_events(&mut sess).unwrap());
-        assert_eq!((sess.state(), sess.stream_id()), (State::Publishing, 1));
+        assert_eq!(
+            (sess.state(), sess.stream_id()),
+            (SessionState::Publishing, 1)
+        );
         out.clear();
         sess.poll_transmit(&mut out);
         sess

@@ -7,7 +7,7 @@ use roomcast_media::aac::AudioSpecificConfig;
 use roomcast_media::ts::{TsConfig, TsMuxer};
 
 /// The audio elementary stream's PID (video keeps TsConfig's default).
-pub const AUDIO_PID: u16 = 0x101;
+pub use roomcast_media::ts::DEFAULT_AUDIO_PID as AUDIO_PID;
 
 pub struct ProgramMuxer {
     muxer: TsMuxer,

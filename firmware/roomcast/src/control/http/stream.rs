@@ -6,6 +6,7 @@ use super::{Method, Reply, Req, Routed};
 use crate::base::lock;
 use crate::control::app::App;
 use crate::sink::llhls::{LlReply, Want};
+use roomcast_media::llhls::BlockingQuery;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,29 +75,8 @@ fn ll_want(app: &App, name: &str, query: &str) -> Option<Result<Want, Reply>> {
 
 /// Parses `_HLS_msn`, `_HLS_part` and `_HLS_skip` (rfc8216bis §6.2.5).
 fn blocking_query(query: &str) -> Result<Want, Reply> {
-    let (mut msn, mut part, mut skip) = (None, None, false);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let number = |what: &str| {
-            v.parse::<u64>().map_err(|_| {
-                Reply::error(400, &format!("{what} must be a whole number, got {v:?}"))
-            })
-        };
-        match k {
-            "_HLS_msn" => msn = Some(number("_HLS_msn")?),
-            "_HLS_part" => {
-                let p = number("_HLS_part")?;
-                part = Some(
-                    u32::try_from(p).map_err(|_| Reply::error(400, "_HLS_part is too large"))?,
-                );
-            }
-            "_HLS_skip" => skip = matches!(v, "YES" | "v2"),
-            _ => {} // other parameters (cache busters) are ignored
-        }
-    }
-    if part.is_some() && msn.is_none() {
-        return Err(Reply::error(400, "_HLS_part needs _HLS_msn"));
-    }
+    let BlockingQuery { msn, part, skip } =
+        BlockingQuery::parse(query).map_err(|e| Reply::error(400, &e.to_string()))?;
     Ok(Want::Playlist { msn, part, skip })
 }
 

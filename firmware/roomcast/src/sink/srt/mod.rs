@@ -51,7 +51,7 @@ use crate::config::ValidConfig;
 use crate::sink::tsmux::ProgramMuxer;
 use bytes::Bytes;
 use futures::{Sink, Stream, StreamExt};
-use roomcast_media::ts::PACKET_SIZE;
+use roomcast_media::ts::pack_messages;
 use serde_json::{json, Map, Value};
 use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::CoreRejectReason;
@@ -80,28 +80,9 @@ const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the thread looks at its connections when no frame comes.
 const POLL: Duration = Duration::from_millis(50);
 /// SRT message payload: seven transport packets.
-pub const MESSAGE_SIZE: usize = 7 * PACKET_SIZE;
+pub use roomcast_media::ts::MESSAGE_SIZE;
 /// Send-delay samples kept for the status percentiles (about 30 s at 30 fps).
 const DELAY_SAMPLES: usize = 1024;
-
-/// A null transport packet (PID 0x1FFF), which receivers discard.
-const NULL_PACKET_HEADER: [u8; 4] = [0x47, 0x1f, 0xff, 0x10];
-
-/// Splits whole transport packets into SRT messages of exactly
-/// [`MESSAGE_SIZE`] bytes, padding the last one with null packets.
-/// A trailing partial packet (never produced by `TsMuxer`) is dropped.
-pub fn pack_messages(ts: &[u8], out: &mut Vec<Bytes>) {
-    let whole = ts.len() - ts.len() % PACKET_SIZE;
-    for chunk in ts[..whole].chunks(MESSAGE_SIZE) {
-        let mut m = Vec::with_capacity(MESSAGE_SIZE);
-        m.extend_from_slice(chunk);
-        while m.len() < MESSAGE_SIZE {
-            m.extend_from_slice(&NULL_PACKET_HEADER);
-            m.resize(m.len() + PACKET_SIZE - NULL_PACKET_HEADER.len(), 0xff);
-        }
-        out.push(Bytes::from(m));
-    }
-}
 
 /// One live connection's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -624,7 +605,7 @@ impl Worker {
         self.ts.append(&mut self.pending_audio);
         self.muxer.write(f, &mut self.ts);
         self.messages.clear();
-        pack_messages(&self.ts, &mut self.messages);
+        pack_messages(&self.ts, |m| self.messages.push(Bytes::copy_from_slice(m)));
         let mut sent_to = 0;
         for c in &mut self.conns {
             if f.keyframe {
@@ -961,34 +942,6 @@ mod tests {
     use crate::config::Config;
     use crate::config::Output;
     use std::sync::Arc;
-
-    #[test]
-    fn messages_are_seven_packets_padded_with_null_packets() {
-        let ts: Vec<u8> = (0..9)
-            .flat_map(|i| {
-                let mut p = vec![0x47, 0x01, 0x00, 0x10 | i as u8];
-                p.resize(PACKET_SIZE, i as u8);
-                p
-            })
-            .collect();
-        let mut out = Vec::new();
-        pack_messages(&ts, &mut out);
-        assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|m| m.len() == MESSAGE_SIZE));
-        assert_eq!(&out[0][..], &ts[..MESSAGE_SIZE]);
-        assert_eq!(&out[1][..2 * PACKET_SIZE], &ts[MESSAGE_SIZE..]);
-        for p in out[1][2 * PACKET_SIZE..].chunks(PACKET_SIZE) {
-            assert_eq!(&p[..4], &NULL_PACKET_HEADER);
-            assert!(p[4..].iter().all(|&b| b == 0xff));
-        }
-        // Exactly seven packets: no padding message.
-        out.clear();
-        pack_messages(&ts[..MESSAGE_SIZE], &mut out);
-        assert_eq!(out.len(), 1);
-        out.clear();
-        pack_messages(&[], &mut out);
-        assert!(out.is_empty());
-    }
 
     fn cfg(outputs: &[(&str, bool)]) -> ValidConfig {
         let c = Config {
