@@ -416,12 +416,24 @@ fn status_object<K: OutputKind>(w: &Wanted<K::Settings>, s: &K::Status, dropped:
     v
 }
 
+/// One output's status, whatever its kind.
+pub struct Row {
+    /// Position in the configuration's `outputs`, if it is one of them.
+    pub order: Option<usize>,
+    /// `{output="…"}`, the Prometheus label.
+    pub label: String,
+    /// The status object: the common fields, then the kind's.
+    pub json: Value,
+    pub common: Common,
+    /// Frames its queue dropped.
+    pub dropped: u64,
+}
+
 /// What [`Outputs`] needs of a manager, whatever its kind.
 pub trait AnyManager: Send + Sync {
     fn apply(&self, cfg: &ValidConfig);
     fn stop_all(&self);
-    /// `(order, status object, live)` of every output.
-    fn status(&self) -> Vec<(Option<usize>, Value, State)>;
+    fn status(&self) -> Vec<Row>;
     fn write_metrics(&self, out: &mut String);
 }
 
@@ -434,10 +446,16 @@ impl<K: OutputKind> AnyManager for Manager<K> {
         Manager::stop_all(self)
     }
 
-    fn status(&self) -> Vec<(Option<usize>, Value, State)> {
+    fn status(&self) -> Vec<Row> {
         self.rows()
             .iter()
-            .map(|(w, s, d)| (w.order, status_object::<K>(w, s, *d), K::common(s).state))
+            .map(|(w, s, d)| Row {
+                order: w.order,
+                label: output_label(&w.label),
+                json: status_object::<K>(w, s, *d),
+                common: K::common(s),
+                dropped: *d,
+            })
             .collect()
     }
 
@@ -471,55 +489,73 @@ impl Outputs {
         }
     }
 
-    /// The outputs configured in `outputs`, in configuration order, and the
-    /// ones configured elsewhere (the recorder) by kind.
+    /// The outputs configured in `outputs`, in configuration order, then
+    /// the ones configured elsewhere (the recorder).
+    fn rows(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = self.managers.iter().flat_map(|m| m.status()).collect();
+        rows.sort_by_key(|r| r.order.unwrap_or(usize::MAX));
+        rows
+    }
+
+    /// The status objects of the outputs configured in `outputs`, in
+    /// configuration order, and of the ones configured elsewhere.
     pub fn status_json(&self) -> (Vec<Value>, Vec<Value>) {
-        let mut ordered = Vec::new();
-        let mut others = Vec::new();
-        for m in &self.managers {
-            for (order, v, _) in m.status() {
-                match order {
-                    Some(i) => ordered.push((i, v)),
-                    None => others.push(v),
-                }
-            }
-        }
-        ordered.sort_by_key(|(i, _)| *i);
-        (ordered.into_iter().map(|(_, v)| v).collect(), others)
+        let (ordered, others): (Vec<Row>, Vec<Row>) =
+            self.rows().into_iter().partition(|r| r.order.is_some());
+        let json = |rows: Vec<Row>| rows.into_iter().map(|r| r.json).collect();
+        (json(ordered), json(others))
     }
 
     /// Prometheus lines of every output (text format 0.0.4): the families
     /// every kind shares, then each kind's own.
     pub fn write_metrics(&self, out: &mut String) {
-        let (ordered, _) = self.status_json();
-        let rows: Vec<(String, &Value)> = ordered
-            .iter()
-            .map(|v| (output_label(v["url"].as_str().unwrap_or("")), v))
+        let rows: Vec<Row> = self
+            .rows()
+            .into_iter()
+            .filter(|r| r.order.is_some())
             .collect();
-        fn num(v: &Value, k: &str) -> f64 {
-            v[k].as_f64().unwrap_or(0.0)
-        }
-        type Row<'a> = (String, &'a Value);
+        type Family = (&'static str, &'static str, &'static str, fn(&Row) -> f64);
         #[rustfmt::skip]
-        let families: [(&str, &str, &str, fn(&Row) -> f64); 6] = [
-            ("roomcast_output_bytes_sent_total", "counter", "Bytes sent to an upstream output.", |r| num(r.1, "bytes_sent")),
-            ("roomcast_output_frames_sent_total", "counter", "Frames sent to an upstream output.", |r| num(r.1, "frames_sent")),
-            ("roomcast_output_reconnects_total", "counter", "Connection attempts after the first.", |r| num(r.1, "reconnects")),
-            ("roomcast_output_send_rate_bits_per_second", "gauge", "Measured send rate of an output.", |r| num(r.1, "send_rate_kbps") * 1000.0),
-            ("roomcast_output_dropped_frames_total", "counter", "Frames an output's queue dropped (it fell behind or waited to reconnect).", |r| num(r.1, "dropped")),
-            ("roomcast_output_publishing", "gauge", "1 while an output is on air (publishing or sending).", |r| f64::from(u8::from(matches!(r.1["state"].as_str(), Some("publishing" | "sending"))))),
+        let families: [Family; 6] = [
+            ("roomcast_output_bytes_sent_total", "counter", "Bytes sent to an upstream output.", |r| r.common.bytes_sent as f64),
+            ("roomcast_output_frames_sent_total", "counter", "Frames sent to an upstream output.", |r| r.common.frames_sent as f64),
+            ("roomcast_output_reconnects_total", "counter", "Connection attempts after the first.", |r| r.common.reconnects as f64),
+            ("roomcast_output_send_rate_bits_per_second", "gauge", "Measured send rate of an output.", |r| r.common.send_rate_bps),
+            ("roomcast_output_dropped_frames_total", "counter", "Frames an output's queue dropped (it fell behind or waited to reconnect).", |r| r.dropped as f64),
+            ("roomcast_output_publishing", "gauge", "1 while an output is on air (publishing or sending).", |r| f64::from(u8::from(r.common.state.is_live()))),
         ];
         for (name, kind, help, f) in families {
             write_family(
                 out,
                 (name, kind, help),
-                rows.iter().map(|r| (r.0.clone(), f(r))),
+                rows.iter().map(|r| (r.label.clone(), f(r))),
             );
         }
         for m in &self.managers {
             m.write_metrics(out);
         }
     }
+}
+
+/// A configuration with these outputs (URL, enabled), with or without the
+/// sound track, for the output kinds' tests.
+#[cfg(test)]
+pub(crate) fn config_with_outputs(outputs: &[(&str, bool)], audio: bool) -> ValidConfig {
+    let mut c = crate::config::Config {
+        outputs: outputs
+            .iter()
+            .map(|(u, e)| crate::config::Output {
+                url: u.to_string(),
+                enabled: *e,
+                ca_file: None,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    if !audio {
+        c.audio.source = "none".into();
+    }
+    c.validate().unwrap()
 }
 
 impl Drop for Outputs {

@@ -533,8 +533,6 @@ mod tests {
     use super::*;
     use crate::base::bus::FrameBus;
     use crate::base::clock::RealClock;
-    use crate::config::Config;
-    use crate::config::Output;
     use roomcast_media::flv::Metadata;
     use roomcast_media::h264::{annexb_to_avcc, ParameterSets};
     use roomcast_media::rtmp::mux::rtmp_ms;
@@ -545,21 +543,7 @@ mod tests {
     }
 
     fn cfg_audio(outputs: &[(&str, bool)], audio: bool) -> ValidConfig {
-        let mut c = Config {
-            outputs: outputs
-                .iter()
-                .map(|(u, e)| Output {
-                    url: u.to_string(),
-                    enabled: *e,
-                    ca_file: None,
-                })
-                .collect(),
-            ..Config::default()
-        };
-        if !audio {
-            c.audio.source = "none".into();
-        }
-        c.validate().unwrap()
+        super::super::output::config_with_outputs(outputs, audio)
     }
 
     #[test]

@@ -104,24 +104,17 @@ pub struct PeerStatus {
 /// One output's figures, updated by its thread.
 #[derive(Debug, Clone)]
 pub struct SrtStatus {
-    pub state: State,
+    /// State, bytes and frames sent, send rate, reconnects, last error; its
+    /// `peer` is filled in from `peers` and `last_peer` when read.
+    pub common: Common,
     pub mode: SrtMode,
     /// Live connections (one in caller/rendezvous mode).
     pub peers: Vec<PeerStatus>,
     /// The last peer connected to, kept after it went away.
     pub last_peer: Option<SocketAddr>,
-    /// MPEG-TS bytes handed to SRT (all connections).
-    pub bytes_sent: u64,
-    pub send_rate_bps: f64,
-    /// Frames sent to at least one connection.
-    pub frames_sent: u64,
     /// Packet counters of connections that have ended, so totals never go
     /// backwards.
     pub closed: PeerTotals,
-    /// Connection attempts after the first (caller), connections accepted
-    /// after the first (listener).
-    pub reconnects: u64,
-    pub last_error: Option<String>,
     /// Capture to the frame's last message handed to SRT, ns.
     delay_ns: VecDeque<u64>,
 }
@@ -138,16 +131,11 @@ pub struct PeerTotals {
 impl SrtStatus {
     fn new(state: State, mode: SrtMode) -> Self {
         SrtStatus {
-            state,
+            common: Common::new(state),
             mode,
             peers: Vec::new(),
             last_peer: None,
-            bytes_sent: 0,
-            send_rate_bps: 0.0,
-            frames_sent: 0,
             closed: PeerTotals::default(),
-            reconnects: 0,
-            last_error: None,
             delay_ns: VecDeque::new(),
         }
     }
@@ -318,7 +306,7 @@ impl Worker {
             SrtMode::Caller | SrtMode::Rendezvous => self.run_caller(),
         }
         self.close_all();
-        self.set(|s| s.state = State::Stopped);
+        self.set(|s| s.common.state = State::Stopped);
     }
 
     fn idle_until(&self, until_ns: u64) {
@@ -359,18 +347,18 @@ impl Worker {
         let mut attempts = 0u64;
         while !self.stopped() {
             if attempts > 0 {
-                self.set(|s| s.reconnects += 1);
+                self.set(|s| s.common.reconnects += 1);
             }
             attempts += 1;
             let started = self.ctx.now_ns();
-            self.set(|s| s.state = State::Connecting);
+            self.set(|s| s.common.state = State::Connecting);
             match self.connect() {
                 Ok((socket, peer)) => {
                     backoff.succeeded();
                     self.set(|s| {
                         s.last_peer = Some(peer);
-                        s.last_error = None;
-                        s.state = State::Sending;
+                        s.common.last_error = None;
+                        s.common.state = State::Sending;
                     });
                     let now = self.ctx.now_ns();
                     self.conns.push(Conn::new(socket, peer, now));
@@ -385,8 +373,8 @@ impl Worker {
                         break;
                     }
                     self.set(|s| {
-                        s.state = State::Backoff;
-                        s.last_error = Some(format!(
+                        s.common.state = State::Backoff;
+                        s.common.last_error = Some(format!(
                             "connection to {peer} ended: the receiver closed it or sent nothing for {} s",
                             PEER_IDLE_TIMEOUT.as_secs()
                         ));
@@ -399,9 +387,9 @@ impl Worker {
                     }
                     let state = failure_state(&e);
                     self.set(|s| {
-                        s.state = state;
-                        s.send_rate_bps = 0.0;
-                        s.last_error = Some(e.to_string());
+                        s.common.state = state;
+                        s.common.send_rate_bps = 0.0;
+                        s.common.last_error = Some(e.to_string());
                     });
                     self.idle_until(backoff.failed(started));
                 }
@@ -469,15 +457,15 @@ impl Worker {
                 Ok(l) => l,
                 Err(e) => {
                     self.set(|s| {
-                        s.state = State::Backoff;
-                        s.last_error = Some(e.to_string());
+                        s.common.state = State::Backoff;
+                        s.common.last_error = Some(e.to_string());
                     });
                     self.idle_until(backoff.failed(started));
                     continue;
                 }
             };
             backoff.succeeded();
-            self.set(|s| s.state = State::Listening);
+            self.set(|s| s.common.state = State::Listening);
             let mut ended = false;
             while !self.stopped() && !ended {
                 loop {
@@ -491,11 +479,13 @@ impl Worker {
                             self.set(|s| {
                                 s.last_peer = Some(peer);
                                 if accepted > 1 {
-                                    s.reconnects += 1;
+                                    s.common.reconnects += 1;
                                 }
                             });
                         }
-                        Ok(ListenerEvent::Refused(why)) => self.set(|s| s.last_error = Some(why)),
+                        Ok(ListenerEvent::Refused(why)) => {
+                            self.set(|s| s.common.last_error = Some(why))
+                        }
                         Ok(ListenerEvent::Ended) | Err(mpsc::TryRecvError::Disconnected) => {
                             ended = true;
                             break;
@@ -509,14 +499,14 @@ impl Worker {
                 } else {
                     State::Sending
                 };
-                self.set(|s| s.state = state);
+                self.set(|s| s.common.state = state);
             }
             drop(listener);
             self.close_all();
             if ended && !self.stopped() {
                 self.set(|s| {
-                    s.state = State::Backoff;
-                    s.last_error = Some(
+                    s.common.state = State::Backoff;
+                    s.common.last_error = Some(
                         "the SRT listener stopped (srt-tokio ends it when a caller offers \
                          encryption this output is not set up for); listening again"
                             .into(),
@@ -581,7 +571,7 @@ impl Worker {
             st.closed.packets_dropped += p.packets_dropped;
         }
         st.peers = peers;
-        st.send_rate_bps = self.rate.update(now, st.bytes_sent);
+        st.common.send_rate_bps = self.rate.update(now, st.common.bytes_sent);
     }
 
     fn send_frame(&mut self, f: &SharedFrame) {
@@ -641,8 +631,8 @@ impl Worker {
             let bytes = (self.messages.len() * MESSAGE_SIZE * sent_to) as u64;
             let delay = self.ctx.now_ns().saturating_sub(f.capture_ns);
             self.set(|s| {
-                s.bytes_sent += bytes;
-                s.frames_sent += 1;
+                s.common.bytes_sent += bytes;
+                s.common.frames_sent += 1;
                 if s.delay_ns.len() >= DELAY_SAMPLES {
                     s.delay_ns.pop_front();
                 }
@@ -661,7 +651,7 @@ impl Worker {
             st.closed.packets_dropped += c.peer.packets_dropped;
         }
         st.peers.clear();
-        st.send_rate_bps = 0.0;
+        st.common.send_rate_bps = 0.0;
     }
 }
 
@@ -691,16 +681,20 @@ async fn accept_loop(
     keys: Option<KeySettings>,
     streamid: Option<String>,
 ) {
+    // Turns a caller away and tells the output thread why.
+    let refuse = |reason: RejectReason, why: String| {
+        let _ = tx.send(ListenerEvent::Refused(why));
+        reason
+    };
     while let Some(req) = incoming.incoming().next().await {
         let peer = req.remote();
         if let Some(want) = &streamid {
             if req.stream_id().map(|s| s.as_str()) != Some(want.as_str()) {
-                let _ = req
-                    .reject(RejectReason::Server(ServerRejectReason::Forbidden))
-                    .await;
-                let _ = tx.send(ListenerEvent::Refused(format!(
+                let why = format!(
                     "refused receiver {peer}: its streamid is not the one this output wants"
-                )));
+                );
+                let reason = refuse(RejectReason::Server(ServerRejectReason::Forbidden), why);
+                let _ = req.reject(reason).await;
                 continue;
             }
         }
@@ -713,12 +707,12 @@ async fn accept_loop(
             }),
             (None, KeySize::Unspecified) => None,
             (None, _) => {
-                let _ = req
-                    .reject(RejectReason::Core(CoreRejectReason::Unsecure))
-                    .await;
-                let _ = tx.send(ListenerEvent::Refused(format!(
+                let why = format!(
                     "refused receiver {peer}: it wants encryption but this output has no passphrase"
-                )));
+                );
+                let _ = req
+                    .reject(refuse(RejectReason::Core(CoreRejectReason::Unsecure), why))
+                    .await;
                 continue;
             }
         };
@@ -821,8 +815,8 @@ impl OutputKind for Srt {
             Ok(rt) => rt,
             Err(e) => {
                 ctx.set(|s| {
-                    s.state = State::Stopped;
-                    s.last_error = Some(format!("cannot start the SRT runtime: {e}"));
+                    s.common.state = State::Stopped;
+                    s.common.last_error = Some(format!("cannot start the SRT runtime: {e}"));
                 });
                 return;
             }
@@ -843,24 +837,15 @@ impl OutputKind for Srt {
     }
 
     fn common(s: &SrtStatus) -> Common {
+        let peer = s.peers.first().map(|p| p.addr).or(s.last_peer);
         Common {
-            state: s.state,
-            peer: s
-                .peers
-                .first()
-                .map(|p| p.addr)
-                .or(s.last_peer)
-                .map(|p| p.to_string()),
-            bytes_sent: s.bytes_sent,
-            send_rate_bps: s.send_rate_bps,
-            frames_sent: s.frames_sent,
-            reconnects: s.reconnects,
-            last_error: s.last_error.clone(),
+            peer: peer.map(|p| p.to_string()),
+            ..s.common.clone()
         }
     }
 
     fn set_error(status: &mut SrtStatus, error: String) {
-        status.last_error = Some(error);
+        status.common.last_error = Some(error);
     }
 
     fn extra_json(s: &SrtStatus, out: &mut Map<String, Value>) {
@@ -909,10 +894,10 @@ impl OutputKind for Srt {
         );
         #[rustfmt::skip]
         let metrics: [Metric; 8] = [
-            ("roomcast_srt_bytes_sent_total", "counter", "MPEG-TS bytes handed to SRT.", |s| s.bytes_sent as f64),
-            ("roomcast_srt_frames_sent_total", "counter", "Frames sent to at least one SRT connection.", |s| s.frames_sent as f64),
-            ("roomcast_srt_reconnects_total", "counter", "SRT connection attempts after the first, or receivers accepted after the first.", |s| s.reconnects as f64),
-            ("roomcast_srt_send_rate_bits_per_second", "gauge", "Measured send rate of an SRT output.", |s| s.send_rate_bps),
+            ("roomcast_srt_bytes_sent_total", "counter", "MPEG-TS bytes handed to SRT.", |s| s.common.bytes_sent as f64),
+            ("roomcast_srt_frames_sent_total", "counter", "Frames sent to at least one SRT connection.", |s| s.common.frames_sent as f64),
+            ("roomcast_srt_reconnects_total", "counter", "SRT connection attempts after the first, or receivers accepted after the first.", |s| s.common.reconnects as f64),
+            ("roomcast_srt_send_rate_bits_per_second", "gauge", "Measured send rate of an SRT output.", |s| s.common.send_rate_bps),
             ("roomcast_srt_receivers", "gauge", "Live SRT connections of an output.", |s| s.peers.len() as f64),
             ("roomcast_srt_packets_retransmitted_total", "counter", "SRT packets sent again after a loss report.", |s| s.totals().packets_retransmitted as f64),
             ("roomcast_srt_packets_lost_total", "counter", "SRT packets the receivers reported lost.", |s| s.totals().packets_lost as f64),
@@ -939,23 +924,11 @@ mod tests {
     use crate::base::bus::FrameBus;
     use crate::base::clock::RealClock;
     use crate::base::clock::SharedClock;
-    use crate::config::Config;
-    use crate::config::Output;
     use std::sync::Arc;
 
+    /// Outputs with the sound track on (the default).
     fn cfg(outputs: &[(&str, bool)]) -> ValidConfig {
-        let c = Config {
-            outputs: outputs
-                .iter()
-                .map(|(u, e)| Output {
-                    url: u.to_string(),
-                    enabled: *e,
-                    ca_file: None,
-                })
-                .collect(),
-            ..Config::default()
-        };
-        c.validate().unwrap()
+        super::super::output::config_with_outputs(outputs, true)
     }
 
     #[test]
