@@ -505,6 +505,42 @@ mod tests {
         }
     }
 
+    /// Pops every ready block of 1024 samples, checking that each follows
+    /// on from `next` (no gap, no overlap), and hands it to `each` with its
+    /// first output index.
+    fn drain(
+        al: &mut Aligner,
+        out: &mut [Vec<f32>],
+        next: &mut u64,
+        mut each: impl FnMut(&Aligner, u64, &[Vec<f32>]),
+    ) {
+        while let Some(first) = al.pop(1024, out) {
+            assert_eq!(first, *next, "no gap, no overlap");
+            *next += 1024;
+            each(al, first, out);
+        }
+    }
+
+    /// Adds to `onsets` the output times of beeps starting in `block`
+    /// (output index `first` on), at most one every 0.5 s.
+    fn note_onsets(al: &Aligner, first: u64, block: &[f32], onsets: &mut Vec<f64>) {
+        for (k, x) in block.iter().enumerate() {
+            let t = al.output_time_ns(first + k as u64);
+            if x.abs() > 0.1 && onsets.last().is_none_or(|&o: &f64| t - o > 5e8) {
+                onsets.push(t);
+            }
+        }
+    }
+
+    /// Every beep (the fake card beeps on the whole second) starts within
+    /// 2 ms of its second.
+    fn assert_on_the_second(onsets: &[f64]) {
+        for t in onsets {
+            let off = (t - (t / 1e9).round() * 1e9) / 1e6;
+            assert!(off.abs() < 2.0, "onset {off} ms off the second");
+        }
+    }
+
     #[test]
     fn ten_minutes_at_plus_100_ppm_stay_aligned() {
         check(100.0);
@@ -571,23 +607,13 @@ mod tests {
                     al.input_lost();
                 }
             }
-            while let Some(first) = al.pop(1024, &mut out) {
-                assert_eq!(first, next_idx, "no gap, no overlap");
-                next_idx += 1024;
-                for (k, x) in out[0].iter().enumerate() {
-                    let t = al.output_time_ns(first + k as u64);
-                    if x.abs() > 0.1 && onsets.last().is_none_or(|&o: &f64| t - o > 5e8) {
-                        onsets.push(t);
-                    }
-                }
-            }
+            drain(&mut al, &mut out, &mut next_idx, |al, first, out| {
+                note_onsets(al, first, &out[0], &mut onsets)
+            });
         }
         assert_eq!(xruns, 1);
         assert!(onsets.len() >= 36, "{}", onsets.len());
-        for t in onsets {
-            let off = (t - (t / 1e9).round() * 1e9) / 1e6;
-            assert!(off.abs() < 2.0, "onset {off} ms off the second");
-        }
+        assert_on_the_second(&onsets);
     }
 
     #[test]
@@ -612,10 +638,7 @@ mod tests {
                 "after stamp {t}: {}",
                 al.available()
             );
-            while let Some(first) = al.pop(1024, &mut out) {
-                assert_eq!(first, next);
-                next += 1024;
-            }
+            drain(&mut al, &mut out, &mut next, |_, _, _| {});
         }
     }
 
@@ -630,11 +653,9 @@ mod tests {
         for _ in 0..150 {
             c.advance(Duration::from_millis(10));
             al.fill_silence_until(c.monotonic_ns());
-            while let Some(first) = al.pop(1024, &mut out) {
-                assert_eq!(first, next_idx);
-                next_idx += 1024;
-                assert!(out[0].iter().all(|&x| x == 0.0));
-            }
+            drain(&mut al, &mut out, &mut next_idx, |_, _, out| {
+                assert!(out[0].iter().all(|&x| x == 0.0))
+            });
         }
         assert_eq!(al.anchor_ns(), Some(9_990_000_000));
         assert!(!al.stats().live);
@@ -650,33 +671,20 @@ mod tests {
         for _ in 0..1000 {
             let st = pcm.read(&mut buf).unwrap();
             al.push(&buf, 1, 48_000, st.tstamp_ns, st.delay);
-            while let Some(first) = al.pop(1024, &mut out) {
-                assert_eq!(first, next_idx, "no gap, no overlap");
-                next_idx += 1024;
+            drain(&mut al, &mut out, &mut next_idx, |al, first, out| {
                 assert_eq!(out[0], out[1], "mono copied to both sides");
-                for (k, x) in out[0].iter().enumerate() {
-                    let t = al.output_time_ns(first + k as u64);
-                    if x.abs() > 0.1 && onsets.last().is_none_or(|&o: &f64| t - o > 5e8) {
-                        onsets.push(t);
-                    }
-                }
-            }
+                note_onsets(al, first, &out[0], &mut onsets);
+            });
         }
         assert!(al.stats().live);
         assert!(onsets.len() >= 9, "{onsets:?}");
-        for t in onsets {
-            let off = (t - (t / 1e9).round() * 1e9) / 1e6;
-            assert!(off.abs() < 2.0, "onset {off} ms off the second");
-        }
+        assert_on_the_second(&onsets);
         // Unplug: the timeline goes on in silence, no jump.
         al.input_lost();
         for _ in 0..100 {
             c.advance(Duration::from_millis(10));
             al.fill_silence_until(c.monotonic_ns());
-            while let Some(first) = al.pop(1024, &mut out) {
-                assert_eq!(first, next_idx);
-                next_idx += 1024;
-            }
+            drain(&mut al, &mut out, &mut next_idx, |_, _, _| {});
         }
         let lag = c.monotonic_ns() as f64 - al.output_time_ns(al.produced());
         assert!((lag - SILENCE_LAG_NS as f64).abs() < NS_PER_OUT, "{lag}");

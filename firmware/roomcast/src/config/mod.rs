@@ -158,8 +158,8 @@ fn yes() -> bool {
     true
 }
 
-/// Picture and encoder settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Picture and encoder settings (also what an encoder is opened with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Video {
     /// Picture width in pixels (even).
@@ -330,6 +330,50 @@ impl ValidConfig {
     }
 }
 
+/// `Err` naming `name` unless `value` is in `range` ("must be between 1
+/// and 60 ms (got 0)": `unit` is what follows the bounds, with its space).
+fn in_range<T>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<(), FieldError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(field(
+        name,
+        format!(
+            "must be between {} and {}{unit} (got {value})",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
+/// [`in_range`] for a picture dimension, which must also be even ("must be
+/// an even number between 16 and 3840 (got 0)").
+fn even_in_range(
+    name: &str,
+    value: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<(), FieldError> {
+    if range.contains(&value) && value.is_multiple_of(2) {
+        return Ok(());
+    }
+    Err(field(
+        name,
+        format!(
+            "must be an even number between {} and {} (got {value})",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
 /// `/dev/videoN`-like: an absolute path without `..`, so a config cannot
 /// point the daemon at arbitrary files.
 fn is_device_path(p: &str) -> bool {
@@ -388,39 +432,10 @@ impl Config {
         }
         let v = &self.video;
         // openh264 refuses pictures larger than 3840x2160.
-        if v.width < 16 || v.width > 3840 || !v.width.is_multiple_of(2) {
-            return Err(field(
-                "video.width",
-                format!(
-                    "must be an even number between 16 and 3840 (got {})",
-                    v.width
-                ),
-            ));
-        }
-        if v.height < 16 || v.height > 2160 || !v.height.is_multiple_of(2) {
-            return Err(field(
-                "video.height",
-                format!(
-                    "must be an even number between 16 and 2160 (got {})",
-                    v.height
-                ),
-            ));
-        }
-        if !(1..=60).contains(&v.fps) {
-            return Err(field(
-                "video.fps",
-                format!("must be between 1 and 60 (got {})", v.fps),
-            ));
-        }
-        if !(64..=50_000).contains(&v.bitrate_kbps) {
-            return Err(field(
-                "video.bitrate_kbps",
-                format!(
-                    "must be between 64 and 50000 kbit/s (got {})",
-                    v.bitrate_kbps
-                ),
-            ));
-        }
+        even_in_range("video.width", v.width, 16..=3840)?;
+        even_in_range("video.height", v.height, 16..=2160)?;
+        in_range("video.fps", v.fps, 1..=60, "")?;
+        in_range("video.bitrate_kbps", v.bitrate_kbps, 64..=50_000, " kbit/s")?;
         if v.gop < 1 || v.gop > v.fps * 10 {
             return Err(field(
                 "video.gop",
@@ -439,18 +454,8 @@ impl Config {
             ));
         }
         let h = &self.hls;
-        if !(500..=10_000).contains(&h.segment_ms) {
-            return Err(field(
-                "hls.segment_ms",
-                format!("must be between 500 and 10000 ms (got {})", h.segment_ms),
-            ));
-        }
-        if !(3..=60).contains(&h.window) {
-            return Err(field(
-                "hls.window",
-                format!("must be between 3 and 60 segments (got {})", h.window),
-            ));
-        }
+        in_range("hls.segment_ms", h.segment_ms, 500..=10_000, " ms")?;
+        in_range("hls.window", h.window, 3..=60, " segments")?;
         if !(100..=2000).contains(&h.part_ms) || h.part_ms * 2 > h.segment_ms {
             return Err(field(
                 "hls.part_ms",
@@ -485,21 +490,13 @@ impl Config {
                 ),
             ));
         }
-        if !(1..=120).contains(&r.segment_minutes) {
-            return Err(field(
-                "record.segment_minutes",
-                format!(
-                    "must be between 1 and 120 minutes (got {})",
-                    r.segment_minutes
-                ),
-            ));
-        }
-        if !(64..=1_000_000).contains(&r.keep_mb) {
-            return Err(field(
-                "record.keep_mb",
-                format!("must be between 64 and 1000000 MB (got {})", r.keep_mb),
-            ));
-        }
+        in_range(
+            "record.segment_minutes",
+            r.segment_minutes,
+            1..=120,
+            " minutes",
+        )?;
+        in_range("record.keep_mb", r.keep_mb, 64..=1_000_000, " MB")?;
         let a = &self.audio;
         let alsa_name = a.source.strip_prefix("alsa:");
         if !matches!(a.source.as_str(), "auto" | "tone" | "none")
@@ -521,18 +518,8 @@ impl Config {
                 format!("must be 1 or 2 (got {})", a.channels),
             ));
         }
-        if !(32..=320).contains(&a.bitrate_kbps) {
-            return Err(field(
-                "audio.bitrate_kbps",
-                format!("must be between 32 and 320 kbit/s (got {})", a.bitrate_kbps),
-            ));
-        }
-        if !(-40..=30).contains(&a.gain_db) {
-            return Err(field(
-                "audio.gain_db",
-                format!("must be between -40 and 30 dB (got {})", a.gain_db),
-            ));
-        }
+        in_range("audio.bitrate_kbps", a.bitrate_kbps, 32..=320, " kbit/s")?;
+        in_range("audio.gain_db", a.gain_db, -40..=30, " dB")?;
         if self.outputs.len() > 8 {
             return Err(field("outputs", "at most 8 outputs"));
         }

@@ -443,19 +443,21 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    fn dir(tag: &str) -> PathBuf {
+    /// A fresh directory for the test `tag` (removed by the test when it
+    /// passes), and an `Auth` keeping its files there.
+    fn auth(tag: &str) -> (PathBuf, Auth) {
         let d = std::env::temp_dir().join(format!("roomcast-auth-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        let a = Auth::new(&d);
+        (d, a)
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     #[test]
     fn nothing_is_open_before_setup_and_setup_happens_once() {
-        let d = dir("setup");
-        let a = Auth::new(&d);
+        let (d, a) = auth("setup");
         assert!(a.setup_needed());
         assert_eq!(a.check(None, None, 0), Err(AuthError::SetupNeeded));
         assert_eq!(a.login(IP, "whatever1", 0), Err(AuthError::SetupNeeded));
@@ -476,26 +478,21 @@ mod tests {
 
     #[test]
     fn login_logout_expiry_and_wrong_passwords_slow_down() {
-        let d = dir("login");
-        let a = Auth::new(&d);
+        let (d, a) = auth("login");
         a.setup("correct horse", 0).unwrap();
         for _ in 0..FREE_FAILURES - 1 {
             assert_eq!(a.login(IP, "nope", 0), Err(AuthError::WrongPassword));
         }
         // The third failure starts the back-off: 1 s, then 2 s …
-        assert_eq!(a.login(IP, "nope", 0), Err(AuthError::WrongPassword));
-        assert_eq!(
-            a.login(IP, "correct horse", 500_000_000),
-            Err(AuthError::SlowDown(1))
-        );
-        assert_eq!(
-            a.login(IP, "nope", 1_000_000_000),
-            Err(AuthError::WrongPassword)
-        );
-        assert_eq!(
-            a.login(IP, "nope", 2_000_000_000),
-            Err(AuthError::SlowDown(1))
-        );
+        for (password, at_ns, refusal) in [
+            ("nope", 0, AuthError::WrongPassword),
+            ("correct horse", 500_000_000, AuthError::SlowDown(1)),
+            ("nope", 1_000_000_000, AuthError::WrongPassword),
+            ("nope", 2_000_000_000, AuthError::SlowDown(1)),
+        ] {
+            let got = a.login(IP, password, at_ns);
+            assert_eq!(got, Err(refusal), "{password:?} at {at_ns} ns");
+        }
         // Another address is not affected.
         let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
         let (sid, _) = a.login(other, "correct horse", 2_000_000_000).unwrap();
@@ -512,8 +509,7 @@ mod tests {
 
     #[test]
     fn api_tokens_work_without_a_session() {
-        let d = dir("token");
-        let a = Auth::new(&d);
+        let (d, a) = auth("token");
         let t = a.new_api_token().unwrap();
         assert_eq!(a.check(None, Some(&t), 0), Ok(Access::Token));
         assert_eq!(
@@ -527,8 +523,7 @@ mod tests {
 
     #[test]
     fn viewer_password_guards_the_stream_only_and_is_never_stored_plain() {
-        let d = dir("viewer");
-        let a = Auth::new(&d);
+        let (d, a) = auth("viewer");
         let (admin, _) = a.setup("correct horse", 0).unwrap();
         // No viewer password: the stream is open to anyone.
         assert!(!a.viewer_password_set());
@@ -589,8 +584,7 @@ mod tests {
 
     #[test]
     fn viewer_logins_are_slowed_down_with_admin_logins() {
-        let d = dir("viewer-slow");
-        let a = Auth::new(&d);
+        let (d, a) = auth("viewer-slow");
         a.setup("correct horse", 0).unwrap();
         a.set_viewer_password(Some("room 4 viewers")).unwrap();
         // Guesses at either password count together.

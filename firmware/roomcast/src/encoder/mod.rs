@@ -10,18 +10,8 @@ use crate::base::frame::I420Frame;
 use crate::config::EncoderSetting;
 use crate::v4l2::Backend;
 
-/// Settings an encoder is opened with (already validated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncoderSettings {
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub bitrate_kbps: u32,
-    /// Keyframe (IDR) interval in frames.
-    pub gop: u32,
-    /// 0 = the encoder's choice.
-    pub threads: u32,
-}
+/// Settings an encoder is opened with: the validated `[video]` table.
+pub type EncoderSettings = crate::config::Video;
 
 /// One compressed picture.
 #[derive(Debug, Clone, PartialEq, Eq)]

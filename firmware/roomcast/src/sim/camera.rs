@@ -2,8 +2,11 @@
 //! grid from `STREAMON`, produced lazily, with uvcvideo's negotiation rules.
 
 use super::media::{is_raw, pack, raw_sizeimage, H264Stream};
-use super::{check_control, land_payload, nanos, stall_end, unstalled, WATCH_EVERY_NS};
-use super::{BufQueue, FakeHandle, Filled, Grid, Node, Shared, EACCES, ENOTTY};
+use super::{
+    check_control, control, force_key_frame_control, land_payload, menu, nanos, read_control,
+    stall_end, unstalled, WATCH_EVERY_NS,
+};
+use super::{BufQueue, FakeHandle, Filled, Grid, Node, Shared, ENOTTY};
 use crate::base::clock::{Clock, SharedClock};
 use crate::base::frame::I420Frame;
 use crate::encoder::EncoderSettings;
@@ -12,6 +15,7 @@ use crate::v4l2::{cid, flags, Caps, ControlInfo, ControlKind, Dequeued, DevError
 use crate::v4l2::{Device, EncoderCmd, Format, FormatDesc, FourCc, FrameSizes, Interval};
 use crate::v4l2::{Intervals, Queue, EBUSY, EINVAL};
 use std::cell::RefCell;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 /// Makes a JPEG of a picture, for a fake MJPEG camera (tests bring one;
@@ -28,42 +32,6 @@ pub struct CameraSpec {
     /// first is the power-on format, an interval list's first its default.
     pub modes: Vec<(FourCc, u32, u32, Vec<Interval>)>,
     pub controls: Vec<ControlInfo>,
-}
-
-fn control(
-    id: u32,
-    name: &str,
-    kind: ControlKind,
-    min: i64,
-    max: i64,
-    default: i64,
-) -> ControlInfo {
-    let step = u64::from(!matches!(kind, ControlKind::Button));
-    ControlInfo {
-        id,
-        name: name.to_owned(),
-        kind,
-        min,
-        max,
-        step,
-        default,
-    }
-}
-
-fn menu(items: &[(i64, &str)]) -> ControlKind {
-    ControlKind::Menu(items.iter().map(|(v, n)| (*v, (*n).to_owned())).collect())
-}
-
-/// `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME`, which H.264 UVC cameras offer.
-pub(super) fn force_key_frame_control() -> ControlInfo {
-    control(
-        cid::MPEG_VIDEO_FORCE_KEY_FRAME,
-        "Force Key Frame",
-        ControlKind::Button,
-        0,
-        0,
-        0,
-    )
 }
 
 impl CameraSpec {
@@ -378,6 +346,25 @@ impl Stream {
     }
 }
 
+impl FakeHandle {
+    /// [`live`](Self::live) for an ioctl that changes the camera for every
+    /// open: `EBUSY` if `busy` (the caller's own queue is in the way) or if
+    /// an open other than (`generation`, `id`) holds the buffers.
+    fn live_exclusive(
+        &self,
+        generation: u64,
+        id: u64,
+        busy: bool,
+        op: &'static str,
+    ) -> DevResult<MutexGuard<'_, Shared>> {
+        let mut sh = self.live(generation, op)?;
+        if busy || cam(&mut sh).owned_by_other(generation, id) {
+            return Err(DevError::new(op, EBUSY));
+        }
+        Ok(sh)
+    }
+}
+
 fn capture_only(queue: Queue, op: &'static str) -> DevResult<()> {
     match queue {
         Queue::Capture => Ok(()),
@@ -529,12 +516,11 @@ impl Device for FakeCamera {
     fn set_format(&mut self, queue: Queue, want: &Format) -> DevResult<Format> {
         const OP: &str = "VIDIOC_S_FMT";
         capture_only(queue, OP)?;
-        let mut sh = self.handle.live(self.generation, OP)?;
-        let generation = sh.generation;
+        let busy = self.st.get_mut().q.count() > 0;
+        let mut sh = self
+            .handle
+            .live_exclusive(self.generation, self.id, busy, OP)?;
         let c = cam(&mut sh);
-        if self.st.get_mut().q.count() > 0 || c.owned_by_other(generation, self.id) {
-            return Err(DevError::new(OP, EBUSY));
-        }
         let formats = c.spec.formats();
         let fourcc = if formats.contains(&want.fourcc) {
             want.fourcc
@@ -563,14 +549,13 @@ impl Device for FakeCamera {
     fn set_interval(&mut self, queue: Queue, want: Interval) -> DevResult<Interval> {
         const OP: &str = "VIDIOC_S_PARM";
         capture_only(queue, OP)?;
-        let mut sh = self.handle.live(self.generation, OP)?;
-        let generation = sh.generation;
-        let c = cam(&mut sh);
         // uvcvideo refuses while streaming (the rate is part of the USB
         // bandwidth negotiated at STREAMON).
-        if self.st.get_mut().q.streaming || c.owned_by_other(generation, self.id) {
-            return Err(DevError::new(OP, EBUSY));
-        }
+        let busy = self.st.get_mut().q.streaming;
+        let mut sh = self
+            .handle
+            .live_exclusive(self.generation, self.id, busy, OP)?;
+        let c = cam(&mut sh);
         let list = c
             .spec
             .intervals(c.fmt.fourcc, c.fmt.width, c.fmt.height)
@@ -586,34 +571,17 @@ impl Device for FakeCamera {
     }
 
     fn control(&self, id: u32) -> DevResult<i64> {
-        const OP: &str = "VIDIOC_G_CTRL";
-        let mut sh = self.handle.live(self.generation, OP)?;
+        let mut sh = self.handle.live(self.generation, "VIDIOC_G_CTRL")?;
         let c = cam(&mut sh);
-        let info = c
-            .spec
-            .controls
-            .iter()
-            .find(|i| i.id == id)
-            .ok_or(DevError::new(OP, EINVAL))?;
-        if info.kind == ControlKind::Button {
-            return Err(DevError::new(OP, EACCES));
-        }
-        c.value(id).ok_or(DevError::new(OP, EINVAL))
+        read_control(&c.spec.controls, &c.values, id)
     }
 
     fn set_control(&mut self, id: u32, value: i64) -> DevResult<()> {
-        const OP: &str = "VIDIOC_S_CTRL";
-        let mut sh = self.handle.live(self.generation, OP)?;
+        let mut sh = self.handle.live(self.generation, "VIDIOC_S_CTRL")?;
         // Frames due before this call are made with the old settings.
         self.st.get_mut().pump(&mut sh, &*self.handle.clock);
         let c = cam(&mut sh);
-        let i = c
-            .spec
-            .controls
-            .iter()
-            .position(|i| i.id == id)
-            .ok_or(DevError::new(OP, EINVAL))?;
-        let v = check_control(&c.spec.controls[i], value).map_err(|e| DevError::new(OP, e))?;
+        let (i, v) = check_control(&c.spec.controls, id, value)?;
         c.values[i] = v;
         if id == cid::MPEG_VIDEO_FORCE_KEY_FRAME {
             c.force_key = true;
@@ -624,16 +592,14 @@ impl Device for FakeCamera {
     fn request_buffers(&mut self, queue: Queue, count: u32) -> DevResult<u32> {
         const OP: &str = "VIDIOC_REQBUFS";
         capture_only(queue, OP)?;
-        let mut sh = self.handle.live(self.generation, OP)?;
-        let generation = sh.generation;
+        let mut sh = self
+            .handle
+            .live_exclusive(self.generation, self.id, false, OP)?;
         let c = cam(&mut sh);
-        if c.owned_by_other(generation, self.id) {
-            return Err(DevError::new(OP, EBUSY));
-        }
         let n = self.st.get_mut().q.request(OP, count, 2)?;
         let len = c.fmt.sizeimage as usize;
         self.mem = (0..n).map(|_| vec![0; len]).collect();
-        c.owner = (n > 0).then_some((generation, self.id));
+        c.owner = (n > 0).then_some((self.generation, self.id));
         Ok(n)
     }
 
@@ -682,13 +648,7 @@ impl Device for FakeCamera {
         st.pump(&mut sh, &*self.handle.clock);
         let mut f = st.q.dequeue(OP)?;
         land_payload(&mut self.mem, &mut f, &mut st.spare);
-        Ok(Dequeued {
-            index: f.index,
-            bytesused: f.bytesused,
-            flags: f.flags,
-            timestamp_ns: f.timestamp_ns,
-            sequence: f.sequence,
-        })
+        Ok(f.dequeued())
     }
 
     fn stream_on(&mut self, queue: Queue) -> DevResult<()> {

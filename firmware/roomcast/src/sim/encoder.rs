@@ -4,11 +4,11 @@
 //! both queues stream, `V4L2_ENC_CMD_STOP` drains to a `LAST` buffer, then
 //! `DQBUF(Capture)` fails with `EPIPE` until `START` or a `Capture` restart.
 
-use super::camera::force_key_frame_control;
 use super::media::{raw_sizeimage, split_headers, unpack, H264Stream};
-use super::{check_control, land_payload, nanos, WATCH_EVERY_NS};
+use super::{check_control, control, force_key_frame_control, land_payload, menu, nanos};
 use super::{
-    BufQueue, FakeHandle, Filled, Shared, EACCES, ENOTTY, FLAG_PFRAME, FLAG_TIMESTAMP_COPY,
+    read_control, BufQueue, FakeHandle, Filled, Shared, ENOTTY, FLAG_PFRAME, FLAG_TIMESTAMP_COPY,
+    WATCH_EVERY_NS,
 };
 use crate::base::clock::SharedClock;
 use crate::base::frame::I420Frame;
@@ -40,18 +40,6 @@ const FIXED_WHILE_STREAMING: [u32; 4] = [
 ];
 
 fn encoder_controls() -> Vec<ControlInfo> {
-    let ctrl = |id, name: &str, kind, min, max, step, default| ControlInfo {
-        id,
-        name: name.to_owned(),
-        kind,
-        min,
-        max,
-        step,
-        default,
-    };
-    let menu = |items: &[(i64, &str)]| {
-        ControlKind::Menu(items.iter().map(|(v, n)| (*v, (*n).to_owned())).collect())
-    };
     let levels = [
         "1", "1b", "1.1", "1.2", "1.3", "2", "2.1", "2.2", "3", "3.1", "3.2", "4", "4.1", "4.2",
     ];
@@ -61,36 +49,36 @@ fn encoder_controls() -> Vec<ControlInfo> {
         .map(|(i, n)| (i as i64, *n))
         .collect();
     vec![
-        ctrl(
+        control(
             cid::MPEG_VIDEO_BITRATE_MODE,
             "Video Bitrate Mode",
             menu(&[(0, "Variable Bitrate"), (1, "Constant Bitrate")]),
             0,
             1,
-            1,
             0,
         ),
-        ctrl(
-            cid::MPEG_VIDEO_BITRATE,
-            "Video Bitrate",
-            ControlKind::Integer,
-            25_000,
-            25_000_000,
-            25_000,
-            10_000_000,
-        ),
-        ctrl(
+        ControlInfo {
+            step: 25_000,
+            ..control(
+                cid::MPEG_VIDEO_BITRATE,
+                "Video Bitrate",
+                ControlKind::Integer,
+                25_000,
+                25_000_000,
+                10_000_000,
+            )
+        },
+        control(
             cid::MPEG_VIDEO_H264_I_PERIOD,
             "H264 I-Frame Period",
             ControlKind::Integer,
             0,
             i64::from(i32::MAX),
-            1,
             60,
         ),
         // The menu the Pi offers; the fake always encodes Constrained
         // Baseline (openh264), whatever is chosen.
-        ctrl(
+        control(
             cid::MPEG_VIDEO_H264_PROFILE,
             "H264 Profile",
             menu(&[
@@ -101,33 +89,29 @@ fn encoder_controls() -> Vec<ControlInfo> {
             ]),
             0,
             4,
-            1,
             4,
         ),
-        ctrl(
+        control(
             cid::MPEG_VIDEO_H264_LEVEL,
             "H264 Level",
             menu(&levels),
             0,
             13,
-            1,
             11,
         ),
-        ctrl(
+        control(
             cid::MPEG_VIDEO_REPEAT_SEQ_HEADER,
             "Repeat Sequence Header",
             ControlKind::Boolean,
             0,
             1,
-            1,
             0,
         ),
-        ctrl(
+        control(
             cid::MPEG_VIDEO_HEADER_MODE,
             "Sequence Header Mode",
             menu(&[(0, "Separate Buffer"), (1, "Joined With 1st Frame")]),
             0,
-            1,
             1,
             1,
         ),
@@ -565,18 +549,9 @@ impl Device for FakeEncoder {
     }
 
     fn control(&self, id: u32) -> DevResult<i64> {
-        const OP: &str = "VIDIOC_G_CTRL";
-        drop(self.handle.live(self.generation, OP)?);
+        drop(self.handle.live(self.generation, "VIDIOC_G_CTRL")?);
         let st = self.st.borrow();
-        let i = st
-            .controls
-            .iter()
-            .position(|c| c.id == id)
-            .ok_or(DevError::new(OP, EINVAL))?;
-        if st.controls[i].kind == ControlKind::Button {
-            return Err(DevError::new(OP, EACCES));
-        }
-        Ok(st.values[i])
+        read_control(&st.controls, &st.values, id)
     }
 
     fn set_control(&mut self, id: u32, value: i64) -> DevResult<()> {
@@ -584,12 +559,7 @@ impl Device for FakeEncoder {
         let mut sh = self.handle.live(self.generation, OP)?;
         let st = self.st.get_mut();
         st.pump(&mut sh, &self.out_mem);
-        let i = st
-            .controls
-            .iter()
-            .position(|c| c.id == id)
-            .ok_or(DevError::new(OP, EINVAL))?;
-        let v = check_control(&st.controls[i], value).map_err(|e| DevError::new(OP, e))?;
+        let (i, v) = check_control(&st.controls, id, value)?;
         if FIXED_WHILE_STREAMING.contains(&id) && (st.out.streaming || st.cap.streaming) {
             return Err(DevError::new(OP, EBUSY));
         }
@@ -675,13 +645,7 @@ impl Device for FakeEncoder {
             }
             land_payload(&mut self.cap_mem, &mut f, &mut st.spare);
         }
-        Ok(Dequeued {
-            index: f.index,
-            bytesused: f.bytesused,
-            flags: f.flags,
-            timestamp_ns: f.timestamp_ns,
-            sequence: f.sequence,
-        })
+        Ok(f.dequeued())
     }
 
     fn stream_on(&mut self, queue: Queue) -> DevResult<()> {

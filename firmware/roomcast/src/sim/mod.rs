@@ -41,7 +41,7 @@ pub fn backend(clock: SharedClock) -> Arc<dyn Backend> {
         _ => crate::v4l2::real_backend(),
     }
 }
-use crate::v4l2::{ControlInfo, ControlKind, DevError, DevResult, Device, Interval, EINVAL};
+use crate::v4l2::{cid, ControlInfo, ControlKind, DevError, DevResult, Device, Interval, EINVAL};
 use crate::v4l2::{EAGAIN, EBUSY, ENODEV, ENOENT};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -320,6 +320,19 @@ struct Filled {
     payload: Option<Vec<u8>>,
 }
 
+impl Filled {
+    /// What `VIDIOC_DQBUF` reports of it.
+    fn dequeued(&self) -> crate::v4l2::Dequeued {
+        crate::v4l2::Dequeued {
+            index: self.index,
+            bytesused: self.bytesused,
+            flags: self.flags,
+            timestamp_ns: self.timestamp_ns,
+            sequence: self.sequence,
+        }
+    }
+}
+
 /// One vb2 queue's bookkeeping: buffer ownership, FIFO order, streaming.
 #[derive(Default)]
 struct BufQueue {
@@ -446,9 +459,77 @@ fn land_payload(mem: &mut [Vec<u8>], f: &mut Filled, spare: &mut Vec<Vec<u8>>) {
     }
 }
 
-/// `VIDIOC_S_CTRL` validation as the control framework does it: the value
-/// to store, or the errno.
-fn check_control(info: &ControlInfo, value: i64) -> Result<i64, i32> {
+/// A `VIDIOC_QUERYCTRL` answer with step 1 (0 for a button); a control
+/// with a coarser step sets it afterwards (`ControlInfo { step, ..control() }`).
+fn control(
+    id: u32,
+    name: &str,
+    kind: ControlKind,
+    min: i64,
+    max: i64,
+    default: i64,
+) -> ControlInfo {
+    let step = u64::from(!matches!(kind, ControlKind::Button));
+    ControlInfo {
+        id,
+        name: name.to_owned(),
+        kind,
+        min,
+        max,
+        step,
+        default,
+    }
+}
+
+/// A menu control's kind from its (value, name) items.
+fn menu(items: &[(i64, &str)]) -> ControlKind {
+    ControlKind::Menu(items.iter().map(|(v, n)| (*v, (*n).to_owned())).collect())
+}
+
+/// `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME`, which H.264 UVC cameras and
+/// encoders offer.
+fn force_key_frame_control() -> ControlInfo {
+    control(
+        cid::MPEG_VIDEO_FORCE_KEY_FRAME,
+        "Force Key Frame",
+        ControlKind::Button,
+        0,
+        0,
+        0,
+    )
+}
+
+/// Where control `id` is in `controls`; `EINVAL` (reported as `op`) if absent.
+fn control_index(controls: &[ControlInfo], id: u32, op: &'static str) -> DevResult<usize> {
+    controls
+        .iter()
+        .position(|c| c.id == id)
+        .ok_or(DevError::new(op, EINVAL))
+}
+
+/// `VIDIOC_G_CTRL` as the control framework answers it from `values`
+/// (parallel to `controls`): `EINVAL` for an unknown id, `EACCES` for a
+/// button.
+fn read_control(controls: &[ControlInfo], values: &[i64], id: u32) -> DevResult<i64> {
+    const OP: &str = "VIDIOC_G_CTRL";
+    let i = control_index(controls, id, OP)?;
+    if controls[i].kind == ControlKind::Button {
+        return Err(DevError::new(OP, EACCES));
+    }
+    Ok(values[i])
+}
+
+/// `VIDIOC_S_CTRL` validation as the control framework does it: where
+/// control `id` is in `controls` and the value to store, or the errno.
+fn check_control(controls: &[ControlInfo], id: u32, value: i64) -> DevResult<(usize, i64)> {
+    const OP: &str = "VIDIOC_S_CTRL";
+    let i = control_index(controls, id, OP)?;
+    let v = stored_value(&controls[i], value).map_err(|e| DevError::new(OP, e))?;
+    Ok((i, v))
+}
+
+/// The value a control stores when set to `value`, or the errno.
+fn stored_value(info: &ControlInfo, value: i64) -> Result<i64, i32> {
     match &info.kind {
         ControlKind::Button => Ok(0),
         _ if value < info.min || value > info.max => Err(ERANGE),

@@ -40,11 +40,14 @@ fn camera(spec: CameraSpec) -> (Arc<SimClock>, FakeCamera) {
     (clock, cam)
 }
 
+/// `S_FMT` of a request that must succeed: what the driver made of it.
+fn set_fmt(dev: &mut dyn Device, q: Queue, fourcc: FourCc, w: u32, h: u32) -> Format {
+    dev.set_format(q, &Format::request(fourcc, w, h)).unwrap()
+}
+
 /// Sets `fmt`, allocates `n` buffers, queues them all and streams.
 fn start(cam: &mut FakeCamera, fourcc: FourCc, w: u32, h: u32, n: u32) -> Format {
-    let fmt = cam
-        .set_format(Queue::Capture, &Format::request(fourcc, w, h))
-        .unwrap();
+    let fmt = set_fmt(cam, Queue::Capture, fourcc, w, h);
     assert_eq!((fmt.fourcc, fmt.width, fmt.height), (fourcc, w, h));
     let got = cam.request_buffers(Queue::Capture, n).unwrap();
     for i in 0..got {
@@ -173,38 +176,28 @@ fn sim_uvc_has_no_mjpeg_but_360p_and_720p_h264() {
 #[test]
 fn s_fmt_picks_nearest_size_substitutes_unknown_formats_and_fills_strides() {
     let (_, mut cam) = camera(CameraSpec::typical_uvc());
-    let f = cam
-        .set_format(Queue::Capture, &Format::request(FourCc::YUYV, 1000, 700))
-        .unwrap();
+    let f = set_fmt(&mut cam, Queue::Capture, FourCc::YUYV, 1000, 700);
     assert_eq!(
         (f.width, f.height, f.bytesperline, f.sizeimage),
         (1280, 720, 2560, 2560 * 720)
     );
     assert_eq!(cam.format(Queue::Capture).unwrap(), f);
     // An unknown fourcc is not an error: the driver substitutes its first.
-    let f = cam
-        .set_format(Queue::Capture, &Format::request(FourCc(*b"ABCD"), 640, 480))
-        .unwrap();
+    let f = set_fmt(&mut cam, Queue::Capture, FourCc(*b"ABCD"), 640, 480);
     assert_eq!((f.fourcc, f.width, f.height), (FourCc::YUYV, 640, 480));
-    let f = cam
-        .set_format(Queue::Capture, &Format::request(FourCc::MJPG, 640, 480))
-        .unwrap();
+    let f = set_fmt(&mut cam, Queue::Capture, FourCc::MJPG, 640, 480);
     assert_eq!(
         (f.fourcc, f.width, f.height, f.bytesperline),
         (FourCc::MJPG, 1920, 1080, 0)
     );
     assert!(f.sizeimage > 0);
     let (_, mut small) = camera(small_spec());
-    let f = small
-        .set_format(Queue::Capture, &Format::request(FourCc::NV12, 300, 200))
-        .unwrap();
+    let f = set_fmt(&mut small, Queue::Capture, FourCc::NV12, 300, 200);
     assert_eq!(
         (f.width, f.bytesperline, f.sizeimage),
         (320, 320, 320 * 240 * 3 / 2)
     );
-    let f = small
-        .set_format(Queue::Capture, &Format::request(FourCc::YU12, 320, 240))
-        .unwrap();
+    let f = set_fmt(&mut small, Queue::Capture, FourCc::YU12, 320, 240);
     assert_eq!((f.bytesperline, f.sizeimage), (320, 320 * 240 * 3 / 2));
 }
 
@@ -710,8 +703,7 @@ pub(crate) fn jpeg_of(pic: &I420Frame) -> Vec<u8> {
 #[test]
 fn mjpeg_streams_only_with_a_jpeg_encoder() {
     let (_, mut cam) = camera(CameraSpec::typical_uvc());
-    cam.set_format(Queue::Capture, &Format::request(FourCc::MJPG, 1920, 1080))
-        .unwrap();
+    set_fmt(&mut cam, Queue::Capture, FourCc::MJPG, 1920, 1080);
     cam.request_buffers(Queue::Capture, 2).unwrap();
     assert_eq!(errno(cam.stream_on(Queue::Capture)), EINVAL);
     let sizes = Arc::new(Mutex::new(Vec::new()));
@@ -772,11 +764,8 @@ impl Enc {
     fn new(fourcc: FourCc, w: u32, h: u32, nout: u32, ncap: u32) -> Self {
         let clock = sim();
         let mut enc = FakeEncoder::new(clock.clone());
-        enc.set_format(Queue::Capture, &Format::request(FourCc::H264, 0, 0))
-            .unwrap();
-        let fmt = enc
-            .set_format(Queue::Output, &Format::request(fourcc, w, h))
-            .unwrap();
+        set_fmt(&mut enc, Queue::Capture, FourCc::H264, 0, 0);
+        let fmt = set_fmt(&mut enc, Queue::Output, fourcc, w, h);
         enc.set_interval(Queue::Output, Interval::from_fps(30))
             .unwrap();
         assert_eq!(enc.request_buffers(Queue::Output, nout).unwrap(), nout);
@@ -875,9 +864,7 @@ fn encoder_streamon_needs_buffers_and_dqbuf_and_poll_need_streaming() {
 #[test]
 fn output_format_is_clamped_even_and_padded_to_32_bytes() {
     let mut enc = FakeEncoder::new(sim());
-    let f = enc
-        .set_format(Queue::Output, &Format::request(FourCc::NV12, 642, 360))
-        .unwrap();
+    let f = set_fmt(&mut enc, Queue::Output, FourCc::NV12, 642, 360);
     assert_eq!(
         (f.fourcc, f.width, f.height, f.bytesperline),
         (FourCc::NV12, 642, 360, 672)
@@ -888,24 +875,19 @@ fn output_format_is_clamped_even_and_padded_to_32_bytes() {
         (c.fourcc, c.width, c.height, c.bytesperline),
         (FourCc::H264, 642, 360, 0)
     );
-    let f = enc
-        .set_format(Queue::Output, &Format::request(FourCc::YUYV, 10, 5000))
-        .unwrap();
+    let f = set_fmt(&mut enc, Queue::Output, FourCc::YUYV, 10, 5000);
     assert_eq!(
         (f.fourcc, f.width, f.height, f.bytesperline),
         (FourCc::YU12, 32, 1920, 32)
     );
-    let f = enc
-        .set_format(Queue::Output, &Format::request(FourCc::YU12, 641, 479))
-        .unwrap();
+    let f = set_fmt(&mut enc, Queue::Output, FourCc::YU12, 641, 479);
     assert_eq!((f.width, f.height), (642, 480));
 }
 
 #[test]
 fn setting_the_coded_format_resets_the_raw_format() {
     let mut enc = FakeEncoder::new(sim());
-    enc.set_format(Queue::Output, &Format::request(FourCc::NV12, 640, 480))
-        .unwrap();
+    set_fmt(&mut enc, Queue::Output, FourCc::NV12, 640, 480);
     let c = enc
         .set_format(
             Queue::Capture,
@@ -927,9 +909,7 @@ fn setting_the_coded_format_resets_the_raw_format() {
         "OUTPUT was reset"
     );
     assert_eq!((c.width, c.height), (1280, 720));
-    let c = enc
-        .set_format(Queue::Capture, &Format::request(FourCc::H264, 0, 0))
-        .unwrap();
+    let c = set_fmt(&mut enc, Queue::Capture, FourCc::H264, 0, 0);
     assert_eq!(c.sizeimage, 512 * 1024);
     // No coded-format change while either queue has buffers.
     enc.request_buffers(Queue::Output, 2).unwrap();
@@ -1247,9 +1227,7 @@ fn too_small_a_capture_buffer_comes_back_with_error() {
         },
     )
     .unwrap();
-    let fmt = enc
-        .set_format(Queue::Output, &Format::request(FourCc::YU12, 640, 480))
-        .unwrap();
+    let fmt = set_fmt(&mut enc, Queue::Output, FourCc::YU12, 640, 480);
     enc.request_buffers(Queue::Output, 1).unwrap();
     enc.request_buffers(Queue::Capture, 1).unwrap();
     assert_eq!(enc.buffer(Queue::Capture, 0).unwrap().len(), 4096);

@@ -401,13 +401,10 @@ mod tests {
     use crate::sim::{CameraSpec, FakeHandle};
     use crate::v4l2::cid;
 
-    fn source(
-        spec: CameraSpec,
-        want: Want,
-        controls: Controls,
-    ) -> (FakeHandle, CameraSource, Arc<SimClock>) {
+    /// A source reading a typical UVC camera at `/dev/video0`.
+    fn source(want: Want, controls: Controls) -> (FakeHandle, CameraSource, Arc<SimClock>) {
         let clock = Arc::new(SimClock::new(1_000));
-        let handle = FakeHandle::new_camera(spec, clock.clone());
+        let handle = FakeHandle::new_camera(CameraSpec::typical_uvc(), clock.clone());
         let src = CameraSource::new(
             Arc::new(OneNode(handle.clone(), "/dev/video0")),
             "/dev/video0",
@@ -441,6 +438,14 @@ mod tests {
         panic!("the source produced nothing");
     }
 
+    /// The next picture (after any `Idle`s); anything else fails the test.
+    fn picture(src: &mut CameraSource, buf: I420Frame) -> RawFrame {
+        match next(src, buf) {
+            Next::Picture(raw) => raw,
+            _ => panic!("expected a picture"),
+        }
+    }
+
     fn status(src: &CameraSource) -> CameraStatus {
         crate::base::lock(&src.status).clone()
     }
@@ -452,14 +457,11 @@ mod tests {
             brightness: Some(10),
             ..Controls::default()
         };
-        let (handle, mut src, _clock) =
-            source(CameraSpec::typical_uvc(), want(640, 480, 30), controls);
+        let (handle, mut src, _clock) = source(want(640, 480, 30), controls);
         let mut last = 0;
         let mut buf = I420Frame::new(0, 0);
         for _ in 0..10 {
-            let Next::Picture(raw) = next(&mut src, buf) else {
-                panic!("expected a picture");
-            };
+            let raw = picture(&mut src, buf);
             assert_eq!((raw.picture.width, raw.picture.height), (640, 480));
             assert!(raw.capture_ns > last);
             if last != 0 {
@@ -487,23 +489,15 @@ mod tests {
 
     #[test]
     fn unplug_gives_the_slate_at_the_configured_rate_and_replug_resumes() {
-        let (handle, mut src, clock) = source(
-            CameraSpec::typical_uvc(),
-            want(640, 480, 30),
-            Controls::default(),
-        );
-        let Next::Picture(first) = next(&mut src, I420Frame::new(0, 0)) else {
-            panic!()
-        };
+        let (handle, mut src, clock) = source(want(640, 480, 30), Controls::default());
+        let first = picture(&mut src, I420Frame::new(0, 0));
         handle.unplug();
         let unplugged_at = clock.monotonic_ns();
         let mut stamps = vec![first.capture_ns];
         let mut buf = first.picture;
         // Two seconds of slate at exactly 30 fps, at the camera's size.
         while clock.monotonic_ns() < unplugged_at + 2_000_000_000 {
-            let Next::Picture(raw) = next(&mut src, buf) else {
-                panic!()
-            };
+            let raw = picture(&mut src, buf);
             assert_eq!((raw.picture.width, raw.picture.height), (640, 480));
             stamps.push(raw.capture_ns);
             buf = raw.picture;
@@ -517,10 +511,7 @@ mod tests {
         handle.replug();
         let back_at = clock.monotonic_ns();
         while status(&src).state != "live" {
-            let Next::Picture(raw) = next(&mut src, buf) else {
-                panic!()
-            };
-            buf = raw.picture;
+            buf = picture(&mut src, buf).picture;
             assert!(
                 clock.monotonic_ns() < back_at + 3_000_000_000,
                 "camera did not come back"
@@ -531,11 +522,7 @@ mod tests {
 
     #[test]
     fn a_stalled_camera_is_noticed_after_two_seconds() {
-        let (handle, mut src, clock) = source(
-            CameraSpec::typical_uvc(),
-            want(640, 480, 30),
-            Controls::default(),
-        );
+        let (handle, mut src, clock) = source(want(640, 480, 30), Controls::default());
         let _ = next(&mut src, I420Frame::new(0, 0));
         handle.set_stalled(true);
         let t = clock.monotonic_ns();
@@ -555,10 +542,7 @@ mod tests {
         assert!(status(&src).reason.contains("no picture"));
         handle.set_stalled(false);
         while status(&src).state != "live" {
-            buf = match next(&mut src, buf) {
-                Next::Picture(r) => r.picture,
-                _ => panic!(),
-            };
+            buf = picture(&mut src, buf).picture;
         }
     }
 
@@ -587,9 +571,7 @@ mod tests {
             Arc::default(),
             Arc::default(),
         );
-        let Next::Picture(raw) = next(&mut src, I420Frame::new(0, 0)) else {
-            panic!("expected a picture")
-        };
+        let raw = picture(&mut src, I420Frame::new(0, 0));
         assert_eq!(status(&src).mode, "MJPG 1920x1080@30");
         assert_eq!((raw.picture.width, raw.picture.height), (1920, 1080));
         // The pattern came through the JPEG: the first colour bar (luma
@@ -604,17 +586,11 @@ mod tests {
     #[test]
     fn a_faster_camera_is_decimated_to_the_configured_rate() {
         // 30 fps camera, 15 fps stream: every other frame.
-        let (_h, mut src, _clock) = source(
-            CameraSpec::typical_uvc(),
-            want(640, 480, 15),
-            Controls::default(),
-        );
+        let (_h, mut src, _clock) = source(want(640, 480, 15), Controls::default());
         let mut stamps = Vec::new();
         let mut buf = I420Frame::new(0, 0);
         for _ in 0..31 {
-            let Next::Picture(raw) = next(&mut src, buf) else {
-                panic!()
-            };
+            let raw = picture(&mut src, buf);
             stamps.push(raw.capture_ns);
             buf = raw.picture;
         }
@@ -628,7 +604,7 @@ mod tests {
             passthrough: true,
             ..want(1920, 1080, 30)
         };
-        let (_h, mut src, _clock) = source(CameraSpec::typical_uvc(), w, Controls::default());
+        let (_h, mut src, _clock) = source(w, Controls::default());
         let Next::Encoded { frame, .. } = next(&mut src, I420Frame::new(0, 0)) else {
             panic!("expected H.264")
         };

@@ -209,39 +209,30 @@ mod tests {
         }
     }
 
+    /// What [`uvc`] gives for (width, height, fps, pass-through).
+    fn uvc_choices() -> [(u32, u32, u32, bool, Mode); 6] {
+        [
+            // Exact raw mode.
+            (640, 480, 30, false, m(FourCc::YUYV, 640, 480, 30)),
+            // 1080p30 only in MJPEG (H.264 is not decoded).
+            (1920, 1080, 30, false, m(FourCc::MJPG, 1920, 1080, 30)),
+            // 720p30: YUYV 720p only does 10 fps, so rate wins over size and
+            // the largest size below 720p that does 30 fps is taken.
+            (1280, 720, 30, false, m(FourCc::YUYV, 640, 480, 30)),
+            // Asking for 10 fps makes the exact size reachable.
+            (1280, 720, 10, false, m(FourCc::YUYV, 1280, 720, 10)),
+            // Pass-through takes the camera's H.264.
+            (1920, 1080, 30, true, m(FourCc::H264, 1920, 1080, 30)),
+            (1280, 720, 30, true, m(FourCc::H264, 1920, 1080, 30)),
+        ]
+    }
+
     #[test]
     fn typical_uvc_camera() {
         let c = uvc();
-        // Exact raw mode.
-        assert_eq!(
-            choose(&c, want(640, 480, 30, false)),
-            Ok(m(FourCc::YUYV, 640, 480, 30))
-        );
-        // 1080p30 only in MJPEG (H.264 is not decoded).
-        assert_eq!(
-            choose(&c, want(1920, 1080, 30, false)),
-            Ok(m(FourCc::MJPG, 1920, 1080, 30))
-        );
-        // 720p30: YUYV 720p only does 10 fps, so rate wins over size and
-        // the largest size below 720p that does 30 fps is taken.
-        assert_eq!(
-            choose(&c, want(1280, 720, 30, false)),
-            Ok(m(FourCc::YUYV, 640, 480, 30))
-        );
-        // Asking for 10 fps makes the exact size reachable.
-        assert_eq!(
-            choose(&c, want(1280, 720, 10, false)),
-            Ok(m(FourCc::YUYV, 1280, 720, 10))
-        );
-        // Pass-through takes the camera's H.264.
-        assert_eq!(
-            choose(&c, want(1920, 1080, 30, true)),
-            Ok(m(FourCc::H264, 1920, 1080, 30))
-        );
-        assert_eq!(
-            choose(&c, want(1280, 720, 30, true)),
-            Ok(m(FourCc::H264, 1920, 1080, 30))
-        );
+        for (w, h, fps, pass, expect) in uvc_choices() {
+            assert_eq!(choose(&c, want(w, h, fps, pass)), Ok(expect));
+        }
     }
 
     #[test]
@@ -258,29 +249,13 @@ mod tests {
             assert!(listed.contains(&mode), "{mode:?} not in {listed:?}");
         }
         assert_eq!(listed.len(), 4, "{listed:?}");
-        for (w, h, fps, pass, expect) in [
-            (640, 480, 30, false, m(FourCc::YUYV, 640, 480, 30)),
-            (1920, 1080, 30, false, m(FourCc::MJPG, 1920, 1080, 30)),
-            (1280, 720, 30, false, m(FourCc::YUYV, 640, 480, 30)),
-            (1920, 1080, 30, true, m(FourCc::H264, 1920, 1080, 30)),
-        ] {
+        for (w, h, fps, pass, expect) in uvc_choices() {
             assert_eq!(choose(&listed, want(w, h, fps, pass)), Ok(expect));
         }
     }
 
     #[test]
     fn format_preference_and_rates() {
-        let c = vec![
-            m(FourCc::MJPG, 1280, 720, 30),
-            m(FourCc::YUYV, 1280, 720, 30),
-            m(FourCc::NV12, 1280, 720, 60),
-            m(FourCc::NV12, 1280, 720, 30),
-        ];
-        assert_eq!(
-            choose(&c, want(1280, 720, 30, false)),
-            Ok(m(FourCc::NV12, 1280, 720, 30))
-        );
-        // 29.97 reaches 30.
         let ntsc = Mode {
             interval: Interval {
                 num: 1001,
@@ -288,31 +263,46 @@ mod tests {
             },
             ..m(FourCc::YUYV, 1280, 720, 0)
         };
-        assert_eq!(
-            choose(
-                &[ntsc, m(FourCc::YUYV, 1280, 720, 25)],
-                want(1280, 720, 30, false)
+        // (modes, wanted size at 30 fps, choice)
+        for (modes, (w, h), expect) in [
+            (
+                vec![
+                    m(FourCc::MJPG, 1280, 720, 30),
+                    m(FourCc::YUYV, 1280, 720, 30),
+                    m(FourCc::NV12, 1280, 720, 60),
+                    m(FourCc::NV12, 1280, 720, 30),
+                ],
+                (1280, 720),
+                m(FourCc::NV12, 1280, 720, 30),
             ),
-            Ok(ntsc)
-        );
-        // Nothing reaches the rate: the fastest at the best size.
-        let slow = vec![
-            m(FourCc::YUYV, 1280, 720, 5),
-            m(FourCc::YUYV, 1280, 720, 10),
-        ];
-        assert_eq!(
-            choose(&slow, want(1280, 720, 30, false)),
-            Ok(m(FourCc::YUYV, 1280, 720, 10))
-        );
-        // Only bigger sizes: the smallest of them.
-        let big = vec![
-            m(FourCc::YUYV, 1920, 1080, 30),
-            m(FourCc::YUYV, 1280, 960, 30),
-        ];
-        assert_eq!(
-            choose(&big, want(640, 480, 30, false)),
-            Ok(m(FourCc::YUYV, 1280, 960, 30))
-        );
+            // 29.97 reaches 30.
+            (
+                vec![ntsc, m(FourCc::YUYV, 1280, 720, 25)],
+                (1280, 720),
+                ntsc,
+            ),
+            // Nothing reaches the rate: the fastest at the best size.
+            (
+                vec![
+                    m(FourCc::YUYV, 1280, 720, 5),
+                    m(FourCc::YUYV, 1280, 720, 10),
+                ],
+                (1280, 720),
+                m(FourCc::YUYV, 1280, 720, 10),
+            ),
+            // Only bigger sizes: the smallest of them.
+            (
+                vec![
+                    m(FourCc::YUYV, 1920, 1080, 30),
+                    m(FourCc::YUYV, 1280, 960, 30),
+                ],
+                (640, 480),
+                m(FourCc::YUYV, 1280, 960, 30),
+            ),
+        ] {
+            let got = choose(&modes, want(w, h, 30, false));
+            assert_eq!(got, Ok(expect), "{modes:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! password, API tokens.
 
 use super::{session, Method, Reply, Req};
-use crate::control::app::App;
+use crate::control::app::{App, ApplyError};
 use serde_json::{json, Value};
 
 pub(super) fn route(app: &App, req: &Req) -> Reply {
@@ -47,14 +47,14 @@ pub(super) fn route(app: &App, req: &Req) -> Reply {
 }
 
 fn put_config(app: &App, req: &Req) -> Reply {
-    let patch = match req.body_json() {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match app.put_config(patch) {
-        Ok(()) => Reply::ok(),
-        Err(e) => e.into(),
-    }
+    req.body_json()
+        .map(|patch| done(app.put_config(patch)))
+        .unwrap_or_else(|refused| refused)
+}
+
+/// `{"ok": true}`, or why not.
+fn done(result: Result<(), ApplyError>) -> Reply {
+    result.map_or_else(Reply::from, |()| Reply::ok())
 }
 
 fn export(app: &App, req: &Req) -> Reply {
@@ -73,14 +73,13 @@ fn export(app: &App, req: &Req) -> Reply {
 fn import(app: &App, req: &Req) -> Reply {
     let text = match req.body_text() {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(refused) => return refused,
     };
     match app.import_config(text) {
-        Ok(()) => Reply::ok(),
-        Err(e @ crate::control::app::ApplyError::Shape(_)) => {
+        Err(e @ ApplyError::Shape(_)) => {
             Reply::error(400, &format!("not a roomcast configuration: {e}"))
         }
-        Err(e) => e.into(),
+        result => done(result),
     }
 }
 

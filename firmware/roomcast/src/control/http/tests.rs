@@ -96,12 +96,14 @@ fn page_is_open_and_unknown_paths_are_404() {
     let r = reply(&app, &Req::new(Method::Get, "/"));
     assert_eq!(r.status, 200);
     assert!(r.content_type.starts_with("text/html"));
-    assert_eq!(reply(&app, &Req::new(Method::Get, "/nope")).status, 404);
-    assert_eq!(reply(&app, &Req::new(Method::Post, "/")).status, 405);
-    assert_eq!(
-        reply(&app, &Req::new(Method::Delete, "/hls/seg1.ts")).status,
-        405
-    );
+    for (method, path, status) in [
+        (Method::Get, "/nope", 404),
+        (Method::Post, "/", 405),
+        (Method::Delete, "/hls/seg1.ts", 405),
+    ] {
+        let r = reply(&app, &Req::new(method.clone(), path));
+        assert_eq!(r.status, status, "{method:?} {path}");
+    }
 }
 
 #[test]
