@@ -292,14 +292,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn segments_cut_on_keyframes_and_window_slides() {
+    /// A store and its packager after frames `0..n` (25 fps, GOP 25).
+    fn fed(n: u64) -> (Arc<HlsStore>, Packager) {
         let store = HlsStore::new(settings());
         let mut p = Packager::new(store.clone(), 0);
-        // 25 fps, GOP 25: five whole seconds, and the start of a sixth.
-        for n in 0..126 {
-            p.push(&frame(n, 0, 25));
+        for i in 0..n {
+            p.push(&frame(i, 0, 25));
         }
+        (store, p)
+    }
+
+    #[test]
+    fn segments_cut_on_keyframes_and_window_slides() {
+        // 25 fps, GOP 25: five whole seconds, and the start of a sixth.
+        let (store, _p) = fed(126);
         assert_eq!(store.total_segments(), 5);
         let pl = store.playlist(Duration::ZERO).unwrap();
         assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{pl}");
@@ -314,11 +320,7 @@ mod tests {
 
     #[test]
     fn encoder_restart_marks_a_discontinuity() {
-        let store = HlsStore::new(settings());
-        let mut p = Packager::new(store.clone(), 0);
-        for n in 0..40 {
-            p.push(&frame(n, 0, 25));
-        }
+        let (store, mut p) = fed(40);
         // Restart mid-GOP: the half segment is published as it is.
         for n in 1000..1051 {
             p.push(&frame(n, 1, 25));

@@ -1471,13 +1471,16 @@ mod tests {
         let path = dir.join("av.mp4");
         std::fs::write(&path, &mp4).unwrap();
 
-        let probe = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries"])
-            .arg("stream=index,codec_name,sample_rate,channels")
-            .args(["-of", "csv=p=0"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        // ffprobe's `entries` of the file, one CSV line each.
+        let ffprobe = |entries: &str| {
+            Command::new("ffprobe")
+                .args(["-v", "error", "-show_entries", entries])
+                .args(["-of", "csv=p=0"])
+                .arg(&path)
+                .output()
+                .unwrap()
+        };
+        let probe = ffprobe("stream=index,codec_name,sample_rate,channels");
         let errors = String::from_utf8_lossy(&probe.stderr);
         assert!(probe.status.success() && errors.is_empty(), "{errors}");
         let streams = String::from_utf8_lossy(&probe.stdout).to_string();
@@ -1485,13 +1488,7 @@ mod tests {
         assert_eq!(lines, ["0,h264", "1,aac,48000,2"], "{streams}");
 
         // Each stream's span: first packet's start to last packet's end.
-        let packets = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries"])
-            .arg("packet=stream_index,pts_time,duration_time")
-            .args(["-of", "csv=p=0"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let packets = ffprobe("packet=stream_index,pts_time,duration_time");
         assert!(packets.status.success());
         // (first start, last end, packets); ffprobe gives no duration for
         // these video packets, so the frame durations are added here.

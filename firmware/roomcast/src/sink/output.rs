@@ -23,7 +23,8 @@ use crate::base::clock::SharedClock;
 use crate::base::frame::SharedFrame;
 use crate::base::lock;
 use crate::base::stats::{output_label, write_family};
-use crate::config::ValidConfig;
+use crate::config::url::OutputUrl;
+use crate::config::{Output, ValidConfig};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -126,6 +127,24 @@ pub struct Wanted<S> {
     pub label: String,
     pub enabled: bool,
     pub settings: S,
+}
+
+/// The entries of the configuration's `outputs` that `pick` takes (it
+/// returns their settings), shown by their masked URL.
+pub fn wanted_outputs<S>(
+    cfg: &ValidConfig,
+    pick: impl Fn(&OutputUrl, &Output) -> Option<S>,
+) -> Vec<Wanted<S>> {
+    cfg.outputs()
+        .filter_map(|(order, o, url)| {
+            pick(url, o).map(|settings| Wanted {
+                order: Some(order),
+                label: url.masked(),
+                enabled: o.enabled,
+                settings,
+            })
+        })
+        .collect()
 }
 
 /// What an output's thread gets: its queue, its status, the stop flag and
@@ -514,27 +533,54 @@ impl Outputs {
             .into_iter()
             .filter(|r| r.order.is_some())
             .collect();
-        type Family = (&'static str, &'static str, &'static str, fn(&Row) -> f64);
+        let common: Vec<(String, Common)> = rows
+            .iter()
+            .map(|r| (r.label.clone(), r.common.clone()))
+            .collect();
+        write_common_families(out, "roomcast_output", "an upstream output", &common);
         #[rustfmt::skip]
-        let families: [Family; 6] = [
-            ("roomcast_output_bytes_sent_total", "counter", "Bytes sent to an upstream output.", |r| r.common.bytes_sent as f64),
-            ("roomcast_output_frames_sent_total", "counter", "Frames sent to an upstream output.", |r| r.common.frames_sent as f64),
-            ("roomcast_output_reconnects_total", "counter", "Connection attempts after the first.", |r| r.common.reconnects as f64),
-            ("roomcast_output_send_rate_bits_per_second", "gauge", "Measured send rate of an output.", |r| r.common.send_rate_bps),
-            ("roomcast_output_dropped_frames_total", "counter", "Frames an output's queue dropped (it fell behind or waited to reconnect).", |r| r.dropped as f64),
-            ("roomcast_output_publishing", "gauge", "1 while an output is on air (publishing or sending).", |r| f64::from(u8::from(r.common.state.is_live()))),
-        ];
-        for (name, kind, help, f) in families {
-            write_family(
-                out,
-                (name, kind, help),
-                rows.iter().map(|r| (r.label.clone(), f(r))),
-            );
-        }
+        write_family(out, ("roomcast_output_dropped_frames_total", "counter", "Frames an output's queue dropped (it fell behind or waited to reconnect)."), rows.iter().map(|r| (r.label.clone(), r.dropped as f64)));
+        #[rustfmt::skip]
+        write_family(out, ("roomcast_output_publishing", "gauge", "1 while an output is on air (publishing or sending)."), rows.iter().map(|r| (r.label.clone(), f64::from(u8::from(r.common.state.is_live())))));
         for m in &self.managers {
             m.write_metrics(out);
         }
     }
+}
+
+/// The families of the figures every output has, named `PREFIX_…`, one
+/// sample per `(label, figures)`.
+pub fn write_common_families(
+    out: &mut String,
+    prefix: &str,
+    what: &str,
+    rows: &[(String, Common)],
+) {
+    type Figure = (&'static str, &'static str, &'static str, fn(&Common) -> f64);
+    #[rustfmt::skip]
+    let figures: [Figure; 4] = [
+        ("bytes_sent_total", "counter", "Bytes sent to", |c| c.bytes_sent as f64),
+        ("frames_sent_total", "counter", "Frames sent to", |c| c.frames_sent as f64),
+        ("reconnects_total", "counter", "Connection attempts after the first (or receivers accepted after the first) of", |c| c.reconnects as f64),
+        ("send_rate_bits_per_second", "gauge", "Measured send rate of", |c| c.send_rate_bps),
+    ];
+    for (name, kind, help, f) in figures {
+        let (name, help) = (format!("{prefix}_{name}"), format!("{help} {what}."));
+        write_family(
+            out,
+            (&name, kind, &help),
+            rows.iter().map(|(l, c)| (l.clone(), f(c))),
+        );
+    }
+}
+
+/// A manager of `kind` on a fresh bus with the real clock, for the output
+/// kinds' tests.
+#[cfg(test)]
+pub(crate) fn test_manager<K: OutputKind>(kind: K) -> (Arc<FrameBus>, Manager<K>) {
+    let bus = Arc::new(FrameBus::new());
+    let clock: SharedClock = Arc::new(crate::base::clock::RealClock::new());
+    (bus.clone(), Manager::new(kind, bus, clock))
 }
 
 /// A configuration with these outputs (URL, enabled), with or without the

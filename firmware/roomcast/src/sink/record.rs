@@ -650,6 +650,13 @@ mod tests {
         (r, clock)
     }
 
+    /// Pushes frames `range` (see [`frame`]) into `r`.
+    fn push_all(r: &mut Recorder, range: std::ops::Range<u64>, gop: u64, bytes: usize, epoch: u32) {
+        for n in range {
+            r.push(&frame(n, gop, bytes, epoch));
+        }
+    }
+
     fn names(d: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(d)
             .unwrap()
@@ -696,14 +703,10 @@ mod tests {
         // 70 s at 25 fps, GOP 40 (1.6 s). The file starts at frame 40
         // (1.6 s); 60 s later is frame 1540, and the next keyframe is
         // frame 1560 (62.4 s).
-        for n in 40..1559 {
-            r.push(&frame(n, 40, 200, 0));
-        }
+        push_all(&mut r, 40..1559, 40, 200, 0);
         // Still one file, being written as .part.
         assert_eq!(names(&d), ["roomcast-20261125T041501Z.ts.part"]);
-        for n in 1559..1750 {
-            r.push(&frame(n, 40, 200, 0));
-        }
+        push_all(&mut r, 1559..1750, 40, 200, 0);
         assert_eq!(
             names(&d),
             [
@@ -742,9 +745,7 @@ mod tests {
     fn an_encoder_restart_starts_a_new_file_at_its_first_keyframe() {
         let d = dir("epoch");
         let (mut r, _clock) = recorder(&d, 600, 1 << 40);
-        for n in 0..30 {
-            r.push(&frame(n, 25, 100, 0));
-        }
+        push_all(&mut r, 0..30, 25, 100, 0);
         // New epoch, same second on the wall clock: a suffixed name.
         for n in 1010..1040 {
             let mut f = frame(n, 25, 100, 1);
@@ -781,9 +782,7 @@ mod tests {
             .unwrap();
         // 2 s files of 50 frames × ~1.1 kB ≈ 57 kB each; keep 200 kB.
         let (mut r, _clock) = recorder(&d, 2, 200_000);
-        for n in 0..50 * 8 {
-            r.push(&frame(n, 25, 1000, 0));
-        }
+        push_all(&mut r, 0..50 * 8, 25, 1000, 0);
         let files = names(&d);
         // The stale .part went first, then the oldest finished files.
         assert!(!files.contains(&"roomcast-20261124T000000Z.ts.part".to_string()));
@@ -852,9 +851,7 @@ mod tests {
         // card by pointing the current file at it.
         let d = dir("full");
         let (mut r, clock) = recorder(&d, 600, 1 << 40);
-        for n in 0..10 {
-            r.push(&frame(n, 25, 100, 0));
-        }
+        push_all(&mut r, 0..10, 25, 100, 0);
         let good = lock(&r.status).file_bytes;
         let real = std::mem::replace(
             &mut r.current.as_mut().unwrap().file,

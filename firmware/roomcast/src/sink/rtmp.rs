@@ -24,7 +24,7 @@
 //! [`Rtmp`] is the output kind; [`super::output`] starts, restarts and
 //! stops its outputs and reports their status.
 
-use super::output::{Common, Ctx, OutputKind, State, Wanted};
+use super::output::{wanted_outputs, Common, Ctx, OutputKind, State, Wanted};
 use crate::base::backoff::Backoff;
 use crate::base::frame::{AudioFormat, EncodedFrame};
 use crate::base::rate::RateMeter;
@@ -78,21 +78,14 @@ impl OutputKind for Rtmp {
         self.bitrate_kbps
             .store(cfg.get().video.bitrate_kbps, Relaxed);
         let audio = cfg.audio_format();
-        cfg.outputs()
-            .filter_map(|(order, o, url)| match url {
-                OutputUrl::Rtmp(u) => Some(Wanted {
-                    order: Some(order),
-                    label: u.masked(),
-                    enabled: o.enabled,
-                    settings: RtmpSettings {
-                        url: u.clone(),
-                        ca_file: o.ca_file.clone(),
-                        audio,
-                    },
-                }),
-                _ => None,
-            })
-            .collect()
+        wanted_outputs(cfg, |url, o| match url {
+            OutputUrl::Rtmp(u) => Some(RtmpSettings {
+                url: u.clone(),
+                ca_file: o.ca_file.clone(),
+                audio,
+            }),
+            _ => None,
+        })
     }
 
     fn idle_status(&self, _: &RtmpSettings, state: State) -> Common {
@@ -529,10 +522,9 @@ fn tls_error_text(host: &str, e: &io::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::output::Manager;
+    use super::super::output::{test_manager, Manager};
     use super::*;
     use crate::base::bus::FrameBus;
-    use crate::base::clock::RealClock;
     use roomcast_media::flv::Metadata;
     use roomcast_media::h264::{annexb_to_avcc, ParameterSets};
     use roomcast_media::rtmp::mux::rtmp_ms;
@@ -548,8 +540,7 @@ mod tests {
 
     #[test]
     fn apply_touches_only_changed_outputs() {
-        let bus = Arc::new(FrameBus::new());
-        let outs = Manager::new(Rtmp::default(), bus.clone(), Arc::new(RealClock::new()));
+        let (bus, outs) = test_manager(Rtmp::default());
         // Port 9 on loopback: nobody listens, so the threads just retry.
         let a = "rtmp://127.0.0.1:9/live/aaaaaaaaaaaaaaaa";
         let b = "rtmp://127.0.0.1:9/live/bbbbbbbbbbbbbbbb";
@@ -576,8 +567,7 @@ mod tests {
 
     #[test]
     fn refused_connection_backs_off() {
-        let bus = Arc::new(FrameBus::new());
-        let outs = Manager::new(Rtmp::default(), bus, Arc::new(RealClock::new()));
+        let (_bus, outs) = test_manager(Rtmp::default());
         outs.apply(&cfg(&[("rtmp://127.0.0.1:9/live/k", true)]));
         std::thread::sleep(Duration::from_millis(1200));
         let st = &outs.status_json()[0];
@@ -609,8 +599,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || fake_server(listener, sessions, 25));
-        let bus = Arc::new(FrameBus::new());
-        let outs = Manager::new(Rtmp::default(), bus.clone(), Arc::new(RealClock::new()));
+        let (bus, outs) = test_manager(Rtmp::default());
         (port, server, bus, outs)
     }
 

@@ -39,7 +39,9 @@
 
 mod rendezvous;
 
-use super::output::{Common, Ctx, OutputKind, State, Wanted};
+use super::output::{
+    wanted_outputs, write_common_families, Common, Ctx, OutputKind, State, Wanted,
+};
 use crate::base::backoff::Backoff;
 use crate::base::frame::{AudioFormat, SharedFrame};
 use crate::base::lock;
@@ -790,20 +792,13 @@ impl OutputKind for Srt {
 
     fn wanted(&self, cfg: &ValidConfig) -> Vec<Wanted<SrtSettings>> {
         let audio = cfg.audio_format();
-        cfg.outputs()
-            .filter_map(|(order, o, url)| match url {
-                OutputUrl::Srt(u) => Some(Wanted {
-                    order: Some(order),
-                    label: u.masked(),
-                    enabled: o.enabled,
-                    settings: SrtSettings {
-                        url: u.clone(),
-                        audio,
-                    },
-                }),
-                _ => None,
-            })
-            .collect()
+        wanted_outputs(cfg, |url, _| match url {
+            OutputUrl::Srt(u) => Some(SrtSettings {
+                url: u.clone(),
+                audio,
+            }),
+            _ => None,
+        })
     }
 
     fn idle_status(&self, settings: &SrtSettings, state: State) -> SrtStatus {
@@ -886,6 +881,11 @@ impl OutputKind for Srt {
         if rows.is_empty() {
             return;
         }
+        let common: Vec<(String, Common)> = rows
+            .iter()
+            .map(|(l, s)| (l.clone(), Self::common(s)))
+            .collect();
+        write_common_families(out, "roomcast_srt", "an SRT output", &common);
         type Metric = (
             &'static str,
             &'static str,
@@ -893,11 +893,7 @@ impl OutputKind for Srt {
             fn(&SrtStatus) -> f64,
         );
         #[rustfmt::skip]
-        let metrics: [Metric; 8] = [
-            ("roomcast_srt_bytes_sent_total", "counter", "MPEG-TS bytes handed to SRT.", |s| s.common.bytes_sent as f64),
-            ("roomcast_srt_frames_sent_total", "counter", "Frames sent to at least one SRT connection.", |s| s.common.frames_sent as f64),
-            ("roomcast_srt_reconnects_total", "counter", "SRT connection attempts after the first, or receivers accepted after the first.", |s| s.common.reconnects as f64),
-            ("roomcast_srt_send_rate_bits_per_second", "gauge", "Measured send rate of an SRT output.", |s| s.common.send_rate_bps),
+        let metrics: [Metric; 4] = [
             ("roomcast_srt_receivers", "gauge", "Live SRT connections of an output.", |s| s.peers.len() as f64),
             ("roomcast_srt_packets_retransmitted_total", "counter", "SRT packets sent again after a loss report.", |s| s.totals().packets_retransmitted as f64),
             ("roomcast_srt_packets_lost_total", "counter", "SRT packets the receivers reported lost.", |s| s.totals().packets_lost as f64),
@@ -919,7 +915,7 @@ fn round1(v: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::output::Manager;
+    use super::super::output::{test_manager, Manager};
     use super::*;
     use crate::base::bus::FrameBus;
     use crate::base::clock::RealClock;
@@ -933,8 +929,7 @@ mod tests {
 
     #[test]
     fn apply_touches_only_changed_srt_outputs_and_caller_backs_off() {
-        let bus = Arc::new(FrameBus::new());
-        let outs = Manager::new(Srt::default(), bus.clone(), Arc::new(RealClock::new()));
+        let (bus, outs) = test_manager(Srt::default());
         // Nobody answers on port 9: the caller times out and retries.
         let a = "srt://127.0.0.1:9?passphrase=aaaaaaaaaaaaaaaa";
         let free = || {
