@@ -4,6 +4,7 @@
 //! The tests drive the binary built by `cargo build --release` (the test
 //! script builds it first); `ROOMCAST_BIN` points elsewhere if needed.
 
+pub mod edge;
 pub mod lipsync;
 
 use std::io::{Read, Write};
@@ -94,6 +95,18 @@ impl Daemon {
         env: &[(&str, &Path)],
         config: Option<&str>,
     ) -> Daemon {
+        Self::start_bin(&roomcast_bin(), tag, args, env, config)
+    }
+
+    /// [`Daemon::start_with_config`] of another build of the daemon (the
+    /// benches compare two).
+    pub fn start_bin(
+        bin: &Path,
+        tag: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        config: Option<&str>,
+    ) -> Daemon {
         let port = free_port();
         let data_dir = temp_dir(tag);
         std::fs::write(data_dir.join("api-tokens"), format!("{TEST_TOKEN}\n"))
@@ -101,7 +114,7 @@ impl Daemon {
         if let Some(toml) = config {
             std::fs::write(data_dir.join("config.toml"), toml).expect("write config.toml");
         }
-        let child = Command::new(roomcast_bin())
+        let child = Command::new(bin)
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")

@@ -2,72 +2,13 @@
 //! at low latency, the classic TS playlist beside it, ffprobe on the CMAF
 //! output, and 50 clients doing blocking reloads at once.
 
+use roomcast_e2e::edge::{attr, edge, now_ms};
 use roomcast_e2e::{browser_dir, http, parse_pdt_ms, run_with_timeout, temp_dir, Daemon, Response};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Where the live edge of an LL-HLS playlist is.
-#[derive(Debug, Clone)]
-struct Edge {
-    /// Media sequence number of the segment being filled.
-    msn: u64,
-    /// Parts it has so far.
-    parts: u32,
-    /// URI of its newest part.
-    last_part: String,
-    /// Wall-clock end of that part's media: PROGRAM-DATE-TIME of its segment
-    /// plus the durations of its parts, in Unix ms.
-    last_part_end_ms: f64,
-}
-
-fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let start = line.find(&format!("{name}="))? + name.len() + 1;
-    let rest = &line[start..];
-    Some(match rest.strip_prefix('"') {
-        Some(q) => &q[..q.find('"')?],
-        None => rest.split(',').next()?,
-    })
-}
-
-/// Parses just enough of the playlist to find the live edge.
-fn edge(playlist: &str) -> Option<Edge> {
-    let mut msn: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
-        .parse()
-        .ok()?;
-    let skipped: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:"))
-        .and_then(|l| attr(l, "SKIPPED-SEGMENTS")?.parse().ok())
-        .unwrap_or(0);
-    msn += skipped;
-    let (mut parts, mut last_part, mut pdt_ms, mut end_ms) = (0, String::new(), 0.0, 0.0);
-    for line in playlist.lines() {
-        if let Some(t) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
-            pdt_ms = parse_pdt_ms(t)?;
-            end_ms = pdt_ms;
-        } else if let Some(p) = line.strip_prefix("#EXT-X-PART:") {
-            parts += 1;
-            last_part = attr(p, "URI")?.to_string();
-            end_ms += attr(p, "DURATION")?.parse::<f64>().ok()? * 1000.0;
-        } else if !line.is_empty() && !line.starts_with('#') {
-            // A complete segment: the next one is the open one.
-            msn += 1;
-            parts = 0;
-            let _ = pdt_ms;
-        }
-    }
-    (!last_part.is_empty()).then_some(Edge {
-        msn,
-        parts,
-        last_part,
-        last_part_end_ms: end_ms,
-    })
-}
+use std::time::{Duration, Instant};
 
 /// Each test here wants the machine to itself (CI has two cores; timing is
 /// what they check): they take turns.
@@ -75,14 +16,6 @@ static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        * 1000.0
 }
 
 fn wait_for_parts(d: &Daemon) -> Response {

@@ -32,23 +32,25 @@ use std::sync::{Arc, Mutex};
 
 /// Frames the HLS sink may fall behind before it drops to the next keyframe.
 const HLS_QUEUE: usize = 120;
-/// Threads sending answers to parked LL-HLS requests.
-const LL_REPLY_THREADS: usize = 4;
+/// Threads handing answers to parked LL-HLS requests to the server (a
+/// channel send each).
+const LL_REPLY_THREADS: usize = 1;
 
 /// A started daemon: pipeline running, HLS sink packaging, HTTP serving.
 pub struct Daemon {
     pub app: Arc<App>,
-    pub server: Arc<tiny_http::Server>,
+    pub http: Arc<http::server::HttpServer>,
     pub threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// Starts everything with `cfg`, serving HTTP on `server`.
+/// Starts everything with `cfg`, serving HTTP on `listener` (bound by the
+/// caller, so a port in use is reported before anything starts).
 pub fn start(
     clock: SharedClock,
     cfg: config::ValidConfig,
     data_dir: &std::path::Path,
     config_path: PathBuf,
-    server: Arc<tiny_http::Server>,
+    listener: std::net::TcpListener,
 ) -> anyhow::Result<Daemon> {
     let bus = Arc::new(FrameBus::new());
     let stats = Arc::new(base::stats::Stats::default());
@@ -111,7 +113,8 @@ pub fn start(
         auth: auth::Auth::new(data_dir),
         http_responses: Default::default(),
     });
-    threads.extend(http::serve(server.clone(), app.clone()));
+    let server = http::server::start(listener, app.clone()).context("start the HTTP server")?;
+    let server = Arc::new(server);
     threads.extend(http::serve_ll_replies(
         app.clone(),
         ll_replies,
@@ -119,13 +122,11 @@ pub fn start(
     ));
     // mDNS announcement (while `mdns` is on) and, under systemd, READY=1 and
     // the watchdog pings.
-    if let tiny_http::ListenAddr::IP(addr) = server.server_addr() {
-        threads.extend(mdns::start(app.clone(), addr));
-    }
-    threads.extend(sdnotify::start(app.clone()));
+    threads.extend(mdns::start(app.clone(), server.local_addr()));
+    threads.extend(sdnotify::start(app.clone(), server.clone()));
     Ok(Daemon {
         app,
-        server,
+        http: server,
         threads,
     })
 }

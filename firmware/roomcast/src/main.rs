@@ -113,12 +113,16 @@ fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let server = tiny_http::Server::http(http)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {http}: {e}"))?;
+    let listener =
+        std::net::TcpListener::bind(http).with_context(|| format!("cannot listen on {http}"))?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
     let c = cfg.get();
     let (w, h, fps) = (c.video.width, c.video.height, c.video.fps);
-    let daemon = roomcast::start(clock, cfg, &data_dir, config_path, Arc::new(server))?;
+    let source = match cfg.source() {
+        config::VideoSource::TestPattern => "the test pattern".to_string(),
+        config::VideoSource::Camera(path) => format!("the camera at {path}"),
+    };
+    let daemon = roomcast::start(clock, cfg, &data_dir, config_path, listener)?;
     // Status LED and reset button, when the board has them (not on a PC).
     let _gpio = roomcast::control::gpio::start(board::current(), daemon.app.clone());
     let shown = if http.ip().is_unspecified() {
@@ -126,7 +130,7 @@ fn run(
     } else {
         http.to_string()
     };
-    eprintln!("roomcast: streaming {w}x{h}@{fps} test pattern; web page http://{shown}/, HLS http://{shown}/hls/index.m3u8");
+    eprintln!("roomcast: streaming {w}x{h}@{fps} from {source}; web page http://{shown}/, HLS http://{shown}/hls/index.m3u8");
     // systemd stops the box's service with SIGTERM: finish the recording and
     // close the outputs rather than leave a `.part` file behind.
     let mut signals = signal_hook::iterator::Signals::new([

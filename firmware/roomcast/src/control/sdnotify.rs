@@ -10,6 +10,7 @@
 //! pinging and systemd restarts it.
 
 use crate::control::app::App;
+use crate::control::http::server::HttpServer;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,43 @@ pub fn watchdog_interval() -> Option<Duration> {
     )
 }
 
+/// Whether a counter keeps moving: how long since it last changed.
+struct Progress {
+    value: u64,
+    since_ns: u64,
+}
+
+impl Progress {
+    fn new(now_ns: u64) -> Self {
+        Progress {
+            value: 0,
+            since_ns: now_ns,
+        }
+    }
+
+    /// Takes the counter's value at `now_ns`; returns how long it has not moved.
+    fn update(&mut self, now_ns: u64, value: u64) -> Duration {
+        if value != self.value {
+            (self.value, self.since_ns) = (value, now_ns);
+        }
+        Duration::from_nanos(now_ns.saturating_sub(self.since_ns))
+    }
+}
+
+/// The daemon is healthy when frames keep coming and HTTP accepts.
+fn health(frames_still: Duration, accepting: bool) -> Result<(), String> {
+    if !accepting {
+        return Err(format!(
+            "the HTTP server has not accepted for {} s",
+            DEAF_AFTER.as_secs()
+        ));
+    }
+    if frames_still > STUCK_AFTER {
+        return Err(format!("no frame encoded for {} s", frames_still.as_secs()));
+    }
+    Ok(())
+}
+
 fn interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
     if let Some(pid) = pid {
         if pid.trim().parse::<u32>().ok()? != me {
@@ -63,9 +101,20 @@ fn interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Durat
     Some(Duration::from_micros(usec / 2))
 }
 
+/// The pipeline counts as stuck when no frame was encoded for this long
+/// (the camera's slate keeps frames coming while a camera is away; an
+/// encoder restart takes well under a second).
+const STUCK_AFTER: Duration = Duration::from_secs(10);
+/// The HTTP server counts as dead when its accept loop has not gone round
+/// for this long (it does every 500 ms when idle).
+const DEAF_AFTER: Duration = Duration::from_secs(5);
+
 /// Tells systemd the daemon is ready and, when the unit has a watchdog,
-/// starts the `watchdog` thread that pings it while the daemon is healthy.
-pub fn start(app: Arc<App>) -> Option<std::thread::JoinHandle<()>> {
+/// starts the `watchdog` thread that pings it while the daemon is healthy:
+/// the main locks can be taken, the HTTP server accepts connections and
+/// the pipeline produces frames. A dead listener or a stuck encoder stops
+/// the pings, and systemd restarts the box's service.
+pub fn start(app: Arc<App>, http: Arc<HttpServer>) -> Option<std::thread::JoinHandle<()>> {
     match notify("READY=1") {
         Ok(true) => {}
         Ok(false) => return None,
@@ -74,16 +123,27 @@ pub fn start(app: Arc<App>) -> Option<std::thread::JoinHandle<()>> {
     let every = watchdog_interval()?;
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
-        .spawn(move || loop {
-            // The configuration and the outputs' status take the daemon's
-            // main locks: a deadlock blocks here and the pings stop. (Not
-            // `status_json`: its CPU figure is measured between calls.)
-            drop(app.config.lock());
-            let _ = app.outputs.status_json().0;
-            if let Err(e) = notify("WATCHDOG=1") {
-                eprintln!("roomcast: watchdog ping failed: {e}");
+        .spawn(move || {
+            let mut frames = Progress::new(app.clock.monotonic_ns());
+            loop {
+                // The configuration and the outputs' status take the
+                // daemon's main locks: a deadlock blocks here and the pings
+                // stop. (Not `status_json`: its CPU figure is measured
+                // between calls.)
+                drop(app.config.lock());
+                let _ = app.outputs.status_json().0;
+                let now = app.clock.monotonic_ns();
+                let encoded = app.stats.encoded.load(std::sync::atomic::Ordering::Relaxed);
+                match health(frames.update(now, encoded), http.accepting(now, DEAF_AFTER)) {
+                    Ok(()) => {
+                        if let Err(e) = notify("WATCHDOG=1") {
+                            eprintln!("roomcast: watchdog ping failed: {e}");
+                        }
+                    }
+                    Err(why) => eprintln!("roomcast: not pinging the watchdog: {why}"),
+                }
+                std::thread::sleep(every);
             }
-            std::thread::sleep(every);
         });
     match spawned {
         Ok(t) => {
@@ -103,6 +163,21 @@ pub fn start(app: Arc<App>) -> Option<std::thread::JoinHandle<()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pings_only_while_frames_come_and_http_accepts() {
+        let s = 1_000_000_000;
+        let mut p = Progress::new(0);
+        assert_eq!(p.update(5 * s, 0), Duration::from_secs(5));
+        assert!(health(p.update(5 * s, 0), true).is_ok());
+        assert_eq!(p.update(6 * s, 30), Duration::ZERO);
+        let still = p.update(17 * s, 30);
+        assert!(health(still, true)
+            .unwrap_err()
+            .contains("no frame encoded for 11 s"));
+        assert!(health(p.update(18 * s, 31), true).is_ok());
+        assert!(health(Duration::ZERO, false).unwrap_err().contains("HTTP"));
+    }
 
     #[test]
     fn watchdog_interval_is_half_and_for_us_only() {

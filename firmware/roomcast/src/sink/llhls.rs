@@ -64,7 +64,7 @@ impl LlSettings {
 }
 
 /// A parked request's way back to its client. The HTTP server implements
-/// it for tiny_http requests; tests implement it with a channel.
+/// it with a oneshot channel to the request's task; tests with a channel.
 pub trait Responder: Send {
     fn respond(self: Box<Self>, reply: LlReply);
 }

@@ -212,6 +212,11 @@ pub trait OutputKind: Send + Sync + 'static {
     /// file); zero: the thread notices the stop flag and ends by itself.
     const STOP_WAIT: Duration = Duration::ZERO;
 
+    /// Its bus queue's name in `/api/status` `sinks`.
+    fn queue_name(label: &str) -> String {
+        format!("{} {label}", Self::KIND)
+    }
+
     /// The outputs of this kind `cfg` asks for.
     fn wanted(&self, cfg: &ValidConfig) -> Vec<Wanted<Self::Settings>>;
     /// The status of an output in `state` without a thread (disabled, or
@@ -346,7 +351,7 @@ impl<K: OutputKind> Manager<K> {
                 thread: None,
             };
         }
-        let name = format!("{} {}", K::KIND, wanted.label);
+        let name = K::queue_name(&wanted.label);
         let queue = self.bus.subscribe(&name, K::QUEUE_FRAMES);
         let ctx = Ctx {
             queue: queue.clone(),

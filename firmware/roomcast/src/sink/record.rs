@@ -517,6 +517,11 @@ impl OutputKind for Record {
     /// prunes a file still being written.
     const STOP_WAIT: Duration = STOP_WAIT;
 
+    /// There is one recorder: its queue is just `record`.
+    fn queue_name(_: &str) -> String {
+        Self::KIND.into()
+    }
+
     fn wanted(&self, cfg: &ValidConfig) -> Vec<Wanted<RecordSettings>> {
         let settings = RecordSettings::of(cfg, &self.data_dir);
         vec![Wanted {

@@ -1,10 +1,10 @@
 //! The HTTP server: the web page, the live HLS stream, the JSON API and
 //! Prometheus metrics.
 //!
-//! Requests are read by the server adapter (tiny_http worker threads, at
-//! the bottom of this file) into a [`Req`] with a bounded body, then
-//! answered by [`handle`], which needs no sockets and is unit-tested
-//! through `Req` (`tests.rs`). The routes are split by area:
+//! Requests are read by the server ([`server`]: hyper on tokio, with the
+//! limits and timeouts a LAN appliance needs) into a [`Req`] with a bounded
+//! body, then answered by [`handle`], which needs no sockets and is
+//! unit-tested through `Req` (`tests.rs`). The routes are split by area:
 //!
 //! * [`stream`]: `/hls/…`, both HLS flavours, and the viewer password gate;
 //!   LL-HLS requests that must wait are [`Routed::Parked`] in the store.
@@ -15,6 +15,7 @@
 
 mod api;
 mod page;
+pub mod server;
 mod session;
 mod stream;
 #[cfg(test)]
@@ -23,21 +24,17 @@ mod tests;
 use crate::base::lock;
 use crate::control::app::{App, ApplyError};
 use crate::control::auth::AuthError;
-use crate::sink::llhls::{LlReply, Ready, Responder, Want};
+use crate::sink::llhls::{LlReply, Ready, Want};
 use serde_json::{json, Value};
 use std::fmt;
-use std::io::{Cursor, Read};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::sync::Mutex;
-use tiny_http::{Header, Request, Response, Server};
 
 /// Largest request body accepted (a configuration is a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Worker threads; a playlist request may wait for the first segment.
-const WORKERS: usize = 8;
 
 /// The request methods the box answers; anything else is `Other`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,26 +201,6 @@ impl Reply {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-
-    fn into_response(self) -> Response<Cursor<Arc<[u8]>>> {
-        let len = self.body.len();
-        let mut resp = Response::new(
-            self.status.into(),
-            Vec::new(),
-            Cursor::new(self.body),
-            Some(len),
-            None,
-        );
-        if let Ok(h) = Header::from_bytes("Content-Type", self.content_type) {
-            resp.add_header(h);
-        }
-        for (k, v) in self.headers {
-            if let Ok(h) = Header::from_bytes(k, v.as_bytes()) {
-                resp.add_header(h);
-            }
-        }
-        resp
-    }
 }
 
 /// Access errors as replies: what the client did wrong, or 500.
@@ -272,6 +249,10 @@ impl From<Reply> for Routed {
 /// Answers one request: the stream (with its gate), the session routes,
 /// the API behind the admin gate, the page.
 pub fn handle(app: &App, req: &Req) -> Routed {
+    // An oversized body is refused whatever the route would have done.
+    if let Err(BodyError::TooLarge) = req.body {
+        return req.body_bytes().err().unwrap_or_else(|| Reply::error(413, "")).into();
+    }
     if let Some(refused) = stream::viewer_gate(app, req) {
         return refused.into();
     }
@@ -283,79 +264,6 @@ pub fn handle(app: &App, req: &Req) -> Routed {
         return api::route(app, req).into();
     }
     page::route(req).into()
-}
-
-// --- the tiny_http adapter ------------------------------------------------
-
-/// Serves until the server is dropped; returns the worker handles.
-pub fn serve(server: Arc<Server>, app: Arc<App>) -> Vec<std::thread::JoinHandle<()>> {
-    (0..WORKERS)
-        .map(|i| {
-            let (server, app) = (server.clone(), app.clone());
-            std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || {
-                    while let Ok(mut request) = server.recv() {
-                        let req = read(&mut request);
-                        match handle(&app, &req) {
-                            Routed::Reply(reply) => send(&app, request, reply),
-                            Routed::Parked(want) => app.ll.request(want, Box::new(request)),
-                        }
-                    }
-                })
-                .expect("spawn http worker")
-        })
-        .collect()
-}
-
-/// Reads what the routes need, the body bounded by [`MAX_BODY`].
-fn read(request: &mut Request) -> Req {
-    let method = match request.method() {
-        tiny_http::Method::Get => Method::Get,
-        tiny_http::Method::Head => Method::Head,
-        tiny_http::Method::Post => Method::Post,
-        tiny_http::Method::Put => Method::Put,
-        tiny_http::Method::Delete => Method::Delete,
-        m => Method::Other(m.to_string()),
-    };
-    let headers = request
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-        .collect();
-    let remote = request
-        .remote_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let mut buf = Vec::new();
-    let body = match request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut buf)
-    {
-        Ok(_) if buf.len() > MAX_BODY => Err(BodyError::TooLarge),
-        Ok(_) => Ok(buf),
-        Err(e) => Err(BodyError::Unreadable(e.to_string())),
-    };
-    Req {
-        method,
-        url: request.url().to_string(),
-        headers,
-        remote,
-        body,
-    }
-}
-
-/// Sends `reply`, counting it for /metrics.
-fn send(app: &App, req: Request, reply: Reply) {
-    count(app, reply.status);
-    // The client may have gone; nothing to do about it.
-    let _ = req.respond(reply.into_response());
-}
-
-impl Responder for Request {
-    fn respond(self: Box<Self>, reply: LlReply) {
-        let _ = (*self).respond(stream::ll_reply(reply).into_response());
-    }
 }
 
 /// Sends the LL-HLS store's replies; a slow client holds up only one of
