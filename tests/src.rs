@@ -71,6 +71,10 @@ pub struct Daemon {
     pub token: String,
 }
 
+/// An `env` entry of [`Daemon::start_with_env`] naming a file for the
+/// daemon's stderr.
+pub const STDERR_TO: &str = "ROOMCAST_E2E_STDERR";
+
 /// The API token tests provision (the daemon reads `DATA_DIR/api-tokens`).
 pub const TEST_TOKEN: &str = "e2e-test-token-0123456789abcdef";
 
@@ -114,15 +118,21 @@ impl Daemon {
         if let Some(toml) = config {
             std::fs::write(data_dir.join("config.toml"), toml).expect("write config.toml");
         }
+        // `ROOMCAST_E2E_STDERR=FILE` in `env` sends the daemon's stderr
+        // there (tests that read what it printed) instead of the test's.
+        let stderr = match env.iter().find(|(k, _)| *k == STDERR_TO) {
+            Some((_, file)) => Stdio::from(std::fs::File::create(file).expect("create log")),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(bin)
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&data_dir)
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied().filter(|(k, _)| *k != STDERR_TO))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn roomcast");
         let mut d = Daemon {

@@ -113,8 +113,8 @@ fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let listener =
-        std::net::TcpListener::bind(http).with_context(|| format!("cannot listen on {http}"))?;
+    let listener = roomcast::control::http::server::bind(http)
+        .with_context(|| format!("cannot listen on {http}"))?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
     let c = cfg.get();
     let (w, h, fps) = (c.video.width, c.video.height, c.video.fps);

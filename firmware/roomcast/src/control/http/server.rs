@@ -104,6 +104,23 @@ impl HttpServer {
     }
 }
 
+/// Pending connections the kernel queues for the accept loop (std's bind
+/// asks for 128; a burst beyond that would wait for SYN-ACK retransmits).
+const BACKLOG: i32 = 1024;
+
+/// Binds the server's socket: address reuse, a deep accept queue.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Serves `listener` (bound by the caller, so a port in use is reported
 /// before anything starts) until the returned server is dropped.
 pub fn start(listener: std::net::TcpListener, app: Arc<App>) -> io::Result<HttpServer> {
