@@ -484,6 +484,42 @@ fn publishing_resumes_after_nginx_restarts_and_pull_decodes_cleanly() {
     );
 }
 
+/// Ten outages of nginx, short and long (long enough for the backoff to
+/// reach its cap): every time the output is publishing again within 3 s
+/// of nginx coming back. While it waits, the frames it cannot send count
+/// as its own drops, never the stream's.
+#[test]
+fn ten_nginx_restarts_each_back_within_three_seconds() {
+    let mut nginx = Nginx::start(None);
+    let d = daemon("rtmp-ten", &["--rtmp", &nginx.url("ten_key")]);
+    d.wait_output(0, Duration::from_secs(15), publishing);
+    let outages_ms = [300, 700, 1200, 2000, 3000, 4500, 6000, 800, 5000, 1500];
+    let mut took = Vec::new();
+    for (round, down_ms) in outages_ms.iter().enumerate() {
+        nginx.down();
+        d.wait_output(0, Duration::from_secs(10), |o| o["state"] != "publishing");
+        std::thread::sleep(Duration::from_millis(*down_ms));
+        let sent = d.output(0)["frames_sent"].as_u64().unwrap();
+        nginx.up();
+        let back = Instant::now();
+        let o = d.wait_output(0, Duration::from_secs(10), |o| {
+            o["state"] == "publishing" && o["frames_sent"].as_u64().unwrap() > sent
+        });
+        let t = back.elapsed();
+        assert!(
+            t < Duration::from_secs(3),
+            "round {}: {t:?} to resume after {down_ms} ms down: {o}",
+            round + 1
+        );
+        took.push(t.as_millis());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("10 nginx restarts: publishing again after {took:?} ms");
+    let s = d.status();
+    assert!(s["outputs"][0]["dropped"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["frames"]["dropped"], 0, "the stream's own drops: {s}");
+}
+
 /// A tiny HTTP server for nginx's on_publish: 403 for stream name `bad`,
 /// 200 otherwise. Counts the requests.
 fn publish_hook() -> (u16, Arc<AtomicU64>) {

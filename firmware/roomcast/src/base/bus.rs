@@ -169,6 +169,18 @@ impl SinkQueue {
         f
     }
 
+    /// Like [`Self::pop_timeout`], for a sink that cannot use the frame
+    /// (waiting to reconnect, or skipping what queued during a handshake):
+    /// it counts as dropped, not delivered, so every output's `dropped`
+    /// means the same.
+    pub fn discard_timeout(&self, timeout: Duration) -> Option<SharedFrame> {
+        let f = self.pop_timeout(timeout)?;
+        let mut st = lock(&self.state);
+        st.delivered -= 1;
+        st.dropped += 1;
+        Some(f)
+    }
+
     /// Hands every frame to `f` until the queue is closed: a sink thread's
     /// whole loop.
     pub fn run_until_closed(&self, mut f: impl FnMut(SharedFrame)) {
@@ -235,6 +247,22 @@ mod tests {
         }
         assert_eq!(drain(&q), vec![0, 1, 2, 3, 4]);
         assert_eq!(q.stats().dropped, 0);
+    }
+
+    #[test]
+    fn discarded_frames_count_as_dropped_not_delivered() {
+        let bus = FrameBus::new();
+        let q = bus.subscribe("waiting", 8);
+        for n in 0..3 {
+            bus.publish(frame(n, n == 0));
+        }
+        assert_eq!(q.discard_timeout(Duration::ZERO).map(|f| f.pts.0), Some(0));
+        assert!(q.pop_timeout(Duration::ZERO).is_some());
+        let st = q.stats();
+        assert_eq!((st.dropped, st.delivered, st.queued), (1, 1, 1));
+        assert!(q.discard_timeout(Duration::ZERO).is_some());
+        assert!(q.discard_timeout(Duration::ZERO).is_none(), "empty");
+        assert_eq!(q.stats().dropped, 2);
     }
 
     #[test]

@@ -172,7 +172,8 @@ impl<St> Ctx<St> {
     }
 
     /// Waits until `until_ns` (monotonic) or until stopped, discarding
-    /// frames: they would be stale by the time a connection is up.
+    /// frames (counted as this output's drops): they would be stale by the
+    /// time a connection is up.
     pub fn idle_until(&self, until_ns: u64) {
         while !self.stopped() {
             let now = self.now_ns();
@@ -180,14 +181,14 @@ impl<St> Ctx<St> {
                 return;
             }
             let wait = Duration::from_nanos(until_ns - now).min(Duration::from_millis(200));
-            let _ = self.queue.pop_timeout(wait);
+            let _ = self.queue.discard_timeout(wait);
         }
     }
 
     /// Drops what queued up (during a handshake, say) and asks the encoder
     /// for a keyframe, so a new connection starts at once, not a GOP later.
     pub fn restart_at_keyframe(&self) {
-        while self.queue.pop_timeout(Duration::ZERO).is_some() {}
+        while self.queue.discard_timeout(Duration::ZERO).is_some() {}
         self.queue.request_keyframe();
     }
 
