@@ -395,8 +395,17 @@ function outputRow(o = { url: '', enabled: true }) {
   return row;
 }
 
-function renderOutputs(list) {
+function renderOutputs(list, runOnly) {
   $('outputs').replaceChildren(...(list || []).map(outputRow));
+  // Outputs from the box's command line (--rtmp, --srt): they run until
+  // it restarts, are not stored and cannot be edited here.
+  let run = $('run-outputs');
+  if (!run) {
+    run = el('div', { id: 'run-outputs' });
+    $('outputs').after(run);
+  }
+  run.replaceChildren(...(runOnly || []).map((o) =>
+    el('div', { className: 'out-row run-only' }, el('code', {}, o.url), ' from the command line, for this run only')));
 }
 
 function formOutputs() {
@@ -412,7 +421,7 @@ function loadConfig() {
     .then(({ status, body }) => {
       if (status !== 200) throw new Error(body.error || `HTTP ${status}`);
       config = body;
-      renderOutputs(config.outputs);
+      renderOutputs(config.outputs, config.run_outputs);
       renderDevices();
       for (const input of inputs()) {
         const value = getPath(config, input.dataset.field);

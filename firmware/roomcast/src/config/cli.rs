@@ -1,5 +1,7 @@
 //! Command line: the contract in design.md. Flags override the stored
-//! configuration for one run; they are never written back.
+//! configuration for one run; they are never written back. Outputs given
+//! here are run-only (`Config::run_outputs`): changes through the API keep
+//! them.
 
 use crate::config::Config;
 use std::net::SocketAddr;
@@ -35,6 +37,8 @@ usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
   --srt URL         also send MPEG-TS over SRT: srt://HOST:PORT?mode=caller|
                     listener|rendezvous&latency=MS&passphrase=P&pbkeylen=16|24|32
                     &streamid=S (listener: srt://:PORT?mode=listener)
+                    (--rtmp and --srt outputs run until the daemon stops,
+                    whatever the API changes, and are never saved)
   --record DIR      also record the stream into DIR as MPEG-TS files
                     (config: [record]; segment_minutes, keep_mb)";
 
@@ -66,8 +70,9 @@ pub struct Overrides {
     pub encoder: Option<String>,
     pub bitrate_kbps: Option<u32>,
     pub gop: Option<u32>,
-    /// `--rtmp URL` and `--srt URL`, added to the configured outputs for
-    /// this run.
+    /// `--rtmp URL` and `--srt URL`: outputs for this run only
+    /// (`Config::run_outputs`), after the configured ones and kept through
+    /// every change made through the API.
     pub outputs: Vec<String>,
     /// `--board NAME`: chooses the board profile (see `board::select`);
     /// not a configuration value, so [`Overrides::apply`] leaves it out.
@@ -107,7 +112,7 @@ impl Overrides {
             c.record.dir = dir.clone();
         }
         for url in &self.outputs {
-            c.outputs.push(crate::config::Output {
+            c.run_outputs.push(crate::config::Output {
                 url: url.clone(),
                 enabled: true,
                 ca_file: None,
@@ -277,7 +282,8 @@ mod tests {
         ])
         .unwrap();
         let c = a.overrides.apply(Config::default());
-        let urls: Vec<&str> = c.outputs.iter().map(|o| o.url.as_str()).collect();
+        assert!(c.outputs.is_empty(), "run-only, not configured");
+        let urls: Vec<&str> = c.run_outputs.iter().map(|o| o.url.as_str()).collect();
         assert_eq!(
             urls,
             [
@@ -285,7 +291,9 @@ mod tests {
                 "srt://10.0.0.2:9000?passphrase=0123456789"
             ]
         );
-        assert!(c.validate().is_ok());
+        let v = c.validate().unwrap();
+        assert_eq!(v.outputs().count(), 2);
+        assert_eq!(v.run_only_outputs().count(), 2);
         // A bad SRT URL is caught by validation, naming the output.
         let a = p(&["--srt", "srt://h:1?mode=pull"]).unwrap();
         let e = a.overrides.apply(Config::default()).validate().unwrap_err();

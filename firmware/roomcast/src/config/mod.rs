@@ -61,6 +61,13 @@ pub struct Config {
     pub hls: Hls,
     /// Streams pushed to upstream servers (RTMP/RTMPS) or sent over SRT.
     pub outputs: Vec<Output>,
+    /// Outputs given on the command line (`--rtmp`, `--srt`): they run
+    /// after `outputs` for this run only. Never read from or written to the
+    /// file, never shown in `outputs` by the API (see `run_outputs` in
+    /// README "Configuration"), kept by every change the API makes. One
+    /// equal to an entry of `outputs` runs once.
+    #[serde(skip)]
+    pub run_outputs: Vec<Output>,
     /// Board profile name (`boards/*.toml`, or `generic`), overriding the
     /// one recognised from the device tree; absent: recognise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +208,7 @@ impl Default for Config {
             video: Video::default(),
             hls: Hls::default(),
             outputs: Vec::new(),
+            run_outputs: Vec::new(),
             board: None,
             mdns: true,
             record: Record::default(),
@@ -263,6 +271,9 @@ pub struct ValidConfig {
     encoder: EncoderSetting,
     /// `config.outputs[i].url`, parsed.
     urls: Vec<url::OutputUrl>,
+    /// The entries of `config.run_outputs` that are not also in
+    /// `config.outputs`, with their URLs parsed.
+    run: Vec<(Output, url::OutputUrl)>,
 }
 
 /// Where pictures come from (`source`), parsed once by validation.
@@ -299,14 +310,22 @@ impl ValidConfig {
         &self.encoder
     }
 
-    /// Every configured output with its parsed URL and its position.
+    /// Every output that runs, with its parsed URL and its position: the
+    /// configured ones, then the command line's.
     pub fn outputs(&self) -> impl Iterator<Item = (usize, &Output, &url::OutputUrl)> {
         self.config
             .outputs
             .iter()
             .zip(&self.urls)
+            .chain(self.run.iter().map(|(o, u)| (o, u)))
             .enumerate()
             .map(|(i, (o, u))| (i, o, u))
+    }
+
+    /// The outputs that run for this run only (from the command line, and
+    /// not also configured), in the order they run after the configured ones.
+    pub fn run_only_outputs(&self) -> impl Iterator<Item = &Output> {
+        self.run.iter().map(|(o, _)| o)
     }
 
     /// The playlist's EXT-X-TARGETDURATION in whole seconds: the longest a
@@ -520,11 +539,26 @@ impl Config {
         }
         in_range("audio.bitrate_kbps", a.bitrate_kbps, 32..=320, " kbit/s")?;
         in_range("audio.gain_db", a.gain_db, -40..=30, " dB")?;
-        if self.outputs.len() > 8 {
-            return Err(field("outputs", "at most 8 outputs"));
+        // The command line's outputs run after the configured ones and are
+        // named by their place in that sequence, like the ones before them.
+        let run: Vec<&Output> = self
+            .run_outputs
+            .iter()
+            .filter(|o| !self.outputs.contains(o))
+            .collect();
+        let all = self.outputs.len() + run.len();
+        if all > 8 {
+            let cli = match run.len() {
+                0 => String::new(),
+                n => format!(", {n} of them from the command line"),
+            };
+            return Err(field(
+                "outputs",
+                format!("at most 8 outputs (got {all}{cli})"),
+            ));
         }
-        let mut urls = Vec::with_capacity(self.outputs.len());
-        for (i, o) in self.outputs.iter().enumerate() {
+        let mut urls = Vec::with_capacity(all);
+        for (i, o) in self.outputs.iter().chain(run.iter().copied()).enumerate() {
             match url::OutputUrl::parse(&o.url) {
                 Ok(u) => urls.push(u),
                 Err(reason) => return Err(field(format!("outputs[{i}].url"), reason.to_string())),
@@ -536,12 +570,107 @@ impl Config {
                 ));
             }
         }
+        let run_urls = urls.split_off(self.outputs.len());
+        let run = run.into_iter().cloned().zip(run_urls).collect();
         Ok(ValidConfig {
             config: self,
             source,
             encoder,
             urls,
+            run,
         })
+    }
+}
+
+/// Checks that a change (the JSON of a PUT on `/api/config`, an imported
+/// file) has the configuration's shape where parsing would take something
+/// else: the whole is an object, each table (`video`, `camera`, `hls`,
+/// `record`, `audio`, …) is an object, `outputs` is a list of objects.
+/// serde builds a struct from an array as well, so without this
+/// `{"video":[640,360]}` would set the width and height and reset the rest
+/// of `[video]`, and `[]` would reset everything. The values inside are
+/// left to parsing and [`Config::validate`].
+pub fn check_shape(change: &serde_json::Value) -> Result<(), FieldError> {
+    if !change.is_object() {
+        return Err(field(
+            "body",
+            format!(
+                "must be a JSON object with the settings to change, e.g. {{\"video\": {{\"fps\": 25}}}} (got {})",
+                kind(change)
+            ),
+        ));
+    }
+    let template = serde_json::to_value(Config::default()).unwrap_or_default();
+    check_tables(&template, change, "")
+}
+
+/// [`check_shape`] for the keys of `change` below `path`, by the shape of
+/// the same keys in `template` (the default configuration as JSON).
+fn check_tables(
+    template: &serde_json::Value,
+    change: &serde_json::Value,
+    path: &str,
+) -> Result<(), FieldError> {
+    use serde_json::Value;
+    let (Some(template), Some(change)) = (template.as_object(), change.as_object()) else {
+        return Ok(());
+    };
+    for (key, value) in change {
+        let name = match path {
+            "" => key.clone(),
+            _ => format!("{path}.{key}"),
+        };
+        match template.get(key) {
+            Some(table @ Value::Object(fields)) => {
+                if !value.is_object() {
+                    let example = fields
+                        .iter()
+                        .next()
+                        .map_or(String::new(), |(k, v)| format!("\"{k}\": {v}"));
+                    return Err(field(
+                        name,
+                        format!(
+                            "must be an object of settings, e.g. {{{example}}} (got {})",
+                            kind(value)
+                        ),
+                    ));
+                }
+                check_tables(table, value, &name)?;
+            }
+            Some(Value::Array(_)) => {
+                let example = "{\"url\": \"rtmp://HOST/APP/KEY\"}";
+                let Some(items) = value.as_array() else {
+                    return Err(field(
+                        name,
+                        format!(
+                            "must be a list of objects, e.g. [{example}] (got {})",
+                            kind(value)
+                        ),
+                    ));
+                };
+                if let Some((i, item)) = items.iter().enumerate().find(|(_, v)| !v.is_object()) {
+                    return Err(field(
+                        format!("{name}[{i}]"),
+                        format!("must be an object, e.g. {example} (got {})", kind(item)),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What a JSON value is, for error messages.
+fn kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "true or false",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -564,8 +693,12 @@ pub enum ConfigError {
     },
 }
 
-/// Reads and validates `path`; a missing file gives the defaults.
+/// Reads and validates `path`; a missing file gives the defaults. A file
+/// others may read (left by an older version, or written by hand) is made
+/// the owner's only, as [`save`] writes it: it holds stream keys and
+/// passphrases.
 pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
+    make_private(path);
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -591,8 +724,13 @@ pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
     })
 }
 
+/// Mode of the configuration file and its temp file: owner only.
+const PRIVATE: u32 = 0o600;
+
 /// Writes `cfg` to `path` atomically: the old file stays until the new one is
-/// complete on disk.
+/// complete on disk. Only the owner may read it (mode 0600, whatever was on
+/// disk before): it holds stream keys and passphrases. Command-line outputs
+/// (`run_outputs`) are not written.
 pub fn save(path: &Path, cfg: &ValidConfig) -> Result<(), ConfigError> {
     let err = |source| ConfigError::Write {
         path: path.into(),
@@ -600,8 +738,10 @@ pub fn save(path: &Path, cfg: &ValidConfig) -> Result<(), ConfigError> {
     };
     let text =
         toml::to_string_pretty(cfg.get()).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    // Until the new file replaces it, the old one holds the same secrets.
+    make_private(path);
     let tmp = path.with_extension("toml.tmp");
-    let mut f = File::create(&tmp).map_err(err)?;
+    let mut f = create_private(&tmp).map_err(err)?;
     f.write_all(b"# roomcast configuration; see README \"Configuration\".\n")
         .and_then(|()| f.write_all(text.as_bytes()))
         .and_then(|()| f.sync_all())
@@ -615,6 +755,41 @@ pub fn save(path: &Path, cfg: &ValidConfig) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// A new, empty file at `path` that only the owner may read or write. A
+/// file left there (a save cut short) is removed first, so neither its
+/// mode nor its owner carries over; the mode is set on the open file as
+/// well, as `mode` at creation is narrowed by the umask and applies only
+/// to a file it creates.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(PRIVATE)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(PRIVATE))?;
+    Ok(f)
+}
+
+/// Takes the group's and others' permissions off the file at `path`, if
+/// there is one and they have any. Best effort: a file that is not ours
+/// stays as it is (reading it is what tells the user).
+fn make_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if meta.is_file() && mode & 0o077 != 0 {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700));
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +840,131 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let e = toml::from_str::<Config>("[video]\nwidht = 640\n").unwrap_err();
         assert!(e.message().contains("widht"), "{}", e.message());
+    }
+
+    #[test]
+    fn shapes_other_than_the_configurations_are_named() {
+        use serde_json::json;
+        for (change, name) in [
+            (json!([]), "body"),
+            (json!("x"), "body"),
+            (json!({"video": [640, 360]}), "video"),
+            (json!({"camera": "off"}), "camera"),
+            (json!({"audio": []}), "audio"),
+            (json!({"record": null}), "record"),
+            (json!({"hls": true}), "hls"),
+            (json!({"outputs": {}}), "outputs"),
+            (
+                json!({"outputs": [{"url": "rtmp://h/a/k"}, "rtmp://h/a/k"]}),
+                "outputs[1]",
+            ),
+        ] {
+            let e = check_shape(&change).unwrap_err();
+            assert_eq!(e.field, name, "{change}");
+            assert!(e.reason.starts_with("must be"), "{e}");
+        }
+        let e = check_shape(&json!({"video": [640, 360]})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "video: must be an object of settings, e.g. {\"bitrate_kbps\": 2500} (got an array)"
+        );
+        // Values inside are parsing's business; unknown keys too.
+        for fine in [
+            json!({}),
+            json!({"video": {"fps": "x"}, "camera": {"brightness": null}}),
+            json!({"outputs": [], "board": null, "mdns": false, "nope": [1]}),
+        ] {
+            assert!(check_shape(&fine).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn command_line_outputs_run_after_the_configured_ones_once() {
+        let o = |url: &str| Output {
+            url: url.into(),
+            enabled: true,
+            ca_file: None,
+        };
+        let mut c = Config {
+            outputs: vec![o("rtmp://a/live/k1"), o("rtmp://b/live/k2")],
+            run_outputs: vec![o("rtmp://b/live/k2"), o("rtmp://c/live/k3")],
+            ..Default::default()
+        };
+        let v = c.clone().validate().unwrap();
+        let urls: Vec<(usize, &str)> = v.outputs().map(|(i, o, _)| (i, o.url.as_str())).collect();
+        assert_eq!(
+            urls,
+            [
+                (0, "rtmp://a/live/k1"),
+                (1, "rtmp://b/live/k2"),
+                (2, "rtmp://c/live/k3")
+            ]
+        );
+        let run: Vec<&str> = v.run_only_outputs().map(|o| o.url.as_str()).collect();
+        assert_eq!(run, ["rtmp://c/live/k3"]);
+        // Named by their place among all outputs; never in the file's form.
+        c.run_outputs.push(o("rtmp://d/live"));
+        assert_eq!(c.clone().validate().unwrap_err().field, "outputs[3].url");
+        let text = toml::to_string(&c).unwrap();
+        assert!(
+            !text.contains("k3") && !text.contains("run_outputs"),
+            "{text}"
+        );
+        assert!(toml::from_str::<Config>("run_outputs = []\n").is_err());
+        c.run_outputs = (0..7).map(|i| o(&format!("rtmp://h/live/{i}"))).collect();
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            (
+                "outputs",
+                "at most 8 outputs (got 9, 7 of them from the command line)"
+            )
+        );
+    }
+
+    #[test]
+    fn the_file_and_its_temp_file_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("roomcast-cfg-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        let tmp = dir.join("config.toml.tmp");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        // What an older version or a cut save left: both world-readable.
+        std::fs::write(&path, "[video]\nfps = 25\ngop = 25\n").unwrap();
+        std::fs::write(&tmp, "half a file").unwrap();
+        set(&path, 0o644);
+        set(&tmp, 0o644);
+        let mut c = Config::default();
+        c.outputs.push(Output {
+            url: "rtmp://h/live/secretkey0000".into(),
+            enabled: true,
+            ca_file: None,
+        });
+        save(&path, &c.clone().validate().unwrap()).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert!(!tmp.exists());
+        assert_eq!(load(&path).unwrap().get(), &c);
+        // A temp file that cannot be replaced in place stops the save and
+        // leaves the file as it was.
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::write(tmp.join("x"), "").unwrap();
+        let before = std::fs::read(&path).unwrap();
+        assert!(matches!(
+            save(&path, &Config::default().validate().unwrap()),
+            Err(ConfigError::Write { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        std::fs::remove_dir_all(&tmp).unwrap();
+        // Loading a file others may read makes it the owner's.
+        set(&path, 0o644);
+        load(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -38,6 +38,11 @@ impl SrtMode {
     }
 }
 
+/// What a masked secret begins with (`passphrase=****`, an RTMP key
+/// `****wxyz`): `url::mask` writes it, and a secret sent back that begins
+/// with it is taken as the mask, never as a secret.
+pub const MASK: &str = "****";
+
 /// Latency when the URL gives none: about 4 RTT of a wide-area path with
 /// margin, the value SRT tools use on unknown networks.
 pub const DEFAULT_LATENCY_MS: u32 = 300;
@@ -105,6 +110,19 @@ pub enum SrtUrlError {
 
 impl SrtUrl {
     pub fn parse(url: &str) -> Result<SrtUrl, SrtUrlError> {
+        SrtUrl::parse_with(url, false)
+    }
+
+    /// Parses a URL as a client sends it back: `passphrase=****` (the mask
+    /// [`SrtUrl::masked`] shows, or anything else beginning with `****`) is
+    /// taken as it is, not checked as a passphrase. Such a URL is only for
+    /// finding the output it names (`url::OutputUrl::is_shown_as`), never
+    /// for connecting.
+    pub fn parse_sent(url: &str) -> Result<SrtUrl, SrtUrlError> {
+        SrtUrl::parse_with(url, true)
+    }
+
+    fn parse_with(url: &str, masked_ok: bool) -> Result<SrtUrl, SrtUrlError> {
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(SrtUrlError::Characters);
         }
@@ -162,6 +180,9 @@ impl SrtUrl {
                         .ok()
                         .filter(|l| LATENCY_RANGE_MS.contains(l))
                         .ok_or(SrtUrlError::Latency(value))?
+                }
+                "passphrase" if masked_ok && value.starts_with(MASK) => {
+                    url.passphrase = Some(value);
                 }
                 "passphrase" => {
                     let n = value.chars().count();

@@ -56,6 +56,59 @@ impl OutputUrl {
             OutputUrl::Srt(s) => s.masked(),
         }
     }
+
+    /// Parses a URL as a client sends it back, whose secret may still be
+    /// the mask status and the API show (`****wxyz`, `passphrase=****`).
+    /// Only for finding the output it names ([`OutputUrl::is_shown_as`]).
+    pub fn parse_sent(url: &str) -> Result<OutputUrl, UrlError> {
+        if url.starts_with("srt://") {
+            return Ok(OutputUrl::Srt(SrtUrl::parse_sent(url)?));
+        }
+        RtmpUrl::parse(url).map(OutputUrl::Rtmp)
+    }
+
+    /// Whether the secret is a mask: a stream key or passphrase that begins
+    /// with `****` is what the box shows, never taken as a secret.
+    pub fn has_masked_secret(&self) -> bool {
+        match self {
+            OutputUrl::Rtmp(r) => r.key.starts_with(MASK),
+            OutputUrl::Srt(s) => s.passphrase.as_deref().is_some_and(|p| p.starts_with(MASK)),
+        }
+    }
+
+    /// Whether `sent` (a URL with a masked secret) is this output as
+    /// [`OutputUrl::masked`] shows it: the same destination (RTMP: scheme,
+    /// host, port and application; SRT: host, port, mode and every other
+    /// option) and the mask of this URL's secret. Only then may the secret
+    /// be put back: a masked key sent with another host must not reach it.
+    pub fn is_shown_as(&self, sent: &OutputUrl) -> bool {
+        match (self, sent) {
+            (OutputUrl::Rtmp(a), OutputUrl::Rtmp(b)) => {
+                a.tc_url() == b.tc_url() && mask(&a.key) == b.key
+            }
+            // Both have a passphrase, so both canonical forms end the same
+            // way unless another option differs.
+            (OutputUrl::Srt(a), OutputUrl::Srt(b)) => {
+                a.passphrase.is_some()
+                    && b.passphrase.as_deref() == Some(MASK)
+                    && a.masked() == b.masked()
+            }
+            _ => false,
+        }
+    }
+
+    /// Why a masked secret in this (sent) URL cannot be put back, for the
+    /// reply: which secret to type again, and the rule.
+    pub fn retype_reason(&self) -> String {
+        match self {
+            OutputUrl::Rtmp(r) => format!(
+                "the stream key must be typed again: {} is kept only for an output to the same server and application ({}) whose key it shows",
+                r.key,
+                r.tc_url()
+            ),
+            OutputUrl::Srt(_) => "the passphrase must be typed again: passphrase=**** is kept only for an output with the same host, port, mode and options".to_string(),
+        }
+    }
 }
 
 impl RtmpUrl {
@@ -124,7 +177,7 @@ impl RtmpUrl {
 }
 
 /// `srt://` URLs are parsed in `srt::url`, beside the sink that uses them.
-pub use crate::config::srt_url::{SrtMode, SrtUrl, SrtUrlError};
+pub use crate::config::srt_url::{SrtMode, SrtUrl, SrtUrlError, MASK};
 
 /// The Debug form must not leak the key either.
 impl fmt::Debug for RtmpUrl {
@@ -138,35 +191,9 @@ pub fn mask(secret: &str) -> String {
     let n = secret.chars().count();
     if n >= 12 {
         let tail: String = secret.chars().skip(n - 4).collect();
-        format!("****{tail}")
+        format!("{MASK}{tail}")
     } else {
-        "****".to_string()
-    }
-}
-
-/// Puts `old`'s secret back into `new` where `new` still shows it masked, so
-/// a user can edit other parts of a masked URL (latency, host) without
-/// retyping the stream key or passphrase. Anything else is left as it is.
-pub fn unmask(new: &str, old: &str) -> String {
-    match OutputUrl::parse(old) {
-        Ok(OutputUrl::Rtmp(r)) => {
-            let masked = format!("/{}", mask(&r.key));
-            match new.strip_suffix(&masked) {
-                Some(head) => format!("{head}/{}", r.key),
-                None => new.to_string(),
-            }
-        }
-        Ok(OutputUrl::Srt(_)) => {
-            // The raw passphrase as written in the old URL (still encoded).
-            let raw = old
-                .split_once('?')
-                .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("passphrase=")));
-            match raw {
-                Some(raw) => new.replace("passphrase=****", &format!("passphrase={raw}")),
-                None => new.to_string(),
-            }
-        }
-        Err(_) => new.to_string(),
+        MASK.to_string()
     }
 }
 
@@ -215,20 +242,59 @@ mod tests {
     }
 
     #[test]
-    fn edited_masked_urls_get_their_secret_back() {
-        let old = "rtmp://h/live/sk_live_1234567890abcd";
-        let edited = "rtmp://other:1936/live/****abcd";
+    fn a_masked_url_names_only_the_output_with_the_same_destination() {
+        let real = OutputUrl::parse("rtmp://h/live/sk_live_1234567890abcd").unwrap();
+        let sent = |u: &str| OutputUrl::parse_sent(u).unwrap();
+        // As shown, or with the default port left out: the same output.
+        for same in ["rtmp://h:1935/live/****abcd", "rtmp://h/live/****abcd"] {
+            assert!(sent(same).has_masked_secret());
+            assert!(real.is_shown_as(&sent(same)), "{same}");
+        }
+        // Another host, port, application or scheme, or another key's mask.
+        for other in [
+            "rtmp://10.66.66.66/live/****abcd",
+            "rtmp://h:1936/live/****abcd",
+            "rtmp://h/live2/****abcd",
+            "rtmps://h:1935/live/****abcd",
+            "rtmp://h/live/****zzzz",
+            "rtmp://h/live/****",
+        ] {
+            assert!(!real.is_shown_as(&sent(other)), "{other}");
+        }
+        assert!(!sent("rtmp://h/live/sk_live_1234567890abcd").has_masked_secret());
+        assert!(sent("rtmp://h/live/****abcd")
+            .retype_reason()
+            .starts_with("the stream key must be typed again"));
+
+        let srt = OutputUrl::parse("srt://h:9000?passphrase=se%26cret-pass&latency=200").unwrap();
+        let shown = srt.masked();
         assert_eq!(
-            unmask(edited, old),
-            "rtmp://other:1936/live/sk_live_1234567890abcd"
+            shown,
+            "srt://h:9000?mode=caller&latency=200&passphrase=****"
         );
-        assert_eq!(unmask("rtmp://h/live/newkey", old), "rtmp://h/live/newkey");
-        let old = "srt://h:9000?mode=caller&passphrase=se%26cret-pass&latency=200";
-        let edited = "srt://h:9000?mode=caller&latency=500&passphrase=****";
-        assert_eq!(
-            unmask(edited, old),
-            "srt://h:9000?mode=caller&latency=500&passphrase=se%26cret-pass"
+        assert!(
+            OutputUrl::parse(&shown).is_err(),
+            "the mask is no passphrase"
         );
+        assert!(sent(&shown).has_masked_secret());
+        assert!(srt.is_shown_as(&sent(&shown)));
+        assert!(srt.is_shown_as(&sent(
+            "srt://h:9000?passphrase=****&latency=200&mode=caller"
+        )));
+        for other in [
+            "srt://h2:9000?latency=200&passphrase=****",
+            "srt://h:9001?latency=200&passphrase=****",
+            "srt://h:9000?latency=500&passphrase=****",
+            "srt://h:9000?mode=rendezvous&latency=200&passphrase=****",
+            "srt://h:9000?latency=200&passphrase=****&streamid=x",
+            "srt://h:9000?latency=200&passphrase=****xy",
+        ] {
+            assert!(!srt.is_shown_as(&sent(other)), "{other}");
+        }
+        // Without a passphrase there is nothing to put back.
+        let open = OutputUrl::parse("srt://h:9000?latency=200").unwrap();
+        assert!(!open.is_shown_as(&sent(&shown)));
+        assert!(!sent(&open.masked()).has_masked_secret());
     }
 
     #[test]
