@@ -29,11 +29,15 @@ commands:
                  dosfstools, mtools, e2fsprogs): boot partition (FAT), read-only
                  root (ext4), data partition for /var/lib/roomcast (ext4,
                  grown to the card's size on first boot); the daemon runs as a
-                 systemd service with a watchdog; SSH is not installed
+                 systemd service with a watchdog; SSH is not installed; prints
+                 the box's one-time setup code (also on the boot partition,
+                 roomcast-setup-code.txt), which its web page asks for with
+                 the first admin password
   flash          write IMAGE to DEVICE (a whole SD card, e.g. /dev/sdb, or a
                  regular file), then read it back and compare SHA-256; refuses
                  a device with a mounted filesystem, the host's root disk, a
-                 partition, or one smaller than the image
+                 partition, or one smaller than the image; then prints the
+                 image's setup code (read from its boot partition with mtools)
   discover       list the boxes on the LAN (mDNS, _roomcast._tcp): name,
                  address, version, state
   config get     print the box's configuration (JSON), or the value of KEY

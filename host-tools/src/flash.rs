@@ -15,6 +15,11 @@
 //! file stands in for a card in tests; it is written sparse. Read-back uses
 //! `O_DIRECT` where the target supports it, so the checksum is of what
 //! reached the device, not of the page cache.
+//!
+//! After a good write it prints the box's one-time setup code, read from
+//! the image's boot partition (`roomcast-setup-code.txt`, found through the
+//! MBR and read with mtools' `mtype`, as `image build` wrote it), so the
+//! installer has what the box's web page asks for on first start.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -390,6 +395,90 @@ pub struct FlashReport {
     pub verify_s: f64,
     /// Whether read-back bypassed the page cache.
     pub direct: bool,
+    /// The setup code on the image's boot partition.
+    pub setup_code: ImageSetupCode,
+}
+
+/// What an image's boot partition says about the box's setup code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSetupCode {
+    Found(String),
+    /// A FAT boot partition without `roomcast-setup-code.txt`: an image made
+    /// before setup codes.
+    Absent,
+    /// It could not be read, and why.
+    Unknown(String),
+}
+
+impl ImageSetupCode {
+    /// The line `flash` prints about it.
+    pub fn message(&self) -> String {
+        let file = crate::image::SETUP_CODE_FILE;
+        match self {
+            ImageSetupCode::Found(code) => format!(
+                "setup code for the first admin password: {code} (also in {file} on the card's boot partition; the box's web page asks for it on first start)"
+            ),
+            ImageSetupCode::Absent => format!(
+                "this image has no setup code ({file} is not on its boot partition): it was built before setup codes; a box that asks for one prints it in its log (journalctl -u roomcast)"
+            ),
+            ImageSetupCode::Unknown(why) => format!(
+                "cannot read the setup code from the image ({why}); it is in {file} on the card's boot partition, and the box prints it in its log"
+            ),
+        }
+    }
+}
+
+/// Byte offset of the first FAT partition in an MBR sector (the image's
+/// boot partition), if the sector is an MBR with one.
+pub fn boot_partition_offset(mbr: &[u8]) -> Option<u64> {
+    if mbr.len() < 512 || mbr[510..512] != [0x55, 0xaa] {
+        return None;
+    }
+    mbr[446..510].chunks(16).find_map(|e| {
+        // FAT12, FAT16 (<32M, >32M, LBA), FAT32 (CHS, LBA).
+        let fat = matches!(e[4], 0x01 | 0x04 | 0x06 | 0x0e | 0x0b | 0x0c);
+        let start = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
+        (fat && start > 0).then(|| u64::from(start) * 512)
+    })
+}
+
+/// The setup code `roomcast-host image build` left on `image`'s boot
+/// partition: `mtype -i IMAGE@@OFFSET ::roomcast-setup-code.txt`.
+pub fn image_setup_code(image: &Path) -> ImageSetupCode {
+    let mut mbr = [0u8; 512];
+    if let Err(e) = File::open(image).and_then(|mut f| f.read_exact(&mut mbr)) {
+        return ImageSetupCode::Unknown(format!("cannot read its partition table: {e}"));
+    }
+    let Some(offset) = boot_partition_offset(&mbr) else {
+        return ImageSetupCode::Unknown("no FAT boot partition in its MBR".into());
+    };
+    let file = crate::image::SETUP_CODE_FILE;
+    let out = std::process::Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(format!("{}@@{offset}", image.display()))
+        .arg(format!("::{file}"))
+        .output();
+    match out {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ImageSetupCode::Unknown("mtype not found; on Debian: apt-get install mtools".into())
+        }
+        Err(e) => ImageSetupCode::Unknown(format!("mtype: {e}")),
+        Ok(o) if o.status.success() => {
+            match crate::image::parse_setup_code(&String::from_utf8_lossy(&o.stdout)) {
+                Some(code) => ImageSetupCode::Found(code),
+                None => ImageSetupCode::Unknown(format!("{file} holds no setup code")),
+            }
+        }
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            if err.contains("not found") {
+                ImageSetupCode::Absent
+            } else {
+                ImageSetupCode::Unknown(format!("mtype: {err}"))
+            }
+        }
+    }
 }
 
 fn hex(d: &[u8]) -> String {
@@ -588,12 +677,16 @@ pub fn flash(
             got,
         });
     }
+    // What the installer needs next: the code the box's page asks for.
+    let setup_code = image_setup_code(image);
+    let _ = writeln!(progress, "{}", setup_code.message());
     Ok(FlashReport {
         bytes: done,
         sha256: want,
         write_s,
         verify_s: t1.elapsed().as_secs_f64(),
         direct: direct_ok,
+        setup_code,
     })
 }
 
@@ -701,6 +794,107 @@ garbage line
         assert!(matches!(e, FlashError::SameFile { .. }), "{e}");
         let e = flash(&dir.join("missing"), &card, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("cannot read the image"), "{e}");
+        // Not a roomcast image: flash says it could not find a setup code.
+        assert!(matches!(r.setup_code, ImageSetupCode::Unknown(_)));
+        assert!(String::from_utf8_lossy(&log).contains("cannot read the setup code"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An MBR with one FAT32 (LBA) partition at `start_lba`.
+    fn mbr(start_lba: u32) -> Vec<u8> {
+        let mut m = vec![0u8; 512];
+        let e = &mut m[446..462];
+        e[0] = 0x80;
+        e[4] = 0x0c;
+        e[8..12].copy_from_slice(&start_lba.to_le_bytes());
+        e[12..16].copy_from_slice(&4096u32.to_le_bytes());
+        m[510] = 0x55;
+        m[511] = 0xaa;
+        m
+    }
+
+    #[test]
+    fn the_boot_partition_is_found_in_the_mbr() {
+        assert_eq!(boot_partition_offset(&mbr(8192)), Some(4 << 20));
+        let mut linux_first = mbr(8192);
+        linux_first.copy_within(446..462, 462);
+        linux_first[446..462].fill(0);
+        linux_first[446 + 4] = 0x83;
+        linux_first[446 + 8] = 1;
+        assert_eq!(boot_partition_offset(&linux_first), Some(4 << 20));
+        let mut unsigned = mbr(8192);
+        unsigned[511] = 0;
+        assert_eq!(boot_partition_offset(&unsigned), None);
+        let mut no_fat = mbr(8192);
+        no_fat[446 + 4] = 0x83;
+        assert_eq!(boot_partition_offset(&no_fat), None);
+        assert_eq!(boot_partition_offset(&[0u8; 100]), None);
+    }
+
+    /// Runs a tool; false when it is not installed.
+    fn tool(cmd: &str, args: &[&str]) -> bool {
+        match std::process::Command::new(cmd)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(args)
+            .output()
+        {
+            Ok(o) => {
+                assert!(o.status.success(), "{cmd} {args:?}: {o:?}");
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => panic!("{cmd}: {e}"),
+        }
+    }
+
+    #[test]
+    fn flash_prints_the_setup_code_from_the_images_boot_partition() {
+        // A small image laid out like `image build`'s: MBR, FAT boot
+        // partition at 1 MiB with the code file (mkfs.vfat and mcopy work
+        // on files, no root needed).
+        let dir = std::env::temp_dir().join(format!("rc-flash-code-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fat = dir.join("boot.vfat");
+        let fat_s = fat.to_str().unwrap();
+        if !tool("mkfs.vfat", &["-C", fat_s, "4096"]) {
+            eprintln!("skipped: mkfs.vfat missing (apt-get install dosfstools mtools)");
+            return;
+        }
+        let build = |with_code: Option<&str>| -> PathBuf {
+            let img = dir.join(format!("{}.img", with_code.is_some()));
+            let mut data = mbr(2048);
+            data.resize(1 << 20, 0);
+            data.extend(std::fs::read(&fat).unwrap());
+            std::fs::write(&img, data).unwrap();
+            if let Some(code) = with_code {
+                let txt = dir.join(crate::image::SETUP_CODE_FILE);
+                std::fs::write(&txt, crate::image::setup_code_file(code)).unwrap();
+                let at = format!("{}@@{}", img.display(), 1 << 20);
+                assert!(tool("mcopy", &["-i", &at, txt.to_str().unwrap(), "::"]));
+            }
+            img
+        };
+        let code = crate::image::new_setup_code().unwrap();
+        let img = build(Some(&code));
+        let older = build(None);
+        if !tool("mtype", &["--version"]) {
+            eprintln!("skipped: mtype missing (apt-get install mtools)");
+            return;
+        }
+        assert_eq!(image_setup_code(&img), ImageSetupCode::Found(code.clone()));
+        assert_eq!(image_setup_code(&older), ImageSetupCode::Absent);
+        let card = dir.join("card");
+        std::fs::write(&card, b"").unwrap();
+        let mut log = Vec::new();
+        let r = flash(&img, &card, &mut log).unwrap();
+        assert_eq!(r.setup_code, ImageSetupCode::Found(code.clone()));
+        let log = String::from_utf8_lossy(&log);
+        let line = format!("setup code for the first admin password: {code} ");
+        assert!(log.contains(&line), "{log}");
+        let mut log = Vec::new();
+        flash(&older, &card, &mut log).unwrap();
+        assert!(String::from_utf8_lossy(&log).contains("this image has no setup code"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,11 +12,17 @@
 //!    user and the `gpio` group are created, units enabled by symlink.
 //! 3. Three filesystems are made from directories, no mount needed:
 //!    `mkfs.vfat` + `mcopy` for the boot partition (firmware, kernel, initrd,
-//!    device trees, `config.txt`, `cmdline.txt`), `mkfs.ext4 -d` for the
+//!    device trees, `config.txt`, `cmdline.txt`, and the one-time setup code
+//!    in `roomcast-setup-code.txt`), `mkfs.ext4 -d` for the
 //!    read-only root, an empty ext4 for `/var/lib/roomcast`, the only
 //!    writable partition (grown to the card on first boot).
 //! 4. `sfdisk` writes the MBR partition table into the image file and the
 //!    three filesystems are copied in place (sparse).
+//!
+//! The setup code is what claims the box: its web page sets the first admin
+//! password only with it. The daemon adopts the boot partition's code on
+//! first start; the build prints it at the end, and `flash` reads it back
+//! from the image and prints it too.
 //!
 //! The root filesystem is mounted read-only on the box; `/tmp`, `/var/tmp`,
 //! `/var/log` (volatile journal) and `/var/lib/systemd` are tmpfs. The
@@ -44,6 +50,16 @@ pub const ALIGN_MIB: u64 = 4;
 pub const BOOT_MIB: u64 = 256;
 pub const DATA_MIB: u64 = 64;
 const MIB: u64 = 1 << 20;
+
+/// The setup code's file on the boot partition (`/boot/firmware` on the box,
+/// where the daemon looks for it on first start).
+pub const SETUP_CODE_FILE: &str = "roomcast-setup-code.txt";
+/// The daemon's setup code alphabet (firmware/roomcast/src/control/auth.rs):
+/// digits and capitals without 0, O, 1 and I; 5 bits a symbol.
+const SETUP_CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+/// 16 symbols (`XXXX-XXXX-XXXX-XXXX`): 80 random bits, as the daemon makes
+/// them.
+const SETUP_CODE_LEN: usize = 16;
 
 /// Packages every image has, on top of the board's `[image] packages`.
 pub const BASE_PACKAGES: &[&str] = &[
@@ -439,6 +455,8 @@ pub struct Report {
     pub allocated: u64,
     pub seconds: f64,
     pub layout: Layout,
+    /// The one-time setup code on the boot partition.
+    pub setup_code: String,
 }
 
 /// Host tools and the Debian packages that have them.
@@ -684,6 +702,58 @@ fn copy_into(src: &Path, dst: &mut fs::File, offset: u64) -> Result<(), ImageErr
     Ok(())
 }
 
+/// A fresh setup code from the kernel's random source (`/dev/urandom`).
+pub fn new_setup_code() -> io::Result<String> {
+    let mut b = [0u8; SETUP_CODE_LEN];
+    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    // 256 is a multiple of 32: every symbol equally likely.
+    let symbols: Vec<u8> = b
+        .iter()
+        .map(|x| SETUP_CODE_ALPHABET[usize::from(x % 32)])
+        .collect();
+    Ok(group_setup_code(&symbols))
+}
+
+fn group_setup_code(symbols: &[u8]) -> String {
+    symbols
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// `roomcast-setup-code.txt`: comments for whoever opens the card, then
+/// the code. The daemon takes the first line that is not a comment.
+pub fn setup_code_file(code: &str) -> String {
+    format!(
+        "# roomcast setup code\n\
+         #\n\
+         # On first start the box's web page (http://roomcast-XXXX.local:8080/)\n\
+         # sets the admin password only with this code. It works once: the box\n\
+         # forgets it when the password is set (a reset prints a new one in the\n\
+         # box's log).\n\
+         {code}\n"
+    )
+}
+
+/// The code in a setup code file (the daemon's rule: the first line that
+/// is neither empty nor a `#` comment, any case, dashes optional), in its
+/// canonical form; `None` when there is none.
+pub fn parse_setup_code(text: &str) -> Option<String> {
+    let line = text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    let symbols: Vec<u8> = line
+        .bytes()
+        .filter(|b| !matches!(b, b'-' | b' ' | b'\t'))
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    (symbols.len() == SETUP_CODE_LEN && symbols.iter().all(|b| SETUP_CODE_ALPHABET.contains(b)))
+        .then(|| group_setup_code(&symbols))
+}
+
 /// A random 32-bit MBR disk identifier.
 fn disk_id() -> u32 {
     let mut b = [0u8; 4];
@@ -714,6 +784,7 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
         return Err(ImageError::NoBinfmt);
     }
     check_binary(&o.binary)?;
+    let setup_code = new_setup_code().map_err(io_err("read /dev/urandom for the setup code"))?;
     let work = &o.work;
     let rootfs = work.join("rootfs");
     let bootfs = work.join("bootfs");
@@ -817,7 +888,7 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
     timed(
         out,
         "boot files: firmware, kernel, initrd, device trees",
-        || boot_files(o, &rootfs, &bootfs, &kernel, &initrd),
+        || boot_files(o, &rootfs, &bootfs, &kernel, &initrd, &setup_code),
     )?;
 
     // --- 4. filesystems from directories, and the disk.
@@ -924,12 +995,17 @@ pub fn build(o: &BuildOptions, out: &mut dyn Write) -> Result<Report, ImageError
         root_used / MIB,
         l.data.1 / MIB
     );
+    let _ = writeln!(
+        out,
+        "setup code for the first admin password: {setup_code} (also in {SETUP_CODE_FILE} on the boot partition; the box's web page asks for it on first start)"
+    );
     Ok(Report {
         image: o.out.clone(),
         size: md.len(),
         allocated: md.blocks() * 512,
         seconds: t0.elapsed().as_secs_f64(),
         layout: l,
+        setup_code,
     })
 }
 
@@ -1065,14 +1141,16 @@ fn customize(o: &BuildOptions, root: &Path, log: &Path) -> Result<(String, Strin
 }
 
 /// Step 3: the boot partition's files into `bootfs`: raspi-firmware's
-/// blobs, the kernel, the initrd, the Pi device trees, config.txt and
-/// cmdline.txt. `/boot/firmware` in the root stays an empty mount point.
+/// blobs, the kernel, the initrd, the Pi device trees, config.txt,
+/// cmdline.txt and the setup code. `/boot/firmware` in the root stays an
+/// empty mount point.
 fn boot_files(
     o: &BuildOptions,
     root: &Path,
     bootfs: &Path,
     kernel: &str,
     initrd: &str,
+    setup_code: &str,
 ) -> Result<(), ImageError> {
     let fw = root.join("boot/firmware");
     fs::create_dir_all(bootfs).map_err(io_err(format!("create {}", bootfs.display())))?;
@@ -1133,6 +1211,12 @@ fn boot_files(
         0o644,
     )?;
     write_file(bootfs, "cmdline.txt", cmdline_txt().as_bytes(), 0o644)?;
+    write_file(
+        bootfs,
+        SETUP_CODE_FILE,
+        setup_code_file(setup_code).as_bytes(),
+        0o644,
+    )?;
     Ok(())
 }
 
@@ -1197,6 +1281,42 @@ mod tests {
         assert!(service.contains("SupplementaryGroups=video gpio"));
         assert!(ENABLE.iter().any(|(u, _)| *u == "roomcast.service"));
         assert!(MASK.contains(&"ssh.service"));
+    }
+
+    #[test]
+    fn setup_codes_are_random_typable_and_their_file_reads_back() {
+        let a = new_setup_code().unwrap();
+        assert_ne!(a, new_setup_code().unwrap());
+        assert_eq!(a.len(), 19, "{a}");
+        for (i, c) in a.bytes().enumerate() {
+            if i % 5 == 4 {
+                assert_eq!(c, b'-', "{a}");
+            } else {
+                assert!(
+                    SETUP_CODE_ALPHABET.contains(&c) && !b"01IO".contains(&c),
+                    "{a}"
+                );
+            }
+        }
+        let file = setup_code_file(&a);
+        assert!(file.starts_with("# roomcast setup code\n"), "{file}");
+        assert!(file.ends_with(&format!("\n{a}\n")), "{file}");
+        assert_eq!(parse_setup_code(&file), Some(a.clone()));
+        // As someone may save it on another OS: CRLF, a BOM, lower case.
+        let edited = format!("\u{feff}{}", file.replace('\n', "\r\n").to_lowercase());
+        assert_eq!(parse_setup_code(&edited), Some(a));
+        for bad in [
+            "",
+            "# comments only\n",
+            "ABCD-EFGH-JKLM-NP2\n",
+            "ABCD-EFGH-JKLM-NP20\n",
+        ] {
+            assert_eq!(parse_setup_code(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_setup_code("abcd efgh jklm np23"),
+            Some("ABCD-EFGH-JKLM-NP23".into())
+        );
     }
 
     #[test]

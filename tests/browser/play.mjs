@@ -46,6 +46,9 @@ setTimeout(() => {
 // Rust side provisioned (ROOMCAST_TOKEN), independently of the page's session.
 const token = process.env.ROOMCAST_TOKEN || '';
 const PASSWORD = 'meeting-room-42';
+// The one-time setup code the daemon keeps in its data directory (the Rust
+// side reads it there): the first password needs it.
+const SETUP_CODE = process.env.SETUP_CODE || '';
 const shotDir = process.env.SCREENSHOTS || '';
 const shot = async (page, name) => {
   if (!shotDir) return;
@@ -177,11 +180,27 @@ async function run() {
   if (!(await page.textContent('#auth-title')).includes('Set the admin password')) fail('first start did not ask to set the admin password');
   if (await page.isVisible('#settings') || await page.isVisible('#status')) fail('settings or status visible before the password was set');
   await shot(page, '1-first-start');
+  if (!SETUP_CODE) fail('SETUP_CODE is not set (tests/browser.rs passes the daemon\'s setup code)');
+  if (!(await page.isVisible('#auth-code'))) fail('first start does not ask for the setup code');
+  const hint = await page.textContent('#auth-code-hint');
+  if (!['roomcast-host flash', 'roomcast-setup-code.txt', 'log'].every((w) => hint.includes(w))) fail(`the setup code field does not say where to find the code: ${JSON.stringify(hint)}`);
+  // A wrong setup code is refused on the page, and sets nothing.
+  const wrongCode = SETUP_CODE.startsWith('2') ? '3333-3333-3333-3333' : '2222-2222-2222-2222';
+  await page.fill('#auth-code', wrongCode);
   await page.fill('#auth-password', PASSWORD);
   await page.fill('#auth-confirm', PASSWORD);
   await page.click('#auth-submit');
+  const refused = await waitText(page, 'auth-result', (t) => t.length > 0, 10_000, 'setting the password with a wrong setup code said nothing');
+  if (!refused.includes('wrong setup code')) fail(`a wrong setup code: the page says ${JSON.stringify(refused)}, expected "wrong setup code"`);
+  if (await page.isVisible('#settings')) fail('settings visible after a wrong setup code');
+  const session = await (await fetch(`${base}/api/session`, { signal: AbortSignal.timeout(5000) })).json();
+  if (session.setup_needed !== true || session.setup_code_needed !== true) fail(`a wrong setup code set the password: /api/session ${JSON.stringify(session)}`);
+  ok(`first start: a wrong setup code is refused on the page ("${refused}"), no password set`);
+  // The right one, typed as people do (lower case), sets the password.
+  await page.fill('#auth-code', SETUP_CODE.toLowerCase());
+  await page.click('#auth-submit');
   await page.waitForSelector('#settings', { state: 'visible' });
-  ok('first start: the page asked for an admin password and set it');
+  ok('first start: the page asked for the setup code and an admin password, and set it');
 
   // (a) live playback
   await expectPlaying(page, 'live stream');

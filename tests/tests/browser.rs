@@ -1,7 +1,8 @@
 //! The web page in a real browser: Debian's Chromium, driven headless by
 //! `tests/browser/play.mjs` (playwright-core, pinned in its package-lock.json),
 //! plays the daemon's HLS with hls.js, reads the status panel and clicks
-//! through the settings form (a refused value, then an applied one).
+//! through the settings form (a refused value, then an applied one). The
+//! first password is set with the daemon's setup code (a wrong one first).
 
 use roomcast_e2e::{browser_dir, run_with_timeout, Daemon};
 use std::process::Command;
@@ -36,11 +37,16 @@ fn web_page_plays_the_stream_and_applies_settings() {
         &["--size", "640x360", "--fps", "25", "--gop", "25"],
         &[("ROOMCAST_V4L2_SIM", &sim), ("ROOMCAST_ALSA_SIM", &sound)],
     );
+    // The first password needs the setup code the daemon keeps in its data
+    // directory; the page is given it as an installer would type it.
+    let setup_code = std::fs::read_to_string(daemon.data_dir.join("setup-code"))
+        .expect("the daemon's setup code");
     let (status, stdout, stderr) = run_with_timeout(
         Command::new("node")
             .arg("play.mjs")
             .arg(daemon.base_url())
             .env("ROOMCAST_TOKEN", &daemon.token)
+            .env("SETUP_CODE", setup_code.trim())
             .env("EXPECT_CAMERA", "1")
             .env("EXPECT_SOUND_CARD", "sim:usbmic")
             .env(

@@ -106,11 +106,17 @@ fn no_mdns_is_not_announced() {
 fn config_get_and_set_with_password_and_token() {
     let d = Daemon::start("hostcfg", &["--size", "320x240", "--fps", "10"]);
     let password = "correct-horse-battery";
+    // The first password takes the setup code the daemon keeps in its data
+    // directory (and printed on its console).
+    let code = std::fs::read_to_string(d.data_dir.join("setup-code")).expect("setup code");
     let r = http(
         d.port,
         "POST",
         "/api/setup",
-        Some(&format!("{{\"password\":\"{password}\"}}")),
+        Some(&format!(
+            "{{\"password\":\"{password}\",\"setup_code\":\"{}\"}}",
+            code.trim()
+        )),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());

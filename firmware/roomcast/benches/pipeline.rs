@@ -129,9 +129,11 @@ fn pipeline(frames: &mut Vec<I420Frame>, w: u32, h: u32, dir: &Path) -> Run {
         config_path: dir.join("config.toml"),
         auth: roomcast::control::auth::Auth::new(dir),
         http_responses: Default::default(),
+        tls: None,
+        https_port: Default::default(),
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind HTTP");
-    let server = roomcast::control::http::server::start(listener, app).expect("start HTTP");
+    let server = roomcast::control::http::server::start(listener, None, app).expect("start HTTP");
     let enc: Box<dyn VideoEncoder> = Box::new(OpenH264::open(settings(w, h)).expect("open"));
     let (tx, rx) = mpsc::sync_channel(RAW_QUEUE);
     let (free_tx, free_rx) = mpsc::channel();

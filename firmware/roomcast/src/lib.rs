@@ -43,14 +43,16 @@ pub struct Daemon {
     pub threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// Starts everything with `cfg`, serving HTTP on `listener` (bound by the
-/// caller, so a port in use is reported before anything starts).
+/// Starts everything with `cfg`, serving HTTP on `listener` and HTTPS on
+/// `https` with its certificate (both bound by the caller, so a port in use
+/// is reported before anything starts).
 pub fn start(
     clock: SharedClock,
     cfg: config::ValidConfig,
     data_dir: &std::path::Path,
     config_path: PathBuf,
     listener: std::net::TcpListener,
+    https: Option<(std::net::TcpListener, Arc<control::tls::CertStore>)>,
 ) -> anyhow::Result<Daemon> {
     let bus = Arc::new(FrameBus::new());
     let stats = Arc::new(base::stats::Stats::default());
@@ -112,8 +114,11 @@ pub fn start(
         config_path,
         auth: auth::Auth::new(data_dir),
         http_responses: Default::default(),
+        tls: https.as_ref().map(|(_, store)| store.clone()),
+        https_port: Default::default(),
     });
-    let server = http::server::start(listener, app.clone()).context("start the HTTP server")?;
+    let server =
+        http::server::start(listener, https, app.clone()).context("start the HTTP server")?;
     let server = Arc::new(server);
     threads.extend(http::serve_ll_replies(
         app.clone(),

@@ -30,11 +30,12 @@ fn main() -> ExitCode {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     if args.action == Action::ResetPassword {
         return match roomcast::control::auth::reset(&data_dir) {
-            Ok(()) => {
+            Ok(code) => {
                 eprintln!(
                     "roomcast: admin password and API tokens removed from {}; the web page asks for a new password",
                     data_dir.display()
                 );
+                roomcast::control::auth::print_setup_code(&code);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -79,13 +80,60 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return bad_input(&format!("bad setting {e}")),
     };
-    match run(args.http, data_dir, config_path, cfg) {
+    match run(args.http, args.https, data_dir, config_path, cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("roomcast: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// HTTPS beside HTTP: `--https ADDR:PORT`, else the HTTP address with
+/// `https.port` (0 or `--https off`: none). A port in use or a certificate
+/// that cannot be made leaves the box on plain HTTP, with a line saying so.
+fn https_listener(
+    http: std::net::SocketAddr,
+    flag: Option<Option<std::net::SocketAddr>>,
+    cfg: &config::ValidConfig,
+    data_dir: &std::path::Path,
+) -> Option<(
+    std::net::TcpListener,
+    Arc<roomcast::control::tls::CertStore>,
+)> {
+    let port = cfg.get().https.port;
+    let addr = match flag {
+        Some(at) => at?,
+        None if port == 0 => return None,
+        None => std::net::SocketAddr::new(http.ip(), port),
+    };
+    let names = roomcast::control::tls::default_names();
+    let store = match roomcast::control::tls::CertStore::open(data_dir, &names) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("roomcast: no HTTPS: {e}");
+            return None;
+        }
+    };
+    let listener = match roomcast::control::http::server::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("roomcast: no HTTPS: cannot listen on {addr}: {e}");
+            return None;
+        }
+    };
+    let info = store.info();
+    let shown = listener.local_addr().map_or(addr, |a| a);
+    eprintln!(
+        "roomcast: HTTPS on {shown}, {} certificate SHA-256 {}",
+        if info.self_signed {
+            "self-signed"
+        } else {
+            "uploaded"
+        },
+        info.fingerprint
+    );
+    Some((listener, store))
 }
 
 fn bad_input(msg: &str) -> ExitCode {
@@ -107,12 +155,15 @@ fn default_data_dir() -> PathBuf {
 
 fn run(
     http: std::net::SocketAddr,
+    https: Option<Option<std::net::SocketAddr>>,
     data_dir: PathBuf,
     config_path: PathBuf,
     cfg: config::ValidConfig,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // Until the admin password is set: the one-time setup code, on the console.
+    roomcast::control::auth::announce_setup_code(&data_dir);
     let listener = roomcast::control::http::server::bind(http)
         .with_context(|| format!("cannot listen on {http}"))?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
@@ -122,7 +173,8 @@ fn run(
         config::VideoSource::TestPattern => "the test pattern".to_string(),
         config::VideoSource::Camera(path) => format!("the camera at {path}"),
     };
-    let daemon = roomcast::start(clock, cfg, &data_dir, config_path, listener)?;
+    let https = https_listener(http, https, &cfg, &data_dir);
+    let daemon = roomcast::start(clock, cfg, &data_dir, config_path, listener, https)?;
     // Status LED and reset button, when the board has them (not on a PC).
     let _gpio = roomcast::control::gpio::start(board::current(), daemon.app.clone());
     let shown = if http.ip().is_unspecified() {

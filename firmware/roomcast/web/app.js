@@ -187,6 +187,30 @@ async function changeViewerPassword(password) {
   renderViewerState(body.viewer_password);
 }
 
+// The admin's HTTPS card: the certificate in use, upload or reset.
+function renderHttps(h) {
+  if (!h) return;
+  $('https-state').textContent = h.port
+    ? `HTTPS on port ${h.port} with ${h.self_signed ? 'a self-signed certificate made by the box (browsers warn: compare the fingerprint)' : 'your certificate'}.${h.only ? ' Plain HTTP redirects to it.' : ''}`
+    : 'HTTPS is off (https.port = 0).';
+  $('https-fingerprint').textContent = h.fingerprint || '–';
+}
+
+async function changeCertificate(method) {
+  const result = $('https-result');
+  let body;
+  if (method === 'PUT') {
+    const [cert, key] = [$('https-cert').files[0], $('https-key').files[0]];
+    if (!cert || !key) { result.className = 'bad'; result.textContent = 'Choose the certificate and its key'; return; }
+    body = JSON.stringify({ cert: await cert.text(), key: await key.text() });
+  }
+  const r = await fetchJSON('/api/tls', { method, headers: { 'Content-Type': 'application/json' }, body }, 15000)
+    .catch((e) => ({ status: 0, body: { error: e.message } }));
+  result.className = r.status === 200 ? 'ok' : 'bad';
+  result.textContent = r.status === 200 ? 'Done: new HTTPS connections use it' : (r.body.error || `HTTP ${r.status}`);
+  if (r.status === 200) renderHttps(r.body);
+}
+
 // ---------- status ----------
 
 function renderStatus(s) {
@@ -303,6 +327,7 @@ async function pollStatus() {
     const { status, body } = await fetchJSON('/api/status');
     if (status !== 200) throw new Error(body.error || `HTTP ${status}`);
     renderStatus(body);
+    renderHttps(body.https);
     $('conn').textContent = 'online';
     $('conn').className = 'conn ok';
   } catch (e) {
@@ -561,6 +586,8 @@ async function showAuth() {
   $('auth-title').textContent = setupMode ? 'Set the admin password' : 'Log in';
   $('auth-submit').textContent = setupMode ? 'Set password' : 'Log in';
   $('auth-confirm-field').hidden = !setupMode;
+  // The first password also takes the one-time setup code.
+  $('auth-code-field').hidden = !setupMode;
   $('auth-password').autocomplete = setupMode ? 'new-password' : 'current-password';
   $('auth-card').hidden = false;
 }
@@ -586,14 +613,20 @@ async function submitAuth(event) {
     result.textContent = 'the two passwords differ';
     return;
   }
+  const request = setupMode ? { password, setup_code: $('auth-code').value.trim() } : { password };
+  if (setupMode && !request.setup_code) {
+    result.textContent = 'enter the setup code: where to find it is written under its field';
+    return;
+  }
   const { status, body } = await fetchJSON(setupMode ? '/api/setup' : '/api/login', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ password }),
+    body: JSON.stringify(request),
   }, 15000).catch((e) => ({ status: 0, body: { error: e.message } }));
   if (status === 200) {
     $('auth-password').value = '';
     $('auth-confirm').value = '';
+    $('auth-code').value = '';
     result.textContent = '';
     const session = await fetchJSON('/api/session').catch(() => ({ body: {} }));
     showAdmin(body.csrf, session.body.viewer_password);
@@ -620,6 +653,8 @@ $('import-file').addEventListener('change', importConfig);
 $('viewer-form').addEventListener('submit', submitViewer);
 $('viewer-pw-form').addEventListener('submit', (e) => { e.preventDefault(); changeViewerPassword($('viewer-pw').value); });
 $('viewer-clear').addEventListener('click', () => changeViewerPassword(null));
+$('https-form').addEventListener('submit', (e) => { e.preventDefault(); changeCertificate('PUT'); });
+$('https-reset').addEventListener('click', () => changeCertificate('DELETE'));
 fetchJSON('/api/session')
   .then(({ body }) => (body.logged_in && body.csrf ? showAdmin(body.csrf, body.viewer_password) : showAuth()))
   .catch(() => showAuth());

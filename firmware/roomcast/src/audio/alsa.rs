@@ -13,12 +13,14 @@
 
 use super::pcm::{AudioDeviceInfo, Pcm, PcmBackend, PcmError, PeriodStamp};
 use crate::base::clock::SharedClock;
-use alsa::pcm::{Access, Format, HwParams, TstampType, PCM};
+use alsa::pcm::{Access, Format, Frames, HwParams, TstampType, PCM};
 use alsa::{Direction, ValueOr};
 
 /// Rates `/api/devices` reports a device accepts (tested among these).
 const RATES: [u32; 6] = [8_000, 16_000, 32_000, 44_100, 48_000, 96_000];
-const PERIOD_FRAMES: i64 = 480;
+/// About 10 ms at 48 kHz. ALSA's `Frames` is a C long (i32 on 32-bit
+/// boards, i64 on 64-bit ones), so this is a u16 that converts into either.
+const PERIOD_FRAMES: u16 = 480;
 /// 250 ms of buffer: reads happen every period, so the buffer adds no
 /// latency, and a busy box (an encoder restart, a slow SD card) may stall
 /// the reader that long without an overrun.
@@ -125,7 +127,7 @@ impl PcmBackend for AlsaBackend {
             let channels = hwp.set_channels_near(channels).map_err(map_err)?;
             let rate = hwp.set_rate_near(rate, ValueOr::Nearest).map_err(map_err)?;
             let period = hwp
-                .set_period_size_near(PERIOD_FRAMES, ValueOr::Nearest)
+                .set_period_size_near(Frames::from(PERIOD_FRAMES), ValueOr::Nearest)
                 .map_err(map_err)?;
             hwp.set_periods_near(PERIODS, ValueOr::Nearest)
                 .map_err(map_err)?;

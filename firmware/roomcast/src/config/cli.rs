@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
-usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
+usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT] [--https ADDR:PORT|off]
                 [--source test|v4l2:/dev/videoN] [--size WxH] [--fps N]
                 [--encoder auto|openh264|v4l2m2m:/dev/videoN|passthrough]
                 [--bitrate KBPS] [--gop FRAMES]
@@ -19,6 +19,8 @@ usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
   --data-dir DIR    where configuration and state live
                     (default: $ROOMCAST_DATA_DIR, else ~/.local/share/roomcast)
   --http ADDR:PORT  web page, API and HLS (default: 0.0.0.0:8080)
+  --https ADDR:PORT the same over HTTPS for this run (default: the --http
+                    address with config https.port, 8443), or `off`
   --source S        test (the built-in test pattern) or v4l2:/dev/videoN
                     (a camera; `GET /api/devices` lists them and their modes)
   --size WxH        picture size, e.g. 1280x720
@@ -32,7 +34,9 @@ usage: roomcast [--config FILE] [--data-dir DIR] [--http ADDR:PORT]
                     generic-aarch64-uvc, generic) instead of the one
                     recognised from /proc/device-tree/model
   --no-mdns         do not announce the box on the LAN by mDNS (config: mdns = false)
-  --reset-password  forget the web page's admin password and API tokens, then exit
+  --reset-password  forget the web page's admin password and API tokens, print
+                    a fresh setup code (the page asks for it with the new
+                    password), then exit
   --rtmp URL        also push to rtmp://HOST[:PORT]/APP/KEY or rtmps://…
   --srt URL         also send MPEG-TS over SRT: srt://HOST:PORT?mode=caller|
                     listener|rendezvous&latency=MS&passphrase=P&pbkeylen=16|24|32
@@ -48,6 +52,8 @@ pub struct Args {
     pub config_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub http: SocketAddr,
+    /// `--https`: where HTTPS listens this run; `Some(None)` is `off`.
+    pub https: Option<Option<SocketAddr>>,
     pub overrides: Overrides,
     pub action: Action,
 }
@@ -142,6 +148,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
         config_file: None,
         data_dir: None,
         http: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        https: None,
         overrides: Overrides::default(),
         action: Action::Run,
     };
@@ -152,11 +159,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        const VALUE_FLAGS: [&str; 13] = [
+        const VALUE_FLAGS: [&str; 14] = [
             "--board",
             "--config",
             "--data-dir",
             "--http",
+            "--https",
             "--source",
             "--size",
             "--fps",
@@ -189,6 +197,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, CliError> 
                         "--http wants ADDR:PORT such as 0.0.0.0:8080, got {value:?}"
                     ))
                 })?
+            }
+            "--https" if value == "off" => out.https = Some(None),
+            "--https" => {
+                out.https = Some(Some(value.parse().or_else(|_| {
+                    err(format!(
+                        "--https wants ADDR:PORT such as 0.0.0.0:8443, or off, got {value:?}"
+                    ))
+                })?))
             }
             "--source" => o.source = Some(value),
             "--size" => {

@@ -75,6 +75,8 @@ pub struct Config {
     /// Announce the box on the LAN by mDNS/DNS-SD (`_roomcast._tcp`,
     /// `_http._tcp`; see mdns.rs). `--no-mdns` turns it off for one run.
     pub mdns: bool,
+    /// HTTPS beside HTTP (see control/tls.rs).
+    pub https: Https,
     /// Recording to files on the box (see record.rs). `--record DIR` turns
     /// it on for one run.
     pub record: Record,
@@ -165,6 +167,26 @@ fn yes() -> bool {
     true
 }
 
+/// HTTPS: the same page, API and stream with the box's certificate (a
+/// self-signed one made on first start, or one the admin uploads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Https {
+    /// Port on the HTTP server's address; 0 turns HTTPS off. Read at start.
+    pub port: u16,
+    /// Answer plain HTTP with a redirect to HTTPS (applied at once).
+    pub only: bool,
+}
+
+impl Default for Https {
+    fn default() -> Self {
+        Https {
+            port: 8443,
+            only: false,
+        }
+    }
+}
+
 /// Picture and encoder settings (also what an encoder is opened with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -211,6 +233,7 @@ impl Default for Config {
             run_outputs: Vec::new(),
             board: None,
             mdns: true,
+            https: Https::default(),
             record: Record::default(),
             audio: Audio::default(),
         }

@@ -36,6 +36,10 @@ pub struct App {
     pub started_ns: u64,
     /// Responses by status class (index = status / 100).
     pub http_responses: [AtomicU64; 6],
+    /// The HTTPS certificate, when HTTPS is on.
+    pub tls: Option<Arc<crate::control::tls::CertStore>>,
+    /// The port HTTPS listens on (0: off), set once it does.
+    pub https_port: std::sync::atomic::AtomicU16,
 }
 
 /// Why a configuration change was refused or failed.
@@ -74,6 +78,40 @@ pub fn hls_settings(cfg: &ValidConfig) -> HlsSettings {
 }
 
 impl App {
+    /// An app whose pipeline has not started, with no devices and no HTTPS:
+    /// for tests of the routes and operations, without sockets.
+    pub fn idle(
+        clock: SharedClock,
+        cfg: ValidConfig,
+        data_dir: &std::path::Path,
+        config_path: PathBuf,
+    ) -> App {
+        let bus = Arc::new(FrameBus::new());
+        let stats = Arc::new(Stats::default());
+        let (ll, _replies) = LlStore::new(clock.clone(), ll_settings(&cfg));
+        App {
+            started_ns: clock.monotonic_ns(),
+            pipeline: Pipeline::new(
+                clock.clone(),
+                bus.clone(),
+                stats.clone(),
+                crate::v4l2::no_devices(),
+            ),
+            outputs: crate::sink::outputs(&bus, &clock, data_dir),
+            hls: HlsStore::new(hls_settings(&cfg)),
+            ll,
+            clock,
+            stats,
+            bus,
+            config: Mutex::new(cfg),
+            config_path,
+            auth: crate::control::auth::Auth::new(data_dir),
+            http_responses: Default::default(),
+            tls: None,
+            https_port: Default::default(),
+        }
+    }
+
     /// The configuration as the API shows it (see [`shown`]).
     pub fn config_json(&self) -> Value {
         shown(&lock(&self.config))
@@ -151,6 +189,8 @@ impl App {
         (a.record, b.record) = (Default::default(), Default::default());
         // The mDNS thread follows `mdns` by itself.
         (a.mdns, b.mdns) = (false, false);
+        // HTTPS is the server's business (port at start, `only` per request).
+        (a.https, b.https) = (Default::default(), Default::default());
         // Gain and mute change the running sound stage.
         (a.audio.gain_db, b.audio.gain_db, a.audio.mute, b.audio.mute) = (0, 0, false, false);
         if a == b {
@@ -177,6 +217,18 @@ impl App {
 
     fn uptime_s(&self) -> f64 {
         (self.clock.monotonic_ns().saturating_sub(self.started_ns)) as f64 / 1e9
+    }
+
+    /// The `https` object of `/api/status` and `GET /api/tls`.
+    pub fn https_json(&self) -> Value {
+        let info = self.tls.as_ref().map(|t| t.info());
+        let port = self.https_port.load(Relaxed);
+        json!({
+            "port": (port != 0).then_some(port),
+            "only": lock(&self.config).get().https.only,
+            "fingerprint": info.as_ref().map(|i| i.fingerprint.clone()),
+            "self_signed": info.map(|i| i.self_signed),
+        })
     }
 
     pub fn status_json(&self) -> Value {
@@ -244,6 +296,7 @@ impl App {
             "sinks": sinks,
             "outputs": outputs,
             "recording": others.into_iter().find(|o| o["kind"] == "record"),
+            "https": self.https_json(),
         })
     }
 
@@ -510,28 +563,7 @@ mod tests {
         c.run_outputs = cli.iter().map(|u| out(u)).collect();
         let cfg = c.validate().unwrap();
         let clock: SharedClock = Arc::new(SimClock::new(1_795_580_100_000));
-        let bus = Arc::new(FrameBus::new());
-        let stats = Arc::new(Stats::default());
-        let (ll, _replies) = LlStore::new(clock.clone(), ll_settings(&cfg));
-        let app = App {
-            started_ns: 0,
-            pipeline: Pipeline::new(
-                clock.clone(),
-                bus.clone(),
-                stats.clone(),
-                crate::v4l2::no_devices(),
-            ),
-            outputs: crate::sink::outputs(&bus, &clock, &dir),
-            hls: HlsStore::new(hls_settings(&cfg)),
-            ll,
-            clock,
-            stats,
-            bus,
-            config: Mutex::new(cfg),
-            config_path: path,
-            auth: crate::control::auth::Auth::new(&dir),
-            http_responses: Default::default(),
-        };
+        let app = App::idle(clock, cfg, &dir, path);
         (app, dir)
     }
 

@@ -7,14 +7,19 @@
 //! the URL). A viewer session unlocks the stream and nothing else.
 //! Everything else needs the admin. The admin password is set on first start
 //! through the page and stored as an argon2id hash (`DATA_DIR/admin.pw`);
-//! until then no setting can be read or changed. Afterwards a request needs a
+//! until then no setting can be read or changed. Setting it needs the
+//! one-time setup code (`DATA_DIR/setup-code`, see [`prepare_setup_code`]):
+//! the installer has it from `roomcast-host image build`/`flash` (the SD
+//! image's boot partition), or it is printed on the daemon's console; it is
+//! deleted once the password is set. Afterwards a request needs a
 //! session (an HttpOnly, SameSite=Strict cookie from logging in) or an API
 //! token (`Authorization: Bearer`, tokens listed one per line in
 //! `DATA_DIR/api-tokens`, e.g. for Prometheus or provisioning scripts).
 //! Requests that change state with a session cookie must also carry the
 //! session's CSRF token in `X-CSRF-Token`. Failed logins are slowed down per
-//! client address. `roomcast --reset-password` deletes the password and the
-//! tokens.
+//! client address, and wrong setup codes with them. `roomcast
+//! --reset-password` (and the board's reset button) delete the password and
+//! the tokens and issue a fresh setup code.
 
 use crate::base::lock;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -42,6 +47,23 @@ const FREE_FAILURES: u32 = 3;
 const MAX_BACKOFF_NS: u64 = 60 * 1_000_000_000;
 /// Shortest admin password accepted.
 pub const MIN_PASSWORD: usize = 8;
+/// File holding the one-time setup code while no admin password is set.
+pub const SETUP_CODE_FILE: &str = "setup-code";
+/// Where the SD image leaves the installer's setup code: `roomcast-host
+/// image build` writes it to the FAT boot partition, mounted here on the box.
+pub const BOOT_SETUP_CODE: &str = "/boot/firmware/roomcast-setup-code.txt";
+/// Environment variable naming another file than [`BOOT_SETUP_CODE`] (tests).
+pub const BOOT_SETUP_CODE_ENV: &str = "ROOMCAST_BOOT_SETUP_CODE";
+/// The setup code's symbols: digits and capitals without 0, O, 1 and I, so
+/// that a code read off a terminal or a file can be typed back without
+/// guessing. 32 symbols: 5 bits each.
+const SETUP_CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+/// Symbols in a setup code, shown in groups of four (`XXXX-XXXX-XXXX-XXXX`):
+/// 16 × 5 = 80 bits from the OS random source. Guesses are slowed down with
+/// wrong passwords (1 s, 2 s … one a minute per address after three), and
+/// even a million guesses a second would take about 2^79 / 10^6 s ≈ 19
+/// billion years on average.
+const SETUP_CODE_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -51,9 +73,13 @@ pub enum AuthError {
     AlreadySet,
     #[error("the password must be at least {MIN_PASSWORD} characters")]
     TooShort,
+    #[error("the setup code is needed to set the first admin password: `roomcast-host image build` and `roomcast-host flash` print it, it is in roomcast-setup-code.txt on the SD card's boot partition, and in the daemon's log")]
+    SetupCodeMissing,
+    #[error("wrong setup code")]
+    SetupCodeWrong,
     #[error("wrong password")]
     WrongPassword,
-    #[error("too many wrong passwords; try again in {0} s")]
+    #[error("too many wrong attempts; try again in {0} s")]
     SlowDown(u64),
     #[error("log in first")]
     NotLoggedIn,
@@ -112,8 +138,11 @@ pub struct Auth {
     /// is not read from disk each time.
     viewer_hash: Mutex<Option<String>>,
     /// Wrong passwords per address, admin and viewer together, so trying
-    /// both does not double the guesses.
+    /// both does not double the guesses; wrong setup codes count with them.
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Held while the first password is set: two right setup codes at once
+    /// set one password.
+    setting_up: Mutex<()>,
 }
 
 impl Auth {
@@ -124,6 +153,7 @@ impl Auth {
             viewer_sessions: Mutex::new(HashMap::new()),
             viewer_hash: Mutex::new(read_hash(&data_dir.join(VIEWER_PASSWORD_FILE))),
             failures: Mutex::new(HashMap::new()),
+            setting_up: Mutex::new(()),
         }
     }
 
@@ -136,17 +166,50 @@ impl Auth {
         self.password_hash().is_none()
     }
 
-    /// First start: sets the password (refused once one exists) and logs in.
-    pub fn setup(&self, password: &str, now_ns: u64) -> Result<(String, String), AuthError> {
+    /// First start: with the setup code, sets the password (refused once
+    /// one exists), deletes the code and logs in. Wrong codes from `from`
+    /// are slowed down like wrong passwords; the code stays until a password
+    /// is set.
+    pub fn setup(
+        &self,
+        from: IpAddr,
+        password: &str,
+        setup_code: &str,
+        now_ns: u64,
+    ) -> Result<(String, String), AuthError> {
+        let _one_at_a_time = lock(&self.setting_up);
         if !self.setup_needed() {
             return Err(AuthError::AlreadySet);
         }
+        if setup_code.trim().is_empty() {
+            return Err(AuthError::SetupCodeMissing);
+        }
+        let expected = match read_setup_code(&self.dir) {
+            Some(code) => Some(code),
+            // None issued (a library user that never called
+            // `prepare_setup_code`, or the file was deleted): issue one now,
+            // on the console; this attempt cannot have known it.
+            None => match issue_setup_code(&self.dir) {
+                Ok(code) => {
+                    print_setup_code(&code);
+                    None
+                }
+                Err(e) => return Err(AuthError::Store(e.to_string())),
+            },
+        };
+        self.slowly(from, now_ns, AuthError::SetupCodeWrong, || {
+            let given = normalize_setup_code(setup_code).unwrap_or_default();
+            expected.is_some_and(|want| constant_time_eq(given.as_bytes(), want.as_bytes()))
+        })?;
         if password.chars().count() < MIN_PASSWORD {
             return Err(AuthError::TooShort);
         }
         let hash = hash_password(password)?;
         write_private(&self.dir.join(PASSWORD_FILE), &hash)
             .map_err(|e| AuthError::Store(e.to_string()))?;
+        // Used up. Should this fail the code is still useless: setup is
+        // refused while a password exists, and a reset writes a new one.
+        let _ = remove_if_present(&self.dir.join(SETUP_CODE_FILE));
         Ok(self.new_session(now_ns, hash))
     }
 
@@ -173,6 +236,25 @@ impl Auth {
         password: &str,
         now_ns: u64,
     ) -> Result<(), AuthError> {
+        self.slowly(from, now_ns, AuthError::WrongPassword, || {
+            PasswordHash::new(hash).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+        })
+    }
+
+    /// Runs the secret check `right`, refusing without running it while
+    /// `from` must wait after wrong guesses; a wrong guess (`wrong`) makes
+    /// the next wait longer, a right one clears the count.
+    fn slowly(
+        &self,
+        from: IpAddr,
+        now_ns: u64,
+        wrong: AuthError,
+        right: impl FnOnce() -> bool,
+    ) -> Result<(), AuthError> {
         {
             let f = lock(&self.failures);
             if let Some(f) = f.get(&from) {
@@ -183,11 +265,7 @@ impl Auth {
                 }
             }
         }
-        let ok = PasswordHash::new(hash).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        });
+        let ok = right();
         let mut failures = lock(&self.failures);
         if !ok {
             let f = failures.entry(from).or_default();
@@ -198,7 +276,7 @@ impl Auth {
                     (1_000_000_000u64 << (f.count - FREE_FAILURES).min(6)).min(MAX_BACKOFF_NS);
                 f.next_allowed_ns = now_ns + wait;
             }
-            return Err(AuthError::WrongPassword);
+            return Err(wrong);
         }
         failures.remove(&from);
         Ok(())
@@ -347,8 +425,9 @@ impl Auth {
 
     /// [`reset`] for the running daemon (the board's reset button): also
     /// forgets every session, so none made before the reset becomes valid
-    /// again once a new password is set.
-    pub fn reset(&self) -> std::io::Result<()> {
+    /// again once a new password is set. Returns the fresh setup code.
+    pub fn reset(&self) -> std::io::Result<String> {
+        let _one_at_a_time = lock(&self.setting_up);
         lock(&self.sessions).clear();
         lock(&self.failures).clear();
         reset(&self.dir)
@@ -370,15 +449,181 @@ impl Auth {
 }
 
 /// Removes the password and API tokens (`roomcast --reset-password`, or the
-/// board's button): the next visitor to the page sets a new password.
-pub fn reset(data_dir: &Path) -> std::io::Result<()> {
+/// board's button) and issues a fresh setup code, which it returns for the
+/// caller to print: whoever has it sets the new password on the page.
+pub fn reset(data_dir: &Path) -> std::io::Result<String> {
     for f in [PASSWORD_FILE, TOKENS_FILE] {
-        match std::fs::remove_file(data_dir.join(f)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        remove_if_present(&data_dir.join(f))?;
+    }
+    issue_setup_code(data_dir)
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What start-up did about the setup code ([`prepare_setup_code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupCode {
+    /// The admin password is set: no code (a stale one was deleted).
+    NotNeeded,
+    /// The code issued before (an earlier start, a reset) still holds.
+    Kept(String),
+    /// The installer's code, from the SD image's boot partition.
+    Adopted(String, PathBuf),
+    /// A fresh code.
+    New(String),
+}
+
+impl SetupCode {
+    /// The code, when setup is needed.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SetupCode::NotNeeded => None,
+            SetupCode::Kept(c) | SetupCode::Adopted(c, _) | SetupCode::New(c) => Some(c),
         }
     }
+}
+
+/// At start: while no admin password is set, makes sure `DATA_DIR/setup-code`
+/// holds a code: the one already there, else the installer's from
+/// `boot_file` (the SD image's boot partition), else a fresh one. Once the
+/// password is set, a code left behind is deleted.
+pub fn prepare_setup_code(data_dir: &Path, boot_file: &Path) -> std::io::Result<SetupCode> {
+    let own = data_dir.join(SETUP_CODE_FILE);
+    if read_hash(&data_dir.join(PASSWORD_FILE)).is_some() {
+        remove_if_present(&own)?;
+        return Ok(SetupCode::NotNeeded);
+    }
+    if let Some(code) = read_setup_code(data_dir) {
+        return Ok(SetupCode::Kept(code));
+    }
+    let installer = std::fs::read_to_string(boot_file)
+        .ok()
+        .and_then(|t| parse_setup_code(&t));
+    match installer {
+        Some(code) => {
+            write_setup_code(data_dir, &code)?;
+            Ok(SetupCode::Adopted(code, boot_file.to_path_buf()))
+        }
+        None => Ok(SetupCode::New(issue_setup_code(data_dir)?)),
+    }
+}
+
+/// [`BOOT_SETUP_CODE`], or the file `$ROOMCAST_BOOT_SETUP_CODE` names.
+pub fn boot_setup_code_path() -> PathBuf {
+    std::env::var_os(BOOT_SETUP_CODE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BOOT_SETUP_CODE))
+}
+
+/// [`prepare_setup_code`] for the daemon's start, with what it did on the
+/// console (stderr: the journal on the box).
+pub fn announce_setup_code(data_dir: &Path) {
+    let boot = boot_setup_code_path();
+    match prepare_setup_code(data_dir, &boot) {
+        Ok(SetupCode::NotNeeded) => {}
+        Ok(done) => {
+            if let SetupCode::Adopted(_, from) = &done {
+                eprintln!(
+                    "roomcast: setup code taken from {} (written by roomcast-host image build)",
+                    from.display()
+                );
+            }
+            print_setup_code(done.code().unwrap_or_default());
+        }
+        Err(e) => eprintln!(
+            "roomcast: cannot store a setup code in {}: {e}; the first admin password cannot be set until it can",
+            data_dir.display()
+        ),
+    }
+}
+
+/// The console line with the setup code.
+pub fn print_setup_code(code: &str) {
+    eprintln!("roomcast: setup code for the first admin password: {code}");
+}
+
+/// The setup code in `DATA_DIR/setup-code`, if one is issued.
+pub fn read_setup_code(data_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join(SETUP_CODE_FILE))
+        .ok()
+        .and_then(|t| parse_setup_code(&t))
+}
+
+/// Makes a fresh setup code and stores it in `DATA_DIR/setup-code`.
+fn issue_setup_code(data_dir: &Path) -> std::io::Result<String> {
+    let code = new_setup_code().map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_setup_code(data_dir, &code)?;
+    Ok(code)
+}
+
+fn write_setup_code(data_dir: &Path, code: &str) -> std::io::Result<()> {
+    let path = data_dir.join(SETUP_CODE_FILE);
+    write_private(&path, &format!("{code}\n"))?;
+    give_to_dir_owner(&path, data_dir);
     Ok(())
+}
+
+/// `roomcast --reset-password` run as root on a data directory the daemon's
+/// own user owns (the box's `/var/lib/roomcast`): the code file goes to that
+/// user, or the daemon could not read it. Best effort.
+fn give_to_dir_owner(path: &Path, dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(d), Ok(f)) = (std::fs::metadata(dir), std::fs::metadata(path)) {
+            if (d.uid(), d.gid()) != (f.uid(), f.gid()) {
+                let _ = std::os::unix::fs::chown(path, Some(d.uid()), Some(d.gid()));
+            }
+        }
+    }
+}
+
+/// A fresh setup code, `XXXX-XXXX-XXXX-XXXX` (see [`SETUP_CODE_LEN`]).
+pub fn new_setup_code() -> Result<String, getrandom::Error> {
+    let mut b = [0u8; SETUP_CODE_LEN];
+    getrandom::getrandom(&mut b)?;
+    // 256 is a multiple of 32: every symbol equally likely.
+    let symbols: Vec<u8> = b
+        .iter()
+        .map(|x| SETUP_CODE_ALPHABET[usize::from(x % 32)])
+        .collect();
+    Ok(group_setup_code(&symbols))
+}
+
+fn group_setup_code(symbols: &[u8]) -> String {
+    symbols
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A setup code as typed (any case, with or without dashes and spaces) in
+/// its canonical form, or `None` when it cannot be one.
+pub fn normalize_setup_code(typed: &str) -> Option<String> {
+    let symbols: Vec<u8> = typed
+        .bytes()
+        .filter(|b| !matches!(b, b'-' | b' ' | b'\t'))
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    (symbols.len() == SETUP_CODE_LEN && symbols.iter().all(|b| SETUP_CODE_ALPHABET.contains(b)))
+        .then(|| group_setup_code(&symbols))
+}
+
+/// The code in a setup code file: the first line that is neither empty nor
+/// a `#` comment (the boot partition's file explains itself in comments;
+/// `DATA_DIR/setup-code` is the code alone).
+pub fn parse_setup_code(text: &str) -> Option<String> {
+    text.trim_start_matches('\u{feff}')
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .and_then(normalize_setup_code)
 }
 
 /// An argon2id PHC string for `password` with a fresh salt.
@@ -455,31 +700,221 @@ mod tests {
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    /// Sets the first password with the setup code from the data directory,
+    /// issuing one as the daemon's start does.
+    fn setup(
+        d: &Path,
+        a: &Auth,
+        password: &str,
+        now_ns: u64,
+    ) -> Result<(String, String), AuthError> {
+        prepare_setup_code(d, &d.join("no-boot-partition")).unwrap();
+        let code = read_setup_code(d).unwrap_or_default();
+        a.setup(IP, password, &code, now_ns)
+    }
+
     #[test]
     fn nothing_is_open_before_setup_and_setup_happens_once() {
         let (d, a) = auth("setup");
         assert!(a.setup_needed());
         assert_eq!(a.check(None, None, 0), Err(AuthError::SetupNeeded));
         assert_eq!(a.login(IP, "whatever1", 0), Err(AuthError::SetupNeeded));
-        assert_eq!(a.setup("short", 0), Err(AuthError::TooShort));
-        let (sid, csrf) = a.setup("correct horse", 0).unwrap();
+        assert_eq!(setup(&d, &a, "short", 0), Err(AuthError::TooShort));
+        let (sid, csrf) = setup(&d, &a, "correct horse", 0).unwrap();
         assert_eq!(a.check(Some(&sid), None, 1), Ok(Access::Session { csrf }));
-        assert_eq!(a.setup("another one", 0), Err(AuthError::AlreadySet));
+        assert_eq!(
+            a.setup(IP, "another one", "2222-2222-2222-2222", 0),
+            Err(AuthError::AlreadySet)
+        );
         let stored = std::fs::read_to_string(d.join(PASSWORD_FILE)).unwrap();
         assert!(stored.starts_with("$argon2id$"), "{stored}");
         assert!(!stored.contains("correct horse"));
         reset(&d).unwrap();
         assert!(a.setup_needed());
         // A session from before a reset does not come back with a new password.
-        a.setup("a new password", 2).unwrap();
+        setup(&d, &a, "a new password", 2).unwrap();
         assert_eq!(a.check(Some(&sid), None, 3), Err(AuthError::NotLoggedIn));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn setup_codes_are_typable_random_and_parsed_leniently() {
+        let a = new_setup_code().unwrap();
+        let b = new_setup_code().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 19, "{a}");
+        for (i, c) in a.bytes().enumerate() {
+            if i % 5 == 4 {
+                assert_eq!(c, b'-', "{a}");
+            } else {
+                assert!(SETUP_CODE_ALPHABET.contains(&c), "{a}");
+            }
+        }
+        // No look-alikes in the alphabet, and every symbol once.
+        for c in b"01IO" {
+            assert!(!SETUP_CODE_ALPHABET.contains(c));
+        }
+        let mut sorted = SETUP_CODE_ALPHABET.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 32);
+        // Any case, dashes or spaces or neither.
+        let want = Some("ABCD-EFGH-JKLM-NP23".to_string());
+        for typed in [
+            "ABCD-EFGH-JKLM-NP23",
+            "abcd-efgh-jklm-np23",
+            " abcdefghjklmnp23 ",
+            "ABCD EFGH JKLM NP23",
+        ] {
+            assert_eq!(normalize_setup_code(typed), want, "{typed:?}");
+        }
+        for bad in [
+            "",
+            "ABCD-EFGH-JKLM-NP2",
+            "ABCD-EFGH-JKLM-NP234",
+            "ABCD-EFGH-JKLM-NP21",
+            "ÄBCD-EFGH-JKLM-NP23",
+        ] {
+            assert_eq!(normalize_setup_code(bad), None, "{bad:?}");
+        }
+        // The files: the code alone, or after comments (the boot
+        // partition's), CRLF and a BOM as an editor on another OS may leave.
+        assert_eq!(parse_setup_code("ABCD-EFGH-JKLM-NP23\n"), want);
+        assert_eq!(
+            parse_setup_code("\u{feff}# roomcast setup code\r\n#\r\n\r\nabcd-efgh-jklm-np23\r\n"),
+            want
+        );
+        assert_eq!(parse_setup_code("# only a comment\n"), None);
+        assert_eq!(parse_setup_code("not a code\nABCD-EFGH-JKLM-NP23\n"), None);
+    }
+
+    #[test]
+    fn setup_needs_the_code_wrong_codes_slow_down_and_it_is_used_once() {
+        let (d, a) = auth("code");
+        let code = prepare_setup_code(&d, &d.join("none")).unwrap();
+        let SetupCode::New(code) = code else {
+            panic!("{code:?}")
+        };
+        // Kept across restarts until used.
+        assert_eq!(
+            prepare_setup_code(&d, &d.join("none")).unwrap(),
+            SetupCode::Kept(code.clone())
+        );
+        let file = d.join(SETUP_CODE_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{code}\n"));
+        assert_eq!(
+            a.setup(IP, "correct horse", "", 0),
+            Err(AuthError::SetupCodeMissing)
+        );
+        // Wrong codes count with wrong passwords: three free, then waits.
+        let wrong = if code.starts_with('2') {
+            "3333-3333-3333-3333"
+        } else {
+            "2222-2222-2222-2222"
+        };
+        for (typed, at_ns, refusal) in [
+            (wrong, 0, AuthError::SetupCodeWrong),
+            ("not even a code", 0, AuthError::SetupCodeWrong),
+            (wrong, 0, AuthError::SetupCodeWrong),
+            (code.as_str(), 500_000_000, AuthError::SlowDown(1)),
+        ] {
+            let got = a.setup(IP, "correct horse", typed, at_ns);
+            assert_eq!(got, Err(refusal), "{typed:?} at {at_ns} ns");
+        }
+        assert_eq!(
+            a.login(IP, "correct horse", 600_000_000),
+            Err(AuthError::SetupNeeded)
+        );
+        assert!(a.setup_needed());
+        // The right code, typed loosely, once the wait is over; a short
+        // password with it is refused and leaves the code usable.
+        let typed = code.to_lowercase().replace('-', " ");
+        assert_eq!(
+            a.setup(IP, "short", &typed, 1_000_000_000),
+            Err(AuthError::TooShort)
+        );
+        let (sid, _) = a.setup(IP, "correct horse", &typed, 1_000_000_000).unwrap();
+        assert!(a.check(Some(&sid), None, 2).is_ok());
+        assert!(!file.exists(), "the code is deleted once used");
+        assert_eq!(
+            a.setup(IP, "another one", &code, 2),
+            Err(AuthError::AlreadySet)
+        );
+        assert_eq!(
+            prepare_setup_code(&d, &d.join("none")).unwrap(),
+            SetupCode::NotNeeded
+        );
+        // A right code cleared the count: a wrong password is free again.
+        assert_eq!(
+            a.login(IP, "nope", 1_000_000_001),
+            Err(AuthError::WrongPassword)
+        );
+        // A reset issues a fresh code (the old one stays dead) and ends sessions.
+        let fresh = a.reset().unwrap();
+        assert_ne!(fresh, code);
+        assert_eq!(read_setup_code(&d), Some(fresh.clone()));
+        assert_eq!(a.check(Some(&sid), None, 3), Err(AuthError::SetupNeeded));
+        assert_eq!(
+            a.setup(IP, "correct horse", &code, 3),
+            Err(AuthError::SetupCodeWrong)
+        );
+        a.setup(IP, "correct horse", &fresh, 3).unwrap();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn the_installers_code_is_adopted_once_and_a_lost_code_is_reissued() {
+        let (d, a) = auth("adopt");
+        let boot = d.join("roomcast-setup-code.txt");
+        std::fs::write(
+            &boot,
+            "# roomcast setup code, see README\r\nabcd-efgh-jklm-np23\r\n",
+        )
+        .unwrap();
+        let got = prepare_setup_code(&d, &boot).unwrap();
+        assert_eq!(
+            got,
+            SetupCode::Adopted("ABCD-EFGH-JKLM-NP23".into(), boot.clone())
+        );
+        // Afterwards the data directory's copy rules, even if the boot
+        // partition's changes.
+        std::fs::write(&boot, "2222-2222-2222-2222\n").unwrap();
+        assert_eq!(
+            prepare_setup_code(&d, &boot).unwrap(),
+            SetupCode::Kept("ABCD-EFGH-JKLM-NP23".into())
+        );
+        // A file that holds no code is ignored: a fresh one.
+        std::fs::remove_file(d.join(SETUP_CODE_FILE)).unwrap();
+        std::fs::write(&boot, "# nothing here\n").unwrap();
+        let SetupCode::New(fresh) = prepare_setup_code(&d, &boot).unwrap() else {
+            panic!("no fresh code")
+        };
+        // The code deleted while running: setup issues another (printed)
+        // and refuses the attempt that could not have known it.
+        std::fs::remove_file(d.join(SETUP_CODE_FILE)).unwrap();
+        assert_eq!(
+            a.setup(IP, "correct horse", &fresh, 0),
+            Err(AuthError::SetupCodeWrong)
+        );
+        let reissued = read_setup_code(&d).unwrap();
+        a.setup(IP, "correct horse", &reissued, 0).unwrap();
+        // The free function (`roomcast --reset-password`) issues one too.
+        let code = reset(&d).unwrap();
+        assert_eq!(read_setup_code(&d), Some(code));
+        assert!(!d.join(PASSWORD_FILE).exists());
         std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
     fn login_logout_expiry_and_wrong_passwords_slow_down() {
         let (d, a) = auth("login");
-        a.setup("correct horse", 0).unwrap();
+        setup(&d, &a, "correct horse", 0).unwrap();
         for _ in 0..FREE_FAILURES - 1 {
             assert_eq!(a.login(IP, "nope", 0), Err(AuthError::WrongPassword));
         }
@@ -516,7 +951,7 @@ mod tests {
             a.check(None, Some("0123456789abcdef-wrong"), 0),
             Err(AuthError::SetupNeeded)
         );
-        a.setup("correct horse", 0).unwrap();
+        setup(&d, &a, "correct horse", 0).unwrap();
         assert_eq!(a.check(None, Some("short"), 0), Err(AuthError::NotLoggedIn));
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -524,7 +959,7 @@ mod tests {
     #[test]
     fn viewer_password_guards_the_stream_only_and_is_never_stored_plain() {
         let (d, a) = auth("viewer");
-        let (admin, _) = a.setup("correct horse", 0).unwrap();
+        let (admin, _) = setup(&d, &a, "correct horse", 0).unwrap();
         // No viewer password: the stream is open to anyone.
         assert!(!a.viewer_password_set());
         assert_eq!(a.check_viewer(None, None, None, 0), Ok(()));
@@ -585,7 +1020,7 @@ mod tests {
     #[test]
     fn viewer_logins_are_slowed_down_with_admin_logins() {
         let (d, a) = auth("viewer-slow");
-        a.setup("correct horse", 0).unwrap();
+        setup(&d, &a, "correct horse", 0).unwrap();
         a.set_viewer_password(Some("room 4 viewers")).unwrap();
         // Guesses at either password count together.
         assert_eq!(a.viewer_login(IP, "nope", 0), Err(AuthError::WrongPassword));

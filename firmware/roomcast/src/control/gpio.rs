@@ -367,8 +367,9 @@ pub fn start(board: &Board, app: Arc<App>) -> Option<std::thread::JoinHandle<()>
                     RESET_HOLD_MS / 1000
                 );
                 match app.auth.reset() {
-                    Ok(()) => {
-                        eprintln!("roomcast: admin password removed; the page asks for a new one")
+                    Ok(code) => {
+                        eprintln!("roomcast: admin password removed; the page asks for a new one");
+                        crate::control::auth::print_setup_code(&code);
                     }
                     Err(e) => eprintln!("roomcast: cannot remove the admin password: {e}"),
                 }

@@ -29,6 +29,15 @@ pub(super) fn route(app: &App, req: &Req) -> Reply {
             }),
         ),
         (Method::Put, "/api/viewer-password") => viewer_password(app, req),
+        (Method::Get, "/api/tls") => Reply::json(200, &app.https_json()),
+        (Method::Put, "/api/tls") => upload_certificate(app, req),
+        (Method::Delete, "/api/tls") => match &app.tls {
+            Some(store) => match store.reset(&crate::control::tls::default_names()) {
+                Ok(_) => Reply::json(200, &app.https_json()),
+                Err(e) => Reply::error(500, &e.to_string()),
+            },
+            None => https_off(),
+        },
         (Method::Post, "/api/token") => match app.auth.new_api_token() {
             Ok(token) => Reply::json(200, &json!({ "token": token })),
             Err(e) => e.into(),
@@ -104,5 +113,30 @@ fn viewer_password(app: &App, req: &Req) -> Reply {
             &json!({ "ok": true, "viewer_password": password.is_some() }),
         ),
         Err(e) => e.into(),
+    }
+}
+
+fn https_off() -> Reply {
+    Reply::error(409, "HTTPS is off (config https.port = 0 or --https off)")
+}
+
+/// `PUT /api/tls` `{"cert": PEM chain, "key": PEM private key}`: checked
+/// (PEM, the key is the certificate's) and presented from the next HTTPS
+/// connection on; a refused one changes nothing.
+fn upload_certificate(app: &App, req: &Req) -> Reply {
+    let Some(store) = &app.tls else {
+        return https_off();
+    };
+    let v = match req.body_json() {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (Some(cert), Some(key)) = (v["cert"].as_str(), v["key"].as_str()) else {
+        return Reply::error(400, "send {\"cert\": \"-----BEGIN CERTIFICATE-----…\", \"key\": \"-----BEGIN PRIVATE KEY-----…\"}");
+    };
+    match store.install(cert.as_bytes(), key.as_bytes()) {
+        Ok(_) => Reply::json(200, &app.https_json()),
+        Err(e @ crate::control::tls::TlsError::Store(_)) => Reply::error(500, &e.to_string()),
+        Err(e) => Reply::error(400, &e.to_string()),
     }
 }

@@ -84,6 +84,8 @@ pub struct Req {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub remote: IpAddr,
+    /// It came over HTTPS.
+    pub secure: bool,
     /// At most [`MAX_BODY`] bytes.
     pub body: Result<Vec<u8>, BodyError>,
 }
@@ -96,6 +98,7 @@ impl Req {
             url: url.to_string(),
             headers: Vec::new(),
             remote: IpAddr::from([127, 0, 0, 1]),
+            secure: false,
             body: Ok(Vec::new()),
         }
     }
@@ -251,7 +254,14 @@ impl From<Reply> for Routed {
 pub fn handle(app: &App, req: &Req) -> Routed {
     // An oversized body is refused whatever the route would have done.
     if let Err(BodyError::TooLarge) = req.body {
-        return req.body_bytes().err().unwrap_or_else(|| Reply::error(413, "")).into();
+        return req
+            .body_bytes()
+            .err()
+            .unwrap_or_else(|| Reply::error(413, ""))
+            .into();
+    }
+    if let Some(redirect) = to_https(app, req) {
+        return redirect.into();
     }
     if let Some(refused) = stream::viewer_gate(app, req) {
         return refused.into();
@@ -264,6 +274,23 @@ pub fn handle(app: &App, req: &Req) -> Routed {
         return api::route(app, req).into();
     }
     page::route(req).into()
+}
+
+/// With `https.only`, plain HTTP gets a permanent redirect to the same URL
+/// over HTTPS (same host, the HTTPS port).
+fn to_https(app: &App, req: &Req) -> Option<Reply> {
+    let port = app.https_port.load(Relaxed);
+    if req.secure || port == 0 || !lock(&app.config).get().https.only {
+        return None;
+    }
+    let host = req.header("Host").unwrap_or("localhost");
+    // Strip a port: `[v6]:p`, `name:p`.
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    let location = format!("https://{name}:{port}{}", req.url);
+    Some(Reply::error(308, "this box answers over HTTPS only").header("Location", location))
 }
 
 /// Sends the LL-HLS store's replies; a slow client holds up only one of

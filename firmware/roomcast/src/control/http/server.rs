@@ -21,6 +21,11 @@
 //! * **Make it panic.** Resets and half-closed sockets end their own
 //!   connection task and nothing else.
 //!
+//! HTTPS (rustls, by tokio-rustls) serves the same routes on its own port
+//! with the box's certificate ([`CertStore`]), HTTP/2 by ALPN; the TLS
+//! handshake has the head's time limit and counts against the same
+//! connection cap.
+//!
 //! Routes are synchronous (some wait: the first playlist, a configuration
 //! change restarting the encoder, password hashing) and run on the
 //! runtime's blocking pool; a parked LL-HLS request is answered through a
@@ -28,6 +33,7 @@
 
 use super::{count, handle, BodyError, Method, Reply, Req, Routed, MAX_BODY};
 use crate::control::app::App;
+use crate::control::tls::CertStore;
 use crate::sink::llhls::{LlReply, Responder};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -121,9 +127,14 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Serves `listener` (bound by the caller, so a port in use is reported
-/// before anything starts) until the returned server is dropped.
-pub fn start(listener: std::net::TcpListener, app: Arc<App>) -> io::Result<HttpServer> {
+/// Serves HTTP on `listener` and HTTPS on `https` with its certificate
+/// (both bound by the caller, so a port in use is reported before anything
+/// starts) until the returned server is dropped.
+pub fn start(
+    listener: std::net::TcpListener,
+    https: Option<(std::net::TcpListener, Arc<CertStore>)>,
+    app: Arc<App>,
+) -> io::Result<HttpServer> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -139,12 +150,31 @@ pub fn start(listener: std::net::TcpListener, app: Arc<App>) -> io::Result<HttpS
     };
     let heartbeat_ns = Arc::new(AtomicU64::new(app.clock.monotonic_ns()));
     let counters = Arc::new(Counters::default());
-    runtime.spawn(accept_loop(
-        listener,
-        app,
-        heartbeat_ns.clone(),
-        counters.clone(),
-    ));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let shared = Shared {
+        app: app.clone(),
+        counters: counters.clone(),
+        slots,
+    };
+    if let Some((tls_listener, certs)) = https {
+        let tls_addr = tls_listener.local_addr()?;
+        tls_listener.set_nonblocking(true)?;
+        let tls_listener = {
+            let _guard = runtime.enter();
+            TcpListener::from_std(tls_listener)?
+        };
+        let config = certs.server_config().map_err(io::Error::other)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        app.https_port.store(tls_addr.port(), Relaxed);
+        // The plain listener's loop feeds the watchdog; this one only serves.
+        runtime.spawn(accept_loop(
+            tls_listener,
+            Some(acceptor),
+            shared.clone(),
+            Arc::new(AtomicU64::new(0)),
+        ));
+    }
+    runtime.spawn(accept_loop(listener, None, shared, heartbeat_ns.clone()));
     Ok(HttpServer {
         addr,
         heartbeat_ns,
@@ -153,13 +183,26 @@ pub fn start(listener: std::net::TcpListener, app: Arc<App>) -> io::Result<HttpS
     })
 }
 
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    app: Arc<App>,
+    counters: Arc<Counters>,
+    /// One permit per open connection, HTTP and HTTPS together.
+    slots: Arc<Semaphore>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Shared,
     heartbeat_ns: Arc<AtomicU64>,
-    counters: Arc<Counters>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let Shared {
+        app,
+        counters,
+        slots,
+    } = shared;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         let accepted = tokio::select! {
@@ -192,10 +235,10 @@ async fn accept_loop(
             continue;
         };
         counters.accepted.fetch_add(1, Relaxed);
-        let (app, counters) = (app.clone(), counters.clone());
+        let (app, counters, tls) = (app.clone(), counters.clone(), tls.clone());
         tokio::spawn(async move {
             counters.open.fetch_add(1, Relaxed);
-            if connection(stream, peer, app).await == Ended::TimedOut {
+            if connection(stream, peer, app, tls).await == Ended::TimedOut {
                 counters.timed_out.fetch_add(1, Relaxed);
             }
             counters.open.fetch_sub(1, Relaxed);
@@ -211,21 +254,56 @@ enum Ended {
 }
 
 /// Serves one connection until it ends, fails or falls silent.
-async fn connection(stream: TcpStream, peer: SocketAddr, app: Arc<App>) -> Ended {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Ended {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
-    let h2 = match tokio::time::timeout(HEADER_TIMEOUT, offers_h2(&stream)).await {
-        Ok(Ok(h2)) => h2,
+    let Some(acceptor) = tls else {
+        let h2 = match tokio::time::timeout(HEADER_TIMEOUT, offers_h2(&stream)).await {
+            Ok(Ok(h2)) => h2,
+            Ok(Err(_)) => return Ended::Done,
+            Err(_) => return Ended::TimedOut,
+        };
+        let io = Watched {
+            inner: stream,
+            activity: activity.clone(),
+        };
+        return serve_io(io, h2, false, peer, app, activity).await;
+    };
+    let io = Watched {
+        inner: stream,
+        activity: activity.clone(),
+    };
+    let tls = match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
         Ok(Err(_)) => return Ended::Done,
         Err(_) => return Ended::TimedOut,
     };
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: activity.clone(),
-    });
+    // HTTP/2 when the client chose it by ALPN (browsers do).
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_io(tls, h2, true, peer, app, activity).await
+}
+
+/// HTTP/1.1 or HTTP/2 on an open (plain or TLS) connection.
+async fn serve_io<I>(
+    io: I,
+    h2: bool,
+    secure: bool,
+    peer: SocketAddr,
+    app: Arc<App>,
+    activity: Arc<Activity>,
+) -> Ended
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let service = {
         let activity = activity.clone();
-        service_fn(move |req| serve(app.clone(), peer.ip(), activity.clone(), req))
+        service_fn(move |req| serve(app.clone(), peer.ip(), secure, activity.clone(), req))
     };
     let served: Pin<Box<dyn Future<Output = ()> + Send>> = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -389,11 +467,13 @@ type Response = hyper::Response<Full<Bytes>>;
 async fn serve(
     app: Arc<App>,
     remote: IpAddr,
+    secure: bool,
     activity: Arc<Activity>,
     req: hyper::Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let _busy = Busy::new(activity);
-    let req = read(req, remote).await;
+    let mut req = read(req, remote).await;
+    req.secure = secure;
     let routed = {
         let app = app.clone();
         tokio::task::spawn_blocking(move || handle(&app, &req)).await
@@ -453,6 +533,7 @@ async fn read(req: hyper::Request<Incoming>, remote: IpAddr) -> Req {
         url,
         headers,
         remote,
+        secure: false,
         body,
     }
 }

@@ -10,6 +10,15 @@ use serde_json::json;
 /// Sessions last 12 hours.
 const COOKIE_ATTRS: &str = "HttpOnly; SameSite=Strict; Path=/; Max-Age=43200";
 
+/// `; Secure` over HTTPS: the browser then never sends the cookie in clear.
+fn secure(req: &Req) -> &'static str {
+    if req.secure {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 /// The routes open without a session; `None` for the others.
 pub(super) fn open_route(app: &App, req: &Req) -> Option<Reply> {
     let now = app.clock.monotonic_ns();
@@ -20,6 +29,8 @@ pub(super) fn open_route(app: &App, req: &Req) -> Option<Reply> {
                 200,
                 &json!({
                     "setup_needed": app.auth.setup_needed(),
+                    // Setting the first password takes the one-time setup code.
+                    "setup_code_needed": app.auth.setup_needed(),
                     "logged_in": access.is_ok(),
                     "viewer_password": app.auth.viewer_password_set(),
                     "csrf": match access { Ok(Access::Session { csrf }) => Some(csrf), _ => None },
@@ -34,25 +45,36 @@ pub(super) fn open_route(app: &App, req: &Req) -> Option<Reply> {
             match app.auth.viewer_login(req.remote, &password, now) {
                 Ok(id) => Reply::ok().header(
                     "Set-Cookie",
-                    format!("{}={id}; {COOKIE_ATTRS}", auth::VIEWER_COOKIE),
+                    format!(
+                        "{}={id}; {COOKIE_ATTRS}{}",
+                        auth::VIEWER_COOKIE,
+                        secure(req)
+                    ),
                 ),
                 Err(e) => e.into(),
             }
         }
         (Method::Post, p @ ("/api/setup" | "/api/login")) => {
-            let password = match req.body_json() {
-                Ok(v) => v["password"].as_str().unwrap_or("").to_string(),
+            let (password, code) = match req.body_json() {
+                Ok(v) => (
+                    v["password"].as_str().unwrap_or("").to_string(),
+                    v["setup_code"].as_str().unwrap_or("").to_string(),
+                ),
                 Err(r) => return Some(r),
             };
             let result = if p == "/api/setup" {
-                app.auth.setup(&password, now)
+                app.auth.setup(req.remote, &password, &code, now)
             } else {
                 app.auth.login(req.remote, &password, now)
             };
             match result {
                 Ok((sid, csrf)) => Reply::json(200, &json!({ "ok": true, "csrf": csrf })).header(
                     "Set-Cookie",
-                    format!("{}={sid}; {COOKIE_ATTRS}", auth::COOKIE),
+                    format!("{}={sid}; {COOKIE_ATTRS}{}", auth::COOKIE, secure(req)),
+                ),
+                Err(e @ (AuthError::SetupCodeMissing | AuthError::SetupCodeWrong)) => Reply::json(
+                    401,
+                    &json!({ "error": e.to_string(), "setup_code_needed": true }),
                 ),
                 Err(e) => e.into(),
             }

@@ -2,15 +2,9 @@
 //! viewer gates, CSRF, body limits, LL-HLS query errors.
 
 use super::*;
-use crate::base::bus::FrameBus;
 use crate::base::clock::{SharedClock, SimClock};
-use crate::base::stats::Stats;
 use crate::config::Config;
-use crate::control::app::{hls_settings, ll_settings};
-use crate::control::auth::{Auth, COOKIE, VIEWER_COOKIE};
-use crate::pipeline::Pipeline;
-use crate::sink::hls::HlsStore;
-use crate::sink::llhls::LlStore;
+use crate::control::auth::{COOKIE, VIEWER_COOKIE};
 use std::path::PathBuf;
 
 /// An app whose pipeline never starts, in a fresh data directory.
@@ -23,28 +17,7 @@ fn app(tag: &str) -> (App, PathBuf) {
     c.mdns = true;
     let cfg = c.validate().unwrap();
     let clock: SharedClock = Arc::new(SimClock::new(1_795_580_100_000));
-    let bus = Arc::new(FrameBus::new());
-    let stats = Arc::new(Stats::default());
-    let (ll, _replies) = LlStore::new(clock.clone(), ll_settings(&cfg));
-    let app = App {
-        started_ns: 0,
-        pipeline: Pipeline::new(
-            clock.clone(),
-            bus.clone(),
-            stats.clone(),
-            crate::v4l2::no_devices(),
-        ),
-        outputs: crate::sink::outputs(&bus, &clock, &dir),
-        hls: HlsStore::new(hls_settings(&cfg)),
-        ll,
-        clock,
-        stats,
-        bus,
-        config: Mutex::new(cfg),
-        config_path: dir.join("config.toml"),
-        auth: Auth::new(&dir),
-        http_responses: Default::default(),
-    };
+    let app = App::idle(clock, cfg, &dir, dir.join("config.toml"));
     (app, dir)
 }
 
@@ -65,16 +38,25 @@ fn with_body(method: Method, url: &str, body: &str) -> Req {
     r
 }
 
-/// Sets the admin password; returns the session cookie and CSRF token.
+/// The setup code the daemon keeps in its data directory.
+fn setup_code(app: &App) -> String {
+    let dir = app.config_path.parent().unwrap();
+    crate::control::auth::read_setup_code(dir).expect("a setup code in the data directory")
+}
+
+/// `POST /api/setup` with `password` and `code`.
+fn setup_req(password: &str, code: Option<&str>) -> Req {
+    let mut body = json!({ "password": password });
+    if let Some(c) = code {
+        body["setup_code"] = c.into();
+    }
+    with_body(Method::Post, "/api/setup", &body.to_string())
+}
+
+/// Sets the admin password with the setup code from the data directory;
+/// returns the session cookie and CSRF token.
 fn set_up(app: &App) -> (String, String) {
-    let r = reply(
-        app,
-        &with_body(
-            Method::Post,
-            "/api/setup",
-            r#"{"password":"correct horse"}"#,
-        ),
-    );
+    let r = reply(app, &setup_req("correct horse", Some(&setup_code(app))));
     assert_eq!(r.status, 200, "{:?}", json_of(&r));
     let cookie = r.header_value("Set-Cookie").unwrap();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
@@ -113,10 +95,10 @@ fn first_start_needs_setup_and_the_api_needs_the_admin() {
     assert_eq!(r.status, 401);
     assert_eq!(json_of(&r)["setup_needed"], true);
     assert_eq!(reply(&app, &Req::new(Method::Get, "/metrics")).status, 401);
-    let short = with_body(Method::Post, "/api/setup", r#"{"password":"x"}"#);
+    let short = setup_req("x", Some(&setup_code(&app)));
     assert_eq!(reply(&app, &short).status, 400);
     let (sid, csrf) = set_up(&app);
-    let again = with_body(Method::Post, "/api/setup", r#"{"password":"another one"}"#);
+    let again = setup_req("another one", Some("2222-2222-2222-2222"));
     assert_eq!(reply(&app, &again).status, 400, "already set");
     let r = reply(
         &app,
@@ -138,6 +120,76 @@ fn first_start_needs_setup_and_the_api_needs_the_admin() {
     );
     assert_eq!(r.status, 401);
     assert_eq!(json_of(&r)["setup_needed"], false);
+}
+
+#[test]
+fn the_first_password_needs_the_setup_code() {
+    let (app, dir) = app("setup-code");
+    let session = |app: &App| json_of(&reply(app, &Req::new(Method::Get, "/api/session")));
+    let s = session(&app);
+    assert_eq!(
+        (s["setup_needed"].clone(), s["setup_code_needed"].clone()),
+        (json!(true), json!(true))
+    );
+    let code = setup_code(&app);
+    let code_file = dir.join(crate::control::auth::SETUP_CODE_FILE);
+    assert!(code_file.exists());
+    // Without the code: 401 saying where to find it.
+    for missing in [
+        setup_req("correct horse", None),
+        setup_req("correct horse", Some(" ")),
+    ] {
+        let r = reply(&app, &missing);
+        assert_eq!(r.status, 401);
+        let e = json_of(&r);
+        assert_eq!(e["setup_code_needed"], true);
+        let msg = e["error"].as_str().unwrap();
+        assert!(
+            msg.contains("setup code") && msg.contains("roomcast-host flash"),
+            "{msg}"
+        );
+    }
+    // A wrong code: 401, and after three of them the next try must wait,
+    // even with the right code.
+    let wrong = if code.starts_with('2') {
+        "3333-3333-3333-3333"
+    } else {
+        "2222-2222-2222-2222"
+    };
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| reply(&app, &setup_req("correct horse", Some(wrong))).status)
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    let r = reply(&app, &setup_req("correct horse", Some(&code)));
+    assert_eq!(r.status, 429);
+    assert!(r.header_value("Retry-After").is_some());
+    assert_eq!(session(&app)["setup_needed"], true, "nothing set");
+    // Another address is not held up, and the code still works: 200 with
+    // the session, and the code is gone.
+    let mut right = setup_req("correct horse", Some(&code.to_lowercase()));
+    right.remote = "10.0.0.9".parse().unwrap();
+    let r = reply(&app, &right);
+    assert_eq!(r.status, 200, "{:?}", json_of(&r));
+    assert!(r.header_value("Set-Cookie").is_some());
+    assert!(!code_file.exists(), "the setup code is deleted once used");
+    let s = session(&app);
+    assert_eq!(
+        (s["setup_needed"].clone(), s["setup_code_needed"].clone()),
+        (json!(false), json!(false))
+    );
+    // Used: the same code sets nothing again.
+    let mut again = setup_req("another password", Some(&code));
+    again.remote = "10.0.0.9".parse().unwrap();
+    assert_eq!(reply(&app, &again).status, 400);
+    // A reset (the board's button) issues a fresh code, printed and stored.
+    let fresh = app.auth.reset().unwrap();
+    assert_ne!(fresh, code);
+    assert_eq!(setup_code(&app), fresh);
+    assert_eq!(session(&app)["setup_code_needed"], true);
+    assert_eq!(reply(&app, &right).status, 401, "the old code is dead");
+    let mut new = setup_req("correct horse", Some(&fresh));
+    new.remote = "10.0.0.9".parse().unwrap();
+    assert_eq!(reply(&app, &new).status, 200);
 }
 
 #[test]
