@@ -32,6 +32,9 @@ pub struct Found {
     pub addrs: Vec<IpAddr>,
     pub version: String,
     pub state: String,
+    /// HTTPS port and the SHA-256 fingerprint of the box's certificate
+    /// (TXT `https`, `sha256`), when it serves HTTPS.
+    pub https: Option<(u16, String)>,
 }
 
 impl Found {
@@ -54,6 +57,8 @@ impl Found {
             "url": self.url(),
             "version": self.version,
             "state": self.state,
+            "https_port": self.https.as_ref().map(|h| h.0),
+            "sha256": self.https.as_ref().map(|h| h.1.clone()),
         })
     }
 }
@@ -100,6 +105,7 @@ pub fn discover(wait: Duration) -> Result<Vec<Found>, DiscoverError> {
                     addrs,
                     version: txt("version"),
                     state: txt("state"),
+                    https: txt("https").parse().ok().map(|port| (port, txt("sha256"))),
                 };
                 match found.iter_mut().find(|o| o.instance == f.instance) {
                     Some(o) => *o = f,
@@ -124,35 +130,38 @@ pub fn discover(wait: Duration) -> Result<Vec<Found>, DiscoverError> {
 
 /// The table `discover` prints.
 pub fn table(found: &[Found]) -> String {
-    let rows: Vec<[String; 4]> = found
+    let head = ["NAME", "ADDRESS", "VERSION", "STATE", "HTTPS SHA-256"].map(String::from);
+    let rows: Vec<[String; 5]> = found
         .iter()
-        .map(|f| [f.name.clone(), f.url(), f.version.clone(), f.state.clone()])
+        .map(|f| {
+            // The first 8 bytes, enough to recognise the box's certificate
+            // (`--json` has the whole fingerprint).
+            let fp = f.https.as_ref().map_or(String::new(), |(port, fp)| {
+                format!("{port} {}…", fp.get(..23).unwrap_or(fp))
+            });
+            [
+                f.name.clone(),
+                f.url(),
+                f.version.clone(),
+                f.state.clone(),
+                fp,
+            ]
+        })
         .collect();
-    let head = [
-        "NAME".to_string(),
-        "ADDRESS".to_string(),
-        "VERSION".to_string(),
-        "STATE".to_string(),
-    ];
-    let mut w = [0usize; 4];
+    let mut w = [0usize; 5];
     for r in std::iter::once(&head).chain(rows.iter()) {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
+            w[i] = w[i].max(c.chars().count());
         }
     }
     let mut out = String::new();
     for r in std::iter::once(&head).chain(rows.iter()) {
-        let line = format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2]
-        );
-        out.push_str(line.trim_end());
+        let line: Vec<String> = r
+            .iter()
+            .zip(w)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     out
@@ -171,6 +180,7 @@ mod tests {
             addrs: vec![ip.parse().unwrap()],
             version: "0.1.0".into(),
             state: "idle".into(),
+            https: None,
         }
     }
 
@@ -200,5 +210,15 @@ mod tests {
         let j = box_("b", "10.0.0.3", 8080).to_json();
         assert_eq!(j["url"], "http://10.0.0.3:8080/");
         assert_eq!(j["state"], "idle");
+        assert_eq!(j["sha256"], serde_json::Value::Null);
+        // A box with HTTPS shows its port and the start of its fingerprint.
+        let fp = "2D:D3:EE:08:83:3C:B8:4D:A0:78:D3:1E:1D:E5:69:A8:31:17:67:88:A5:AC:FD:37:1A:55:9B:5E:21:1B:4D:C4";
+        let mut c = box_("c", "10.0.0.4", 8080);
+        c.https = Some((8443, fp.to_string()));
+        let t = table(&[c.clone()]);
+        assert!(t.contains("HTTPS SHA-256"), "{t}");
+        assert!(t.contains("idle   8443 2D:D3:EE:08:83:3C:B8:4D…"), "{t}");
+        assert_eq!(c.to_json()["sha256"], fp);
+        assert_eq!(c.to_json()["https_port"], 8443);
     }
 }

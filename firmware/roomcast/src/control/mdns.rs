@@ -57,6 +57,9 @@ pub struct Announcement {
     pub addr: Option<IpAddr>,
     pub version: String,
     pub state: String,
+    /// HTTPS port and certificate fingerprint (TXT `https`, `sha256`), so
+    /// an installer can tell it is their box before trusting it.
+    pub https: Option<(u16, String)>,
 }
 
 impl Announcement {
@@ -77,17 +80,23 @@ impl Announcement {
             addr: (!http.ip().is_unspecified()).then_some(http.ip()),
             version: env!("CARGO_PKG_VERSION").to_string(),
             state: state.to_string(),
+            https: None,
         }
     }
 
     /// TXT record key/value pairs.
     pub fn txt(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut txt = vec![
             ("name", self.name.clone()),
             ("version", self.version.clone()),
             ("state", self.state.clone()),
             ("path", "/".to_string()),
-        ]
+        ];
+        if let Some((port, fingerprint)) = &self.https {
+            txt.push(("https", port.to_string()));
+            txt.push(("sha256", fingerprint.clone()));
+        }
+        txt
     }
 
     fn service_info(&self, service: &str) -> Result<ServiceInfo, MdnsError> {
@@ -253,7 +262,13 @@ fn run(app: Arc<App>, http: SocketAddr) {
             let outputs = app.outputs.status_json().0;
             let states = outputs.iter().filter_map(|o| o["state"].as_str());
             let tally = watch.update(now_ms(&app), encoded(&app), states);
-            let a = Announcement::new(&host_name(), http, state_word(tally));
+            let mut a = Announcement::new(&host_name(), http, state_word(tally));
+            let https_port = app.https_port.load(std::sync::atomic::Ordering::Relaxed);
+            a.https = app
+                .tls
+                .as_ref()
+                .filter(|_| https_port != 0)
+                .map(|t| (https_port, t.info().fingerprint));
             let result = match announcer.as_mut() {
                 Some(an) => an.announce(&a),
                 None => Announcer::new(http).and_then(|mut an| {
@@ -316,6 +331,15 @@ mod tests {
         let txt = b.txt();
         assert!(txt.contains(&("state", "live".to_string())));
         assert!(txt.contains(&("version", env!("CARGO_PKG_VERSION").to_string())));
+        assert!(
+            !txt.iter().any(|(k, _)| *k == "sha256"),
+            "no HTTPS, no fingerprint"
+        );
+        let mut b = b.clone();
+        b.https = Some((8443, "AB:CD".into()));
+        let txt = b.txt();
+        assert!(txt.contains(&("https", "8443".to_string())));
+        assert!(txt.contains(&("sha256", "AB:CD".to_string())));
         for service in SERVICE_TYPES {
             let info = b.service_info(service).unwrap();
             assert_eq!(info.get_fullname(), format!("box-18080.{service}"));
