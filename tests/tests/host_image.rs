@@ -135,6 +135,30 @@ fn debugfs(img: &Path, offset: u64, cmd: &str) -> String {
     )
 }
 
+/// The setup code on the image's boot partition, read the way `roomcast-host
+/// flash` reads it (mtools' `mtype` at the first partition's offset): the
+/// first line that is not a `#` comment.
+fn setup_code(img: &Path) -> String {
+    let (_, parts) = partitions(img);
+    let fat = format!("{}@@{}", img.display(), parts[0].0);
+    let text = tool("mtype", &["-i", &fat, "::roomcast-setup-code.txt"]);
+    let code = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no setup code in roomcast-setup-code.txt:\n{text}"))
+        .to_string();
+    let groups: Vec<&str> = code.split('-').collect();
+    assert!(
+        groups.len() == 4
+            && groups.iter().all(|g| g.len() == 4
+                && g.bytes()
+                    .all(|b| b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ".contains(&b))),
+        "not a setup code: {code:?}"
+    );
+    code
+}
+
 fn debugfs_cat(img: &Path, offset: u64, path: &str) -> String {
     let out = debugfs(img, offset, &format!("cat {path}"));
     out.lines()
@@ -192,6 +216,7 @@ fn image_build_and_outside_checks() {
         "bcm2711-rpi-4-b.dtb",
         "bcm2711-rpi-cm4-io.dtb",
         "bcm2837-rpi-zero-2-w.dtb",
+        "roomcast-setup-code.txt",
     ] {
         assert!(
             listing
@@ -200,6 +225,7 @@ fn image_build_and_outside_checks() {
             "{f} missing from the boot partition:\n{listing}"
         );
     }
+    eprintln!("setup code on the boot partition: {}", setup_code(img));
     let config = tool("mtype", &["-i", &fat, "::config.txt"]);
     for l in [
         "arm_64bit=1",
@@ -493,14 +519,27 @@ fn image_boots_under_qemu_and_serves_the_page() {
         "{}",
         session.text()
     );
-    // First visit: set the admin password (written to the data partition),
-    // then watch the daemon outlive WatchdogSec=30s: systemd would kill and
-    // restart it (uptime back to 0) if the WATCHDOG=1 pings did not arrive.
-    let setup = roomcast_e2e::http(
+    // First visit: without the setup code the password is refused; with the
+    // code from the image's boot partition (which the daemon adopted) it is
+    // set (written to the data partition). Then watch the daemon outlive
+    // WatchdogSec=30s: systemd would kill and restart it (uptime back to 0)
+    // if the WATCHDOG=1 pings did not arrive.
+    let code = setup_code(&disk);
+    let refused = roomcast_e2e::http(
         port,
         "POST",
         "/api/setup",
         Some("{\"password\":\"boot-test-password\"}"),
+    )
+    .unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    let setup = roomcast_e2e::http(
+        port,
+        "POST",
+        "/api/setup",
+        Some(&format!(
+            "{{\"password\":\"boot-test-password\",\"setup_code\":\"{code}\"}}"
+        )),
     )
     .unwrap();
     assert_eq!(setup.status, 200, "{}", setup.text());
@@ -550,6 +589,14 @@ fn image_boots_under_qemu_and_serves_the_page() {
         log.contains("roomcast-hostname: this box is roomcast-"),
         "no hostname line:\n{log}"
     );
+    // The journal reaches the console only when systemd forwards it; when
+    // it does, the daemon said it adopted the installer's code.
+    if log.contains("roomcast: setup code") {
+        assert!(
+            log.contains(&code),
+            "the daemon printed another code:\n{log}"
+        );
+    }
     assert!(
         log.contains("roomcast-grow-data:") && log.contains("grew from"),
         "data partition did not grow:\n{log}"

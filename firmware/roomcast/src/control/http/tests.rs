@@ -18,6 +18,8 @@ fn app(tag: &str) -> (App, PathBuf) {
     let cfg = c.validate().unwrap();
     let clock: SharedClock = Arc::new(SimClock::new(1_795_580_100_000));
     let app = App::idle(clock, cfg, &dir, dir.join("config.toml"));
+    // What the daemon's start does: a setup code in the data directory.
+    crate::control::auth::prepare_setup_code(&dir, &dir.join("no-boot-partition")).unwrap();
     (app, dir)
 }
 
