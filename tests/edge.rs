@@ -1,8 +1,9 @@
 //! The live edge of an LL-HLS playlist, as a player following it sees it:
 //! shared by the LL-HLS tests and the HTTP load bench.
 
-use crate::parse_pdt_ms;
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::{http, parse_pdt_ms};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the live edge of an LL-HLS playlist is.
 #[derive(Debug, Clone)]
@@ -74,3 +75,50 @@ pub fn now_ms() -> f64 {
         * 1000.0
 }
 
+/// One client following the live edge until `stop`, as LL-HLS players do
+/// (blocking playlist reload, then the new part): returns the ages of the
+/// blocked playlists it got (capture of the part's last frame → received,
+/// ms), the parts it fetched and its errors.
+pub fn follow(port: u16, stop: &AtomicBool) -> (Vec<f64>, u32, Vec<String>) {
+    let (mut ages, mut parts, mut errors) = (Vec::new(), 0, Vec::new());
+    let mut e = http(port, "GET", "/hls/index.m3u8", None)
+        .ok()
+        .and_then(|r| edge(&r.text()));
+    while !stop.load(Ordering::Relaxed) {
+        let Some(cur) = e.clone() else {
+            errors.push("no live edge".to_string());
+            std::thread::sleep(Duration::from_millis(200));
+            e = http(port, "GET", "/hls/index.m3u8", None)
+                .ok()
+                .and_then(|r| edge(&r.text()));
+            continue;
+        };
+        let path = format!(
+            "/hls/index.m3u8?_HLS_msn={}&_HLS_part={}",
+            cur.msn, cur.parts
+        );
+        match http(port, "GET", &path, None) {
+            Ok(r) if r.status == 200 => {
+                let got = now_ms();
+                e = edge(&r.text());
+                if let Some(n) = &e {
+                    ages.push(got - (n.last_part_end_ms - 1000.0 / 30.0));
+                    match http(port, "GET", &format!("/hls/{}", n.last_part), None) {
+                        Ok(p) if p.status == 200 => parts += 1,
+                        Ok(p) => errors.push(format!("part: {}", p.status)),
+                        Err(err) => errors.push(err.to_string()),
+                    }
+                }
+            }
+            Ok(r) => {
+                errors.push(format!("playlist: {}", r.status));
+                e = None;
+            }
+            Err(err) => {
+                errors.push(err.to_string());
+                e = None;
+            }
+        }
+    }
+    (ages, parts, errors)
+}

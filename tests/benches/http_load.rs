@@ -14,8 +14,8 @@
 //! shows the noise); `BENCH_B` is `target/release/roomcast`;
 //! `BENCH_CLIENTS` (200) and `BENCH_SECONDS` (20) change the load.
 
-use roomcast_e2e::edge::{edge, now_ms};
-use roomcast_e2e::{http, roomcast_bin, Daemon};
+use roomcast_e2e::edge::{edge, follow};
+use roomcast_e2e::{roomcast_bin, Daemon};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,54 +51,19 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// One client following the live edge until `stop`: returns the ages of
-/// the blocked playlists it got, the parts it fetched and its errors.
-fn follow(port: u16, stop: &AtomicBool) -> (Vec<f64>, u64, Vec<String>) {
-    let (mut ages, mut parts, mut errors) = (Vec::new(), 0, Vec::new());
-    let mut e = http(port, "GET", "/hls/index.m3u8", None)
-        .ok()
-        .and_then(|r| edge(&r.text()));
-    while !stop.load(Ordering::Relaxed) {
-        let Some(cur) = e.clone() else {
-            errors.push("no live edge".to_string());
-            std::thread::sleep(Duration::from_millis(200));
-            e = http(port, "GET", "/hls/index.m3u8", None)
-                .ok()
-                .and_then(|r| edge(&r.text()));
-            continue;
-        };
-        let path = format!("/hls/index.m3u8?_HLS_msn={}&_HLS_part={}", cur.msn, cur.parts);
-        match http(port, "GET", &path, None) {
-            Ok(r) if r.status == 200 => {
-                let got = now_ms();
-                e = edge(&r.text());
-                if let Some(n) = &e {
-                    ages.push(got - (n.last_part_end_ms - 1000.0 / 30.0));
-                    match http(port, "GET", &format!("/hls/{}", n.last_part), None) {
-                        Ok(p) if p.status == 200 => parts += 1,
-                        Ok(p) => errors.push(format!("part: {}", p.status)),
-                        Err(err) => errors.push(err.to_string()),
-                    }
-                }
-            }
-            Ok(r) => {
-                errors.push(format!("playlist: {}", r.status));
-                e = None;
-            }
-            Err(err) => {
-                errors.push(err.to_string());
-                e = None;
-            }
-        }
-    }
-    (ages, parts, errors)
-}
-
 fn run(bin: &Path, clients: usize, seconds: u64) -> Run {
     let d = Daemon::start_bin(
         bin,
         "bench-http",
-        &["--size", "640x360", "--fps", "30", "--gop", "30", "--no-mdns"],
+        &[
+            "--size",
+            "640x360",
+            "--fps",
+            "30",
+            "--gop",
+            "30",
+            "--no-mdns",
+        ],
         &[],
         None,
     );
@@ -116,7 +81,10 @@ fn run(bin: &Path, clients: usize, seconds: u64) -> Run {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
-                .spawn(move || follow(port, &stop))
+                .spawn(move || {
+                    let (ages, parts, errors) = follow(port, &stop);
+                    (ages, u64::from(parts), errors)
+                })
                 .expect("spawn a client")
         })
         .collect();
@@ -136,7 +104,11 @@ fn run(bin: &Path, clients: usize, seconds: u64) -> Run {
         errors += e.len();
     }
     ages.sort_by(f64::total_cmp);
-    let q = |f: f64| ages.get(((ages.len().max(1) - 1) as f64 * f) as usize).copied().unwrap_or(f64::NAN);
+    let q = |f: f64| {
+        ages.get(((ages.len().max(1) - 1) as f64 * f) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     Run {
         cpu_percent: ticks as f64 / seconds as f64,
         threads_idle,

@@ -2,8 +2,8 @@
 //! at low latency, the classic TS playlist beside it, ffprobe on the CMAF
 //! output, and 50 clients doing blocking reloads at once.
 
-use roomcast_e2e::edge::{attr, edge, now_ms};
-use roomcast_e2e::{browser_dir, http, parse_pdt_ms, run_with_timeout, temp_dir, Daemon, Response};
+use roomcast_e2e::edge::{attr, edge, follow};
+use roomcast_e2e::{browser_dir, parse_pdt_ms, run_with_timeout, temp_dir, Daemon, Response};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,46 +245,7 @@ fn fifty_clients_doing_blocking_reloads_are_all_served_promptly() {
         .map(|_| {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let (mut served, mut errors, mut ages) = (0u32, Vec::new(), Vec::new());
-                let mut e = match http(port, "GET", "/hls/index.m3u8", None) {
-                    Ok(r) => edge(&r.text()),
-                    Err(err) => return (0, vec![err.to_string()], ages),
-                };
-                while !stop.load(Ordering::Relaxed) {
-                    let Some(cur) = e.clone() else {
-                        errors.push("playlist without parts".to_string());
-                        break;
-                    };
-                    let path = format!(
-                        "/hls/index.m3u8?_HLS_msn={}&_HLS_part={}",
-                        cur.msn, cur.parts
-                    );
-                    match http(port, "GET", &path, None) {
-                        Ok(r) if r.status == 200 => {
-                            let got = now_ms();
-                            e = edge(&r.text());
-                            if let Some(n) = &e {
-                                // The part's last frame was captured one
-                                // frame (1/30 s) before its media end.
-                                ages.push(got - (n.last_part_end_ms - 1000.0 / 30.0));
-                                match http(port, "GET", &format!("/hls/{}", n.last_part), None) {
-                                    Ok(p) if p.status == 200 => served += 1,
-                                    Ok(p) => {
-                                        errors.push(format!("part {}: {}", n.last_part, p.status))
-                                    }
-                                    Err(err) => errors.push(err.to_string()),
-                                }
-                            }
-                        }
-                        Ok(r) => {
-                            errors.push(format!("{path}: {} {}", r.status, r.text()));
-                            e = http(port, "GET", "/hls/index.m3u8", None)
-                                .ok()
-                                .and_then(|r| edge(&r.text()));
-                        }
-                        Err(err) => errors.push(err.to_string()),
-                    }
-                }
+                let (ages, served, errors) = follow(port, &stop);
                 (served, errors, ages)
             })
         })
