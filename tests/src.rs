@@ -99,7 +99,13 @@ impl Daemon {
         env: &[(&str, &Path)],
         config: Option<&str>,
     ) -> Daemon {
-        Self::start_bin(&roomcast_bin(), tag, args, env, config)
+        // HTTPS on a port of its own (the default 8443 would be shared by
+        // every daemon the tests run at once), unless the test says where.
+        let mut all: Vec<&str> = args.to_vec();
+        if !args.contains(&"--https") {
+            all.extend(["--https", "127.0.0.1:0"]);
+        }
+        Self::start_bin(&roomcast_bin(), tag, &all, env, config)
     }
 
     /// [`Daemon::start_with_config`] of another build of the daemon (the

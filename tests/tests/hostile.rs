@@ -127,7 +127,10 @@ fn huge_declared_bodies_are_refused_and_the_box_stays_up() {
         let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
         let status = send_raw(d.port, raw.as_bytes());
         // 413, or 400/431 where the length does not even parse as a size.
-        assert!(matches!(status, Some(400 | 413 | 431) | None), "{path}: {status:?}");
+        assert!(
+            matches!(status, Some(400 | 413 | 431) | None),
+            "{path}: {status:?}"
+        );
     }
     // A PUT that really sends more than 64 KiB.
     let body = vec![b'x'; 200 * 1024];
@@ -160,14 +163,24 @@ fn half_open_connections_are_closed_and_cost_little() {
             Some(s)
         })
         .collect();
-    assert!(conns.len() >= 1900, "only {} connections opened", conns.len());
+    assert!(
+        conns.len() >= 1900,
+        "only {} connections opened",
+        conns.len()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let (threads1, rss1) = (threads(&d), rss_kb(&d));
     // Every one is closed by the server: reads end (EOF or reset).
     for s in &mut conns {
-        let left = CLOSED_WITHIN.saturating_sub(t0.elapsed()).max(Duration::from_millis(10));
+        let left = CLOSED_WITHIN
+            .saturating_sub(t0.elapsed())
+            .max(Duration::from_millis(10));
         s.set_read_timeout(Some(left)).unwrap();
-        assert!(closed_by_peer(s), "a connection was still open after {:?}", t0.elapsed());
+        assert!(
+            closed_by_peer(s),
+            "a connection was still open after {:?}",
+            t0.elapsed()
+        );
     }
     let took = t0.elapsed();
     eprintln!(
@@ -175,7 +188,10 @@ fn half_open_connections_are_closed_and_cost_little() {
          threads {threads0} → {threads1}, RSS {} → {} kB",
         rss0, rss1
     );
-    assert!(threads1 <= threads0 + 8, "threads grew {threads0} → {threads1}");
+    assert!(
+        threads1 <= threads0 + 8,
+        "threads grew {threads0} → {threads1}"
+    );
     assert!(rss1 < rss0 + 20 * 1024, "RSS grew {rss0} → {rss1} kB");
     drop(conns);
     assert_alive(&mut d);
@@ -272,7 +288,10 @@ fn oversized_heads_are_431_and_memory_stays_flat() {
     let s = send_raw(port, &raw);
     assert!(matches!(s, Some(414 | 431) | None), "{s:?}");
     // A header just over the limit is 431, not a closed connection.
-    let raw = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let raw = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     assert_eq!(send_raw(port, raw.as_bytes()), Some(431));
     let rss1 = rss_kb(&d);
     eprintln!("oversized heads: RSS {rss0} → {rss1} kB");

@@ -92,7 +92,9 @@ fn self_signed_then_uploaded_certificate_in_openssl_ffprobe_and_chromium() {
     assert_eq!(served_fp, fp, "the served certificate is the one in status");
     assert_eq!(alpn, "h2");
     // ffprobe reads the stream over HTTPS.
-    d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| r.status == 200 && r.text().contains(".ts"));
+    d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
+        r.status == 200 && r.text().contains(".ts")
+    });
     let probe = sh(&format!(
         "ffprobe -v error -show_entries stream=codec_name -of csv=p=0 {base}/hls/ts/index.m3u8"
     ));
@@ -136,11 +138,18 @@ fn self_signed_then_uploaded_certificate_in_openssl_ffprobe_and_chromium() {
     ));
     assert!(verify.contains("0 (ok)"), "{verify}");
     assert_eq!(served(port).0, leaf_fp);
-    let out = chromium(&base, &spki_sha256(&dir.join("box.pem")), &d.token, "uploaded");
+    let out = chromium(
+        &base,
+        &spki_sha256(&dir.join("box.pem")),
+        &d.token,
+        "uploaded",
+    );
     assert!(out.contains(&format!("FINGERPRINT {leaf_fp}")), "{out}");
 
     // 3. HTTPS only: plain HTTP is redirected.
-    let r = d.put_json("/api/config", r#"{"https":{"only":true}}"#).unwrap();
+    let r = d
+        .put_json("/api/config", r#"{"https":{"only":true}}"#)
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let r = d.get("/hls/index.m3u8").unwrap();
     assert_eq!(r.status, 308);
