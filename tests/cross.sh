@@ -174,7 +174,7 @@ base="http://127.0.0.1:$port"
 token="cross-test-$(date +%s%N)"
 mkdir -p "$work/data"
 echo "$token" >"$work/data/api-tokens"
-"$qemu" "$bin" --data-dir "$work/data" --http "127.0.0.1:$port" \
+"$qemu" "$bin" --data-dir "$work/data" --http "127.0.0.1:$port" --https 127.0.0.1:0 \
     --size 320x240 --fps 15 --gop 15 >"$work/log" 2>&1 &
 pid=$!
 cleanup() {
