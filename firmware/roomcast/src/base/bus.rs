@@ -238,24 +238,26 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn fast_sink_gets_everything_in_order() {
+    /// A queue of capacity 8 after frames `0..n` (keyframe first).
+    fn fed(n: u64) -> Arc<SinkQueue> {
         let bus = FrameBus::new();
         let q = bus.subscribe("a", 8);
-        for n in 0..5 {
-            bus.publish(frame(n, n == 0));
+        for i in 0..n {
+            bus.publish(frame(i, i == 0));
         }
+        q
+    }
+
+    #[test]
+    fn fast_sink_gets_everything_in_order() {
+        let q = fed(5);
         assert_eq!(drain(&q), vec![0, 1, 2, 3, 4]);
         assert_eq!(q.stats().dropped, 0);
     }
 
     #[test]
     fn discarded_frames_count_as_dropped_not_delivered() {
-        let bus = FrameBus::new();
-        let q = bus.subscribe("waiting", 8);
-        for n in 0..3 {
-            bus.publish(frame(n, n == 0));
-        }
+        let q = fed(3);
         assert_eq!(q.discard_timeout(Duration::ZERO).map(|f| f.pts.0), Some(0));
         assert!(q.pop_timeout(Duration::ZERO).is_some());
         let st = q.stats();

@@ -43,8 +43,16 @@ pub enum UrlError {
 
 impl OutputUrl {
     pub fn parse(url: &str) -> Result<OutputUrl, UrlError> {
+        Self::parse_with(url, SrtUrl::parse)
+    }
+
+    /// `srt://` URLs go to `srt`, everything else is RTMP.
+    fn parse_with(
+        url: &str,
+        srt: fn(&str) -> Result<SrtUrl, SrtUrlError>,
+    ) -> Result<OutputUrl, UrlError> {
         if url.starts_with("srt://") {
-            return Ok(OutputUrl::Srt(SrtUrl::parse(url)?));
+            return Ok(OutputUrl::Srt(srt(url)?));
         }
         RtmpUrl::parse(url).map(OutputUrl::Rtmp)
     }
@@ -61,10 +69,7 @@ impl OutputUrl {
     /// the mask status and the API show (`****wxyz`, `passphrase=****`).
     /// Only for finding the output it names ([`OutputUrl::is_shown_as`]).
     pub fn parse_sent(url: &str) -> Result<OutputUrl, UrlError> {
-        if url.starts_with("srt://") {
-            return Ok(OutputUrl::Srt(SrtUrl::parse_sent(url)?));
-        }
-        RtmpUrl::parse(url).map(OutputUrl::Rtmp)
+        Self::parse_with(url, SrtUrl::parse_sent)
     }
 
     /// Whether the secret is a mask: a stream key or passphrase that begins
