@@ -755,18 +755,78 @@ const PRIVATE: u32 = 0o600;
 /// disk before): it holds stream keys and passphrases. Command-line outputs
 /// (`run_outputs`) are not written.
 pub fn save(path: &Path, cfg: &ValidConfig) -> Result<(), ConfigError> {
+    save_keeping(path, cfg, None)
+}
+
+/// Saves `cfg` writing only the keys the file already sets and those
+/// `named` (a PUT's patch): what neither mentions stays a default, built-in
+/// or the board's, rather than being frozen into the file.
+pub fn save_named(
+    path: &Path,
+    cfg: &ValidConfig,
+    named: &serde_json::Value,
+) -> Result<(), ConfigError> {
+    let on_disk = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        .unwrap_or_default();
+    let on_disk = serde_json::to_value(on_disk).unwrap_or_default();
+    save_keeping(path, cfg, Some((&on_disk, named)))
+}
+
+/// Keeps in `full` the keys present in `a` or `b` (tables recursively;
+/// any other value, lists included, whole).
+fn keep_named(full: &mut toml::Table, a: &serde_json::Value, b: &serde_json::Value) {
+    full.retain(|k, v| {
+        let (ka, kb) = (&a[k], &b[k]);
+        if ka.is_null() && kb.is_null() {
+            return false;
+        }
+        if let toml::Value::Table(t) = v {
+            if ka.is_object() || kb.is_object() {
+                keep_named(t, ka, kb);
+            }
+        }
+        true
+    });
+}
+
+fn save_keeping(
+    path: &Path,
+    cfg: &ValidConfig,
+    keep: Option<(&serde_json::Value, &serde_json::Value)>,
+) -> Result<(), ConfigError> {
     let err = |source| ConfigError::Write {
         path: path.into(),
         source,
     };
-    let text =
-        toml::to_string_pretty(cfg.get()).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    let to_io = |e: toml::ser::Error| err(std::io::Error::other(e.to_string()));
+    let mut table = toml::Table::try_from(cfg.get()).map_err(to_io)?;
+    if let Some((a, b)) = keep {
+        keep_named(&mut table, a, b);
+    }
+    let text = toml::to_string_pretty(&table).map_err(to_io)?;
+    let text = format!("# roomcast configuration; see README \"Configuration\".\n{text}");
+    write_atomic(path, text.as_bytes())
+}
+
+/// Puts back a configuration file's earlier bytes (a change that could not
+/// be applied), atomically and privately like a save.
+pub fn restore(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    write_atomic(path, bytes)
+}
+
+/// Temp file (0600), fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let err = |source| ConfigError::Write {
+        path: path.into(),
+        source,
+    };
     // Until the new file replaces it, the old one holds the same secrets.
     make_private(path);
     let tmp = path.with_extension("toml.tmp");
     let mut f = create_private(&tmp).map_err(err)?;
-    f.write_all(b"# roomcast configuration; see README \"Configuration\".\n")
-        .and_then(|()| f.write_all(text.as_bytes()))
+    f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(err)?;
     drop(f);
@@ -943,6 +1003,30 @@ mod tests {
                 "at most 8 outputs (got 9, 7 of them from the command line)"
             )
         );
+    }
+
+    #[test]
+    fn a_change_saves_only_what_it_names_and_what_the_file_had() {
+        let dir = std::env::temp_dir().join(format!("roomcast-cfg-named-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        // The file sets only the source and the HLS window.
+        std::fs::write(&path, "source = \"test\"\n[hls]\nwindow = 8\n").unwrap();
+        let mut c = load(&path).unwrap().get().clone();
+        c.video.bitrate_kbps = 1500;
+        let patch = serde_json::json!({ "video": { "bitrate_kbps": 1500 } });
+        save_named(&path, &c.validate().unwrap(), &patch).unwrap();
+        let written: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let keys = |t: &toml::Table| t.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&written), ["hls", "source", "video"]);
+        assert_eq!(keys(written["video"].as_table().unwrap()), ["bitrate_kbps"]);
+        assert_eq!(keys(written["hls"].as_table().unwrap()), ["window"]);
+        // A failed change puts the old bytes back.
+        restore(&path, b"source = \"test\"\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"source = \"test\"\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

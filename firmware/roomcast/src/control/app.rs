@@ -134,13 +134,23 @@ impl App {
         // The file gets the patch applied to what it holds, not to what runs:
         // command-line overrides are for one run and never written back.
         let stored = config::load(&self.config_path)?;
-        let to_save = patched(stored.get(), patch)?;
-        config::save(&self.config_path, &to_save)?;
+        let before = std::fs::read(&self.config_path).ok();
+        let to_save = patched(stored.get(), patch.clone())?;
+        config::save_named(&self.config_path, &to_save, &patch)?;
         self.hls.set_settings(hls_settings(&valid));
         self.ll.set_settings(ll_settings(&valid));
         if let Err(e) = self.apply_pipeline(&current, &valid) {
-            // Put the old file back so the box boots into what it did.
-            let _ = config::save(&self.config_path, &stored);
+            // Put the old file back, byte for byte, so the box boots into
+            // what it did.
+            let _ = match &before {
+                Some(bytes) => config::restore(&self.config_path, bytes),
+                None => std::fs::remove_file(&self.config_path).map_err(|source| {
+                    config::ConfigError::Write {
+                        path: self.config_path.clone(),
+                        source,
+                    }
+                }),
+            };
             self.hls.set_settings(hls_settings(&current));
             self.ll.set_settings(ll_settings(&current));
             return Err(e.into());
