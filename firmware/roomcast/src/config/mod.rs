@@ -1005,12 +1005,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_change_saves_only_what_it_names_and_what_the_file_had() {
-        let dir = std::env::temp_dir().join(format!("roomcast-cfg-named-{}", std::process::id()));
+    /// A fresh directory and the path of config.toml in it.
+    fn config_in(tag: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("roomcast-cfg-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(CONFIG_FILE);
+        (dir, path)
+    }
+
+    #[test]
+    fn a_change_saves_only_what_it_names_and_what_the_file_had() {
+        let (dir, path) = config_in("named");
         // The file sets only the source and the HLS window.
         std::fs::write(&path, "source = \"test\"\n[hls]\nwindow = 8\n").unwrap();
         let mut c = load(&path).unwrap().get().clone();
@@ -1032,10 +1038,7 @@ mod tests {
     #[test]
     fn the_file_and_its_temp_file_are_the_owners_only() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("roomcast-cfg-mode-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(CONFIG_FILE);
+        let (dir, path) = config_in("mode");
         let tmp = dir.join("config.toml.tmp");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let set = |p: &Path, m: u32| {
