@@ -42,12 +42,14 @@ command -v srt-live-transmit >/dev/null || need_pkgs+=(srt-tools)
 # fdisk (sfdisk) and mtools, dosfstools, e2fsprogs (debugfs): roomcast-host
 # flash/image tests; losetup, partx and mount come with util-linux/mount.
 command -v sfdisk >/dev/null || need_pkgs+=(fdisk)
+# mtools + dosfstools: flash reads the setup code from an image's FAT boot
+# partition (host-tools unit test builds a small one).
+command -v mcopy >/dev/null || need_pkgs+=(mtools)
+command -v mkfs.vfat >/dev/null || need_pkgs+=(dosfstools)
 # The SD image (IMAGE_TEST=1): mmdebstrap runs arm64 maintainer scripts
 # through qemu-user-static's binfmt handler; BOOT_TEST=1 boots it.
 if [ -n "${IMAGE_TEST:-}" ]; then
     command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
-    command -v mcopy >/dev/null || need_pkgs+=(mtools)
-    command -v mkfs.vfat >/dev/null || need_pkgs+=(dosfstools)
     command -v debugfs >/dev/null || need_pkgs+=(e2fsprogs)
     [ -e /usr/bin/qemu-aarch64-static ] || need_pkgs+=(qemu-user-static)
     command -v update-binfmts >/dev/null || need_pkgs+=(binfmt-support)

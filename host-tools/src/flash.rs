@@ -857,10 +857,10 @@ garbage line
         std::fs::create_dir_all(&dir).unwrap();
         let fat = dir.join("boot.vfat");
         let fat_s = fat.to_str().unwrap();
-        if !tool("mkfs.vfat", &["-C", fat_s, "4096"]) {
-            eprintln!("skipped: mkfs.vfat missing (apt-get install dosfstools mtools)");
-            return;
-        }
+        assert!(
+            tool("mkfs.vfat", &["-C", fat_s, "4096"]),
+            "mkfs.vfat failed or is missing (tests/run.sh installs dosfstools and mtools)"
+        );
         let build = |with_code: Option<&str>| -> PathBuf {
             let img = dir.join(format!("{}.img", with_code.is_some()));
             let mut data = mbr(2048);

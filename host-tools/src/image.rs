@@ -30,6 +30,10 @@
 //! atomically by the daemon.
 
 use crate::cli::ImageArgs;
+use roomcast_media::setup_code;
+/// The setup code's file on the boot partition, where the daemon looks for
+/// it on first start.
+pub use roomcast_media::setup_code::FILE_NAME as SETUP_CODE_FILE;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -50,16 +54,6 @@ pub const ALIGN_MIB: u64 = 4;
 pub const BOOT_MIB: u64 = 256;
 pub const DATA_MIB: u64 = 64;
 const MIB: u64 = 1 << 20;
-
-/// The setup code's file on the boot partition (`/boot/firmware` on the box,
-/// where the daemon looks for it on first start).
-pub const SETUP_CODE_FILE: &str = "roomcast-setup-code.txt";
-/// The daemon's setup code alphabet (firmware/roomcast/src/control/auth.rs):
-/// digits and capitals without 0, O, 1 and I; 5 bits a symbol.
-const SETUP_CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-/// 16 symbols (`XXXX-XXXX-XXXX-XXXX`): 80 random bits, as the daemon makes
-/// them.
-const SETUP_CODE_LEN: usize = 16;
 
 /// Packages every image has, on top of the board's `[image] packages`.
 pub const BASE_PACKAGES: &[&str] = &[
@@ -702,57 +696,15 @@ fn copy_into(src: &Path, dst: &mut fs::File, offset: u64) -> Result<(), ImageErr
     Ok(())
 }
 
-/// A fresh setup code from the kernel's random source (`/dev/urandom`).
+/// A fresh setup code (format in `roomcast_media::setup_code`) from the
+/// kernel's random source (`/dev/urandom`).
 pub fn new_setup_code() -> io::Result<String> {
-    let mut b = [0u8; SETUP_CODE_LEN];
+    let mut b = [0u8; setup_code::LEN];
     fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    // 256 is a multiple of 32: every symbol equally likely.
-    let symbols: Vec<u8> = b
-        .iter()
-        .map(|x| SETUP_CODE_ALPHABET[usize::from(x % 32)])
-        .collect();
-    Ok(group_setup_code(&symbols))
+    Ok(setup_code::from_random(&b))
 }
 
-fn group_setup_code(symbols: &[u8]) -> String {
-    symbols
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// `roomcast-setup-code.txt`: comments for whoever opens the card, then
-/// the code. The daemon takes the first line that is not a comment.
-pub fn setup_code_file(code: &str) -> String {
-    format!(
-        "# roomcast setup code\n\
-         #\n\
-         # On first start the box's web page (http://roomcast-XXXX.local:8080/)\n\
-         # sets the admin password only with this code. It works once: the box\n\
-         # forgets it when the password is set (a reset prints a new one in the\n\
-         # box's log).\n\
-         {code}\n"
-    )
-}
-
-/// The code in a setup code file (the daemon's rule: the first line that
-/// is neither empty nor a `#` comment, any case, dashes optional), in its
-/// canonical form; `None` when there is none.
-pub fn parse_setup_code(text: &str) -> Option<String> {
-    let line = text
-        .trim_start_matches('\u{feff}')
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
-    let symbols: Vec<u8> = line
-        .bytes()
-        .filter(|b| !matches!(b, b'-' | b' ' | b'\t'))
-        .map(|b| b.to_ascii_uppercase())
-        .collect();
-    (symbols.len() == SETUP_CODE_LEN && symbols.iter().all(|b| SETUP_CODE_ALPHABET.contains(b)))
-        .then(|| group_setup_code(&symbols))
-}
+pub use setup_code::{file_text as setup_code_file, parse_file as parse_setup_code};
 
 /// A random 32-bit MBR disk identifier.
 fn disk_id() -> u32 {
@@ -1293,7 +1245,7 @@ mod tests {
                 assert_eq!(c, b'-', "{a}");
             } else {
                 assert!(
-                    SETUP_CODE_ALPHABET.contains(&c) && !b"01IO".contains(&c),
+                    setup_code::ALPHABET.contains(&c) && !b"01IO".contains(&c),
                     "{a}"
                 );
             }

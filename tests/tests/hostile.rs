@@ -80,6 +80,18 @@ fn send_raw(port: u16, raw: &[u8]) -> Option<u16> {
         .ok()
 }
 
+/// `PUT /api/config` with `body`, as the admin (API token).
+fn put_config(d: &Daemon, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "PUT /api/config HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        d.token,
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
 /// Reads until the server closes or resets the connection: true, or until
 /// the read timeout: false.
 fn closed_by_peer(s: &mut TcpStream) -> bool {
@@ -134,14 +146,7 @@ fn huge_declared_bodies_are_refused_and_the_box_stays_up() {
     }
     // A PUT that really sends more than 64 KiB.
     let body = vec![b'x'; 200 * 1024];
-    let mut raw = format!(
-        "PUT /api/config HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
-        d.token,
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
-    assert_eq!(send_raw(d.port, &raw), Some(413));
+    assert_eq!(send_raw(d.port, &put_config(&d, &body)), Some(413));
     assert_alive(&mut d);
     assert_no_panic(&log);
 }
@@ -307,14 +312,7 @@ fn big_bodies_on_keep_alive_do_not_grow_memory() {
     let rss0 = rss_kb(&d);
     let body = vec![b'{'; 10 * 1024 * 1024];
     for _ in 0..5 {
-        let mut raw = format!(
-            "PUT /api/config HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
-            d.token,
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(&body);
-        let s = send_raw(d.port, &raw);
+        let s = send_raw(d.port, &put_config(&d, &body));
         assert!(matches!(s, Some(413) | None), "{s:?}");
     }
     let rss1 = rss_kb(&d);

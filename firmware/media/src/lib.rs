@@ -17,6 +17,8 @@
 //!   (draft-pantos-hls-rfc8216bis).
 //! * [`amf0`], [`flv`], [`rtmp`]: AMF0 values, FLV tags and a sans-IO RTMP
 //!   publishing client (Adobe's AMF0, FLV 10.1 and RTMP 1.0 specifications).
+//! * [`setup_code`]: the first-start setup code and its file, which the
+//!   daemon and `roomcast-host` must agree on.
 //!
 //! Panics: none of the public functions panic on any input; untrusted bytes
 //! are read with bounds checks and malformed data becomes an error or is
@@ -34,5 +36,6 @@ pub mod h264;
 pub mod hls;
 pub mod llhls;
 pub mod rtmp;
+pub mod setup_code;
 pub mod time;
 pub mod ts;

@@ -24,6 +24,7 @@
 use crate::base::lock;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use roomcast_media::setup_code;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -49,21 +50,13 @@ const MAX_BACKOFF_NS: u64 = 60 * 1_000_000_000;
 pub const MIN_PASSWORD: usize = 8;
 /// File holding the one-time setup code while no admin password is set.
 pub const SETUP_CODE_FILE: &str = "setup-code";
-/// Where the SD image leaves the installer's setup code: `roomcast-host
-/// image build` writes it to the FAT boot partition, mounted here on the box.
-pub const BOOT_SETUP_CODE: &str = "/boot/firmware/roomcast-setup-code.txt";
-/// Environment variable naming another file than [`BOOT_SETUP_CODE`] (tests).
+/// Where the SD image's FAT boot partition is mounted on the box:
+/// `roomcast-host image build` leaves the installer's setup code there
+/// (`roomcast_media::setup_code::FILE_NAME`).
+pub const BOOT_DIR: &str = "/boot/firmware";
+/// Environment variable naming another setup code file than the boot
+/// partition's (tests).
 pub const BOOT_SETUP_CODE_ENV: &str = "ROOMCAST_BOOT_SETUP_CODE";
-/// The setup code's symbols: digits and capitals without 0, O, 1 and I, so
-/// that a code read off a terminal or a file can be typed back without
-/// guessing. 32 symbols: 5 bits each.
-const SETUP_CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-/// Symbols in a setup code, shown in groups of four (`XXXX-XXXX-XXXX-XXXX`):
-/// 16 × 5 = 80 bits from the OS random source. Guesses are slowed down with
-/// wrong passwords (1 s, 2 s … one a minute per address after three), and
-/// even a million guesses a second would take about 2^79 / 10^6 s ≈ 19
-/// billion years on average.
-const SETUP_CODE_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -513,11 +506,12 @@ pub fn prepare_setup_code(data_dir: &Path, boot_file: &Path) -> std::io::Result<
     }
 }
 
-/// [`BOOT_SETUP_CODE`], or the file `$ROOMCAST_BOOT_SETUP_CODE` names.
+/// The boot partition's setup code file, or the file
+/// `$ROOMCAST_BOOT_SETUP_CODE` names.
 pub fn boot_setup_code_path() -> PathBuf {
     std::env::var_os(BOOT_SETUP_CODE_ENV)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(BOOT_SETUP_CODE))
+        .unwrap_or_else(|| Path::new(BOOT_DIR).join(setup_code::FILE_NAME))
 }
 
 /// [`prepare_setup_code`] for the daemon's start, with what it did on the
@@ -583,48 +577,15 @@ fn give_to_dir_owner(path: &Path, dir: &Path) {
     }
 }
 
-/// A fresh setup code, `XXXX-XXXX-XXXX-XXXX` (see [`SETUP_CODE_LEN`]).
+/// A fresh setup code, `XXXX-XXXX-XXXX-XXXX` (format in
+/// `roomcast_media::setup_code`), from the OS random source.
 pub fn new_setup_code() -> Result<String, getrandom::Error> {
-    let mut b = [0u8; SETUP_CODE_LEN];
+    let mut b = [0u8; setup_code::LEN];
     getrandom::getrandom(&mut b)?;
-    // 256 is a multiple of 32: every symbol equally likely.
-    let symbols: Vec<u8> = b
-        .iter()
-        .map(|x| SETUP_CODE_ALPHABET[usize::from(x % 32)])
-        .collect();
-    Ok(group_setup_code(&symbols))
+    Ok(setup_code::from_random(&b))
 }
 
-fn group_setup_code(symbols: &[u8]) -> String {
-    symbols
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// A setup code as typed (any case, with or without dashes and spaces) in
-/// its canonical form, or `None` when it cannot be one.
-pub fn normalize_setup_code(typed: &str) -> Option<String> {
-    let symbols: Vec<u8> = typed
-        .bytes()
-        .filter(|b| !matches!(b, b'-' | b' ' | b'\t'))
-        .map(|b| b.to_ascii_uppercase())
-        .collect();
-    (symbols.len() == SETUP_CODE_LEN && symbols.iter().all(|b| SETUP_CODE_ALPHABET.contains(b)))
-        .then(|| group_setup_code(&symbols))
-}
-
-/// The code in a setup code file: the first line that is neither empty nor
-/// a `#` comment (the boot partition's file explains itself in comments;
-/// `DATA_DIR/setup-code` is the code alone).
-pub fn parse_setup_code(text: &str) -> Option<String> {
-    text.trim_start_matches('\u{feff}')
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .and_then(normalize_setup_code)
-}
+pub use setup_code::{normalize as normalize_setup_code, parse_file as parse_setup_code};
 
 /// An argon2id PHC string for `password` with a fresh salt.
 fn hash_password(password: &str) -> Result<String, AuthError> {
@@ -747,14 +708,14 @@ mod tests {
             if i % 5 == 4 {
                 assert_eq!(c, b'-', "{a}");
             } else {
-                assert!(SETUP_CODE_ALPHABET.contains(&c), "{a}");
+                assert!(setup_code::ALPHABET.contains(&c), "{a}");
             }
         }
         // No look-alikes in the alphabet, and every symbol once.
         for c in b"01IO" {
-            assert!(!SETUP_CODE_ALPHABET.contains(c));
+            assert!(!setup_code::ALPHABET.contains(c));
         }
-        let mut sorted = SETUP_CODE_ALPHABET.to_vec();
+        let mut sorted = setup_code::ALPHABET.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), 32);

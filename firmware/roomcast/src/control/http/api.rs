@@ -51,7 +51,7 @@ pub(super) fn route(app: &App, req: &Req) -> Reply {
             Reply::error(405, "use GET or PUT on /api/config").header("Allow", "GET, PUT")
         }
         (Method::Get | Method::Head, p) => Reply::error(404, &format!("no such page: {p}")),
-        (m, p) => super::stream::not_allowed(m, p),
+        (m, p) => Reply::not_allowed(m, p),
     }
 }
 

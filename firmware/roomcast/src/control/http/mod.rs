@@ -24,7 +24,7 @@ mod tests;
 use crate::base::lock;
 use crate::control::app::{App, ApplyError};
 use crate::control::auth::AuthError;
-use crate::sink::llhls::{LlReply, Ready, Want};
+use crate::sink::llhls::{Ready, Want};
 use serde_json::{json, Value};
 use std::fmt;
 use std::net::IpAddr;
@@ -184,6 +184,11 @@ impl Reply {
             .header("Cache-Control", "no-store")
     }
 
+    /// 405 for a method a path does not take.
+    fn not_allowed(m: &Method, path: &str) -> Self {
+        Reply::error(405, &format!("{m} is not allowed on {path}"))
+    }
+
     fn ok() -> Self {
         Reply::json(200, &json!({ "ok": true }))
     }
@@ -293,8 +298,8 @@ fn to_https(app: &App, req: &Req) -> Option<Reply> {
     Some(Reply::error(308, "this box answers over HTTPS only").header("Location", location))
 }
 
-/// Sends the LL-HLS store's replies; a slow client holds up only one of
-/// these threads, never the packager.
+/// Hands the LL-HLS store's answers to the parked requests' tasks (a
+/// channel send each), off the packager's thread.
 pub fn serve_ll_replies(
     app: Arc<App>,
     replies: Receiver<Ready>,
@@ -311,13 +316,7 @@ pub fn serve_ll_replies(
                     let Ok(Ready { to, reply, at_ns }) = next else {
                         return;
                     };
-                    let status = match &reply {
-                        LlReply::Playlist(_) | LlReply::File { .. } => 200,
-                        LlReply::BadRequest(_) => 400,
-                        LlReply::NotFound => 404,
-                        LlReply::Unavailable => 503,
-                    };
-                    count(&app, status);
+                    // The server counts the reply when it sends it.
                     to.respond(reply);
                     app.ll.delivered(at_ns);
                 })

@@ -2,7 +2,7 @@
 //! the store until what the client waits for exists), and the viewer
 //! password gate in front of all of it.
 
-use super::{Method, Reply, Req, Routed};
+use super::{Reply, Req, Routed};
 use crate::base::lock;
 use crate::control::app::App;
 use crate::sink::llhls::{LlReply, Want};
@@ -138,9 +138,4 @@ fn segment(app: &App, name: &str) -> Reply {
             &format!("no such segment: {name} (it may have left the live window)"),
         ),
     }
-}
-
-/// Methods other than GET and HEAD on the stream.
-pub(super) fn not_allowed(m: &Method, p: &str) -> Reply {
-    Reply::error(405, &format!("{m} is not allowed on {p}"))
 }
