@@ -321,3 +321,61 @@ fn big_bodies_on_keep_alive_do_not_grow_memory() {
     assert_alive(&mut d);
     assert_no_panic(&log);
 }
+
+#[test]
+fn garbage_and_slow_drips_are_closed_and_the_box_stays_up() {
+    let (mut d, log) = daemon("hostile-garbage");
+    // Binary garbage, a broken request line, a TLS hello on the HTTP port.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    for raw in [
+        noise.as_slice(),
+        b"GET\r\n\r\n".as_slice(),
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".as_slice(),
+        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n".as_slice(),
+    ] {
+        let s = send_raw(d.port, raw);
+        assert!(matches!(s, Some(400..=505) | None), "{s:?}");
+    }
+    // A head dripped one byte every 400 ms never completes: the server
+    // closes it once the head timeout (10 s) has passed.
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    let t0 = Instant::now();
+    let mut closed = false;
+    for b in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        .iter()
+    {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        if t0.elapsed() > CLOSED_WITHIN {
+            break;
+        }
+    }
+    if !closed {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        closed = closed_by_peer(&mut s);
+    }
+    assert!(
+        closed,
+        "a dripped head was still open after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        t0.elapsed() < CLOSED_WITHIN,
+        "closed only after {:?}",
+        t0.elapsed()
+    );
+    eprintln!("dripped head closed after {:.1?}", t0.elapsed());
+    assert_alive(&mut d);
+    assert_no_panic(&log);
+}
