@@ -547,6 +547,7 @@ seg4.ts\r\n";
                 uri: format!("seg{}.ts", 100 + i),
                 program_date_time_ms: Some(1_764_064_800_000 + 1500 * i),
                 discontinuity: i == 4,
+                key: None,
             });
         }
         let p = Playlist::parse(&pl.render()).unwrap();

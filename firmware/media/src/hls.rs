@@ -1,9 +1,12 @@
 //! HLS live media playlist and keyframe segmenter (RFC 8216).
 //!
 //! * [`MediaPlaylist`]: a sliding-window live Media Playlist (§4.3, with the
-//!   tags of §4.3.2 and §4.3.3 and the live-update rules of §6.2.2).
+//!   tags of §4.3.2 and §4.3.3 and the live-update rules of §6.2.2),
+//!   optionally with `EXT-X-KEY` (§4.3.2.4, see [`crate::aes128`]).
 //! * [`format_program_date_time`]: the `EXT-X-PROGRAM-DATE-TIME` value
 //!   (§4.3.2.6), an RFC 3339 / ISO 8601 UTC time.
+//! * [`render_multivariant`]: the Multivariant Playlist listing every
+//!   rendition of a ladder (§4.4.6).
 //! * [`Segmenter`]: where to cut segments so each starts with a keyframe
 //!   (§3: segments of a live stream should be independently decodable).
 //!
@@ -14,10 +17,15 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt::Write;
 
+use crate::aes128::{write_key_change, SegmentKey};
 use crate::time::Ticks90k;
 
+/// `EXT-X-VERSION` of [`MediaPlaylist`]: 3 for decimal `EXTINF` durations
+/// (§4.3.2.1, §7); it also covers `EXT-X-KEY`'s `IV` (2).
+pub const VERSION: u32 = 3;
+
 /// One media segment as listed in the playlist.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Segment {
     /// Media Sequence Number (§3). Consecutive within a playlist: see
     /// [`MediaPlaylist::push`].
@@ -32,6 +40,8 @@ pub struct Segment {
     /// Timestamps or encoding parameters change before this segment (e.g.
     /// the encoder restarted), so players must reset their decoder.
     pub discontinuity: bool,
+    /// The AES-128 key the segment is encrypted with; `None` = in the clear.
+    pub key: Option<SegmentKey>,
 }
 
 /// A live Media Playlist holding the last `window` segments.
@@ -114,13 +124,19 @@ impl MediaPlaylist {
         self.discontinuity_sequence
     }
 
-    /// The playlist text. Version 3 because `EXTINF` durations are decimal (§4.3.2.1, §7).
+    /// The playlist text, [`VERSION`] 3 because `EXTINF` durations are decimal (§4.3.2.1, §7).
+    ///
+    /// `EXT-X-KEY` comes right before a segment's `EXTINF` wherever its key
+    /// (URI or IV) differs from the previous listed segment's, including
+    /// before the first listed segment when that one has a key;
+    /// `EXT-X-KEY:METHOD=NONE` where a segment without a key follows one
+    /// with (a key tag applies until the next one, §4.3.2.4).
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(128 + 96 * self.segments.len());
         // Writing to a String cannot fail; the results are ignored for that reason.
         let _ = write!(
             s,
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+            "#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
             self.target_duration_s,
             self.media_sequence()
         );
@@ -131,6 +147,7 @@ impl MediaPlaylist {
                 self.discontinuity_sequence
             );
         }
+        let mut key = None;
         for seg in &self.segments {
             if seg.discontinuity {
                 s.push_str("#EXT-X-DISCONTINUITY\n");
@@ -142,6 +159,7 @@ impl MediaPlaylist {
                     format_program_date_time(ms)
                 );
             }
+            write_key_change(&mut s, &mut key, seg.key.as_ref());
             let ms = seg.duration.as_millis_rounded();
             let _ = writeln!(s, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
             s.push_str(&seg.uri);
@@ -149,6 +167,57 @@ impl MediaPlaylist {
         }
         s
     }
+}
+
+/// One rendition as a Multivariant Playlist lists it (§4.4.6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    /// Its media playlist, relative to the multivariant one.
+    pub uri: String,
+    /// Peak bit rate, bit/s: the largest segment bitrate.
+    pub bandwidth: u64,
+    /// Average bit rate, bit/s.
+    pub average_bandwidth: Option<u64>,
+    /// RFC 6381 codecs of every stream in it, e.g. `avc1.42c01f,mp4a.40.2`.
+    pub codecs: String,
+    pub width: u32,
+    pub height: u32,
+    /// Whole frames per second (written with three decimals).
+    pub frame_rate: u32,
+}
+
+/// A Multivariant Playlist of `variants` whose media playlists are LL-HLS
+/// ones: [`render_multivariant_version`] with [`crate::llhls::VERSION`] (9).
+pub fn render_multivariant(variants: &[Variant]) -> String {
+    render_multivariant_version(crate::llhls::VERSION, variants)
+}
+
+/// A Multivariant Playlist of `variants`, in the order given (players take
+/// the first as the one to start with, so the caller puts the top first).
+///
+/// `version` should be that of the media playlists it lists ([`VERSION`]
+/// for MPEG-TS ones, [`crate::llhls::VERSION`] for LL-HLS): nothing here
+/// needs more than 1, but validators flag a multivariant playlist that
+/// declares less than its media playlists. Segments start with keyframes
+/// in every rendition, hence `EXT-X-INDEPENDENT-SEGMENTS` (§4.4.2.1).
+pub fn render_multivariant_version(version: u32, variants: &[Variant]) -> String {
+    let mut s = String::with_capacity(64 + 160 * variants.len());
+    let _ = write!(
+        s,
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+    );
+    for v in variants {
+        let _ = write!(s, "#EXT-X-STREAM-INF:BANDWIDTH={}", v.bandwidth);
+        if let Some(avg) = v.average_bandwidth {
+            let _ = write!(s, ",AVERAGE-BANDWIDTH={avg}");
+        }
+        let _ = writeln!(
+            s,
+            ",CODECS=\"{}\",RESOLUTION={}x{},FRAME-RATE={}.000\n{}",
+            v.codecs, v.width, v.height, v.frame_rate, v.uri
+        );
+    }
+    s
 }
 
 /// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC).
@@ -268,7 +337,42 @@ impl Segmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aes128::sequence_iv;
     use alloc::vec::Vec;
+
+    #[test]
+    fn multivariant_lists_each_rendition_top_first() {
+        let v = |uri: &str, bw, w, h| Variant {
+            uri: uri.into(),
+            bandwidth: bw,
+            average_bandwidth: Some(bw * 4 / 5),
+            codecs: "avc1.42c01f,mp4a.40.2".into(),
+            width: w,
+            height: h,
+            frame_rate: 30,
+        };
+        let mut low = v("r1/index.m3u8", 1_000_000, 640, 360);
+        low.average_bandwidth = None;
+        assert_eq!(
+            render_multivariant(&[v("r0/index.m3u8", 3_000_000, 1280, 720), low.clone()]),
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2400000,CODECS=\"avc1.42c01f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000\n\
+             r0/index.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1000000,CODECS=\"avc1.42c01f,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=30.000\n\
+             r1/index.m3u8\n"
+        );
+        // MPEG-TS renditions: the TS media playlists' version.
+        assert_eq!(
+            render_multivariant_version(VERSION, &[low]),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1000000,CODECS=\"avc1.42c01f,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=30.000\n\
+             r1/index.m3u8\n"
+        );
+        assert_eq!(
+            render_multivariant(&[]),
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        );
+    }
 
     fn seg(sequence: u64, ms: u64, discontinuity: bool, pdt: Option<u64>) -> Segment {
         Segment {
@@ -277,7 +381,63 @@ mod tests {
             uri: format!("seg{sequence}.ts"),
             program_date_time_ms: pdt,
             discontinuity,
+            key: None,
         }
+    }
+
+    #[test]
+    fn keys_rotating_every_two_segments() {
+        let mut pl = MediaPlaylist::new(2, 5);
+        for n in 0..7u64 {
+            let mut s = seg(n, 2000, false, None);
+            // Key n/2 from segment n - n%2 on, its IV that segment's number;
+            // the last segment is in the clear.
+            s.key = (n < 6).then(|| SegmentKey {
+                uri: format!("keys/{}.key", n / 2),
+                iv: sequence_iv(n - n % 2),
+            });
+            pl.push(s);
+        }
+        assert_eq!(
+            pl.render(),
+            "#EXTM3U\n\
+             #EXT-X-VERSION:3\n\
+             #EXT-X-TARGETDURATION:2\n\
+             #EXT-X-MEDIA-SEQUENCE:2\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"keys/1.key\",IV=0x00000000000000000000000000000002\n\
+             #EXTINF:2.000,\n\
+             seg2.ts\n\
+             #EXTINF:2.000,\n\
+             seg3.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"keys/2.key\",IV=0x00000000000000000000000000000004\n\
+             #EXTINF:2.000,\n\
+             seg4.ts\n\
+             #EXTINF:2.000,\n\
+             seg5.ts\n\
+             #EXT-X-KEY:METHOD=NONE\n\
+             #EXTINF:2.000,\n\
+             seg6.ts\n"
+        );
+        // Once the window starts mid-pair, the first listed segment still
+        // states its key; after the keyed ones leave, no key tag is left.
+        pl.push(seg(7, 2000, true, Some(0)));
+        assert!(pl.render().contains(
+            "#EXT-X-MEDIA-SEQUENCE:3\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"keys/1.key\",IV=0x00000000000000000000000000000002\n\
+             #EXTINF:2.000,\n\
+             seg3.ts\n"
+        ));
+        assert!(pl.render().ends_with(
+            "seg6.ts\n\
+             #EXT-X-DISCONTINUITY\n\
+             #EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z\n\
+             #EXTINF:2.000,\n\
+             seg7.ts\n"
+        ));
+        for n in 8..11 {
+            pl.push(seg(n, 2000, false, None));
+        }
+        assert!(!pl.render().contains("EXT-X-KEY"));
     }
 
     #[test]

@@ -10,11 +10,14 @@
 //! * [`aac`]: AudioSpecificConfig and ADTS framing (ISO/IEC 14496-3).
 //! * [`ts`]: an MPEG-TS muxer for one H.264 stream and optionally one AAC
 //!   stream (ISO/IEC 13818-1).
-//! * [`hls`]: a live media playlist and a keyframe segmenter (RFC 8216).
+//! * [`hls`]: a live media playlist, the multivariant playlist and a
+//!   keyframe segmenter (RFC 8216).
 //! * [`fmp4`]: fragmented MP4 / CMAF init segments and movie fragments
 //!   (ISO/IEC 14496-12, -15; ISO/IEC 23000-19).
 //! * [`llhls`]: the low-latency HLS playlist and blocking-reload decisions
 //!   (draft-pantos-hls-rfc8216bis).
+//! * [`aes128`]: HLS `METHOD=AES-128` segment encryption and its
+//!   `EXT-X-KEY` tag (RFC 8216 §4.3.2.4, §5.2).
 //! * [`amf0`], [`flv`], [`rtmp`]: AMF0 values, FLV tags and a sans-IO RTMP
 //!   publishing client (Adobe's AMF0, FLV 10.1 and RTMP 1.0 specifications).
 //! * [`setup_code`]: the first-start setup code and its file, which the
@@ -29,6 +32,7 @@
 extern crate alloc;
 
 pub mod aac;
+pub mod aes128;
 pub mod amf0;
 pub mod flv;
 pub mod fmp4;

@@ -17,9 +17,10 @@
 //!   offered because the playlist has no date ranges (no
 //!   `CAN-SKIP-DATERANGES`).
 //!
-//! There is no `EXT-X-RENDITION-REPORT` (§4.4.5.4): the box serves a single
-//! rendition, and the reports only describe the *other* renditions of a
-//! Multivariant Playlist (rfc8216bis Appendix B.1).
+//! * `EXT-X-RENDITION-REPORT` (§4.4.5.4) for the other renditions of a
+//!   ladder: [`LlPlaylist::render_with_reports`].
+//! * `EXT-X-KEY` (§4.4.4.4) for AES-128 segments and parts: see
+//!   [`LlPlaylist::set_key`] and [`crate::aes128`].
 //!
 //! Media Sequence Numbers follow from position (§6.2.1), so the playlist
 //! keeps them consecutive: see [`LlPlaylist::start_segment`].
@@ -40,8 +41,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
+use crate::aes128::{write_key_change, SegmentKey, NO_KEY_LINE};
 use crate::hls::format_program_date_time;
 use crate::time::Ticks90k;
+
+/// `EXT-X-VERSION` of every LL-HLS playlist: `EXT-X-SKIP` needs 9 and
+/// `EXT-X-MAP` (without `EXT-X-I-FRAMES-ONLY`) needs 6 (§8); full and delta
+/// responses declare the same version.
+pub const VERSION: u32 = 9;
 
 /// Fixed parameters of a low-latency playlist.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +91,9 @@ pub struct LlSegment {
     pub parts: Vec<LlPart>,
     /// `EXT-X-MAP:URI` of this segment (§4.4.4.5).
     pub map_uri: String,
+    /// The AES-128 key of this segment and each of its parts; `None` = in
+    /// the clear.
+    pub key: Option<SegmentKey>,
 }
 
 /// What to do with a blocking playlist request.
@@ -104,6 +114,8 @@ pub struct LlPlaylist {
     cfg: LlConfig,
     /// `EXT-X-MAP` URI for segments started from now on.
     init_uri: String,
+    /// Key of segments started from now on.
+    key: Option<SegmentKey>,
     /// Complete segments in the window, oldest first; each has at least one part.
     segments: VecDeque<LlSegment>,
     /// The segment being produced.
@@ -124,6 +136,7 @@ impl LlPlaylist {
         cfg.window = cfg.window.max(1);
         LlPlaylist {
             init_uri: cfg.init_uri.clone(),
+            key: None,
             cfg,
             segments: VecDeque::new(),
             open: None,
@@ -171,6 +184,7 @@ impl LlPlaylist {
             discontinuity: discontinuity || core::mem::take(&mut self.carry_discontinuity),
             parts: Vec::new(),
             map_uri: self.init_uri.clone(),
+            key: self.key.clone(),
         });
         true
     }
@@ -219,6 +233,15 @@ impl LlPlaylist {
         self.init_uri = uri;
     }
 
+    /// The AES-128 key of segments started from now on (`None`: in the
+    /// clear), like [`Self::set_init_uri`]: keys change at segment
+    /// boundaries only. The caller encrypts each part, and the whole
+    /// segment, on its own with this key and IV (each is a resource of its
+    /// own, [`crate::aes128::encrypt`]); the init segment stays in the clear.
+    pub fn set_key(&mut self, key: Option<SegmentKey>) {
+        self.key = key;
+    }
+
     /// URI of the part being produced now (EXT-X-PRELOAD-HINT:TYPE=PART).
     ///
     /// It may become the first part of the next segment (§4.4.5.3 allows the
@@ -242,6 +265,18 @@ impl LlPlaylist {
                 let last = seg.parts.len().checked_sub(1)?;
                 Some((seg.msn, u32::try_from(last).unwrap_or(u32::MAX)))
             })
+    }
+
+    /// This playlist's `EXT-X-RENDITION-REPORT` as the other renditions
+    /// list it, under `uri` (relative to theirs): its newest part
+    /// ([`Self::last_part`]); `None` while it has none.
+    pub fn rendition_report(&self, uri: String) -> Option<RenditionReport> {
+        let (last_msn, part) = self.last_part()?;
+        Some(RenditionReport {
+            uri,
+            last_msn,
+            last_part: Some(part),
+        })
     }
 
     /// Look up a part's (msn, index) by URI, and whether it exists yet (for serving part files).
@@ -352,9 +387,7 @@ impl LlPlaylist {
     /// Renders the playlist. `skip` = the client asked `_HLS_skip=YES` (delta update): replace the oldest segments older than CAN-SKIP-UNTIL from the end with EXT-X-SKIP:SKIPPED-SEGMENTS=n (only when at least one is skipped).
     ///
     /// Choices, each per rfc8216bis:
-    /// * `EXT-X-VERSION:9` on every response: `EXT-X-SKIP` needs 9 and
-    ///   `EXT-X-MAP` (without `EXT-X-I-FRAMES-ONLY`) needs 6 (§8); full and
-    ///   delta responses declare the same version.
+    /// * [`VERSION`] 9 on every response.
     /// * "From the end" is measured from the end of the last listed part.
     ///   A segment is skipped (§6.2.5.1) when all of it lies more than the
     ///   Skip Boundary from the end, and keeps its `EXT-X-PART` lines while
@@ -371,7 +404,27 @@ impl LlPlaylist {
     ///   and comes after them (hls.js rejects the sequence tags after it).
     /// * The open segment is its parts only (no `EXTINF` until complete);
     ///   while it has none, nothing of it is written.
+    /// * `EXT-X-KEY` comes after a segment's other tags, right before its
+    ///   first `EXT-X-PART` (or its `EXTINF` once its parts are gone),
+    ///   wherever the key differs from the previous segment's;
+    ///   `METHOD=NONE` after a keyed segment. A key tag applies to every
+    ///   `EXT-X-MAP` after it too (§4.4.4.4), so the init segment would have
+    ///   to be encrypted: where the map is written while a key is in force,
+    ///   `METHOD=NONE` comes first and the key is stated again after it.
+    /// * A delta update starts from the key in force after the skipped
+    ///   segments (their tags are replaced by `EXT-X-SKIP`, §4.4.5.2, so a
+    ///   client that merges it keeps that key): the map written before the
+    ///   first listed segment ends it with `METHOD=NONE` and that segment's
+    ///   own key follows, so the key of the first segment after the skip is
+    ///   always stated.
     pub fn render(&self, skip: bool) -> String {
+        self.render_with_reports(skip, &[])
+    }
+
+    /// [`Self::render`] followed by an `EXT-X-RENDITION-REPORT` per other
+    /// rendition of the ladder (rfc8216bis §4.4.5.4), so a player that
+    /// switches knows at once which part to ask the new rendition for.
+    pub fn render_with_reports(&self, skip: bool, reports: &[RenditionReport]) -> String {
         let target = Ticks90k(u64::from(self.cfg.target_duration_s).saturating_mul(Ticks90k::HZ));
         let part_window = Ticks90k(target.0.saturating_mul(3));
         let skip_boundary = Ticks90k(target.0.saturating_mul(6));
@@ -395,7 +448,7 @@ impl LlPlaylist {
         // Writing to a String cannot fail; results are ignored for that reason.
         let _ = write!(
             s,
-            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n\
+            "#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-TARGETDURATION:{}\n\
              #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={},CAN-SKIP-UNTIL={}\n\
              #EXT-X-PART-INF:PART-TARGET={}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
             self.cfg.target_duration_s,
@@ -414,20 +467,54 @@ impl LlPlaylist {
         if skipped > 0 {
             let _ = writeln!(s, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
         }
-        let mut map: Option<&str> = None;
+        let mut state = InForce {
+            map: None,
+            key: skipped
+                .checked_sub(1)
+                .and_then(|last| self.segments.get(last))
+                .and_then(|seg| seg.key.as_ref()),
+        };
         for (seg, after) in self.segments.iter().zip(&after).skip(skipped) {
             let with_parts = *after <= part_window;
-            write_segment(&mut s, seg, with_parts, &mut map);
+            write_segment(&mut s, seg, with_parts, &mut state);
             let _ = writeln!(s, "#EXTINF:{},\n{}", Secs(seg.duration), seg.uri);
         }
         if let Some(open) = self.open.as_ref().filter(|o| !o.parts.is_empty()) {
-            write_segment(&mut s, open, true, &mut map);
+            write_segment(&mut s, open, true, &mut state);
         }
         if let Some(hint) = &self.preload_hint {
             let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
         }
+        for r in reports {
+            let _ = write!(
+                s,
+                "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={}",
+                r.uri, r.last_msn
+            );
+            if let Some(p) = r.last_part {
+                let _ = write!(s, ",LAST-PART={p}");
+            }
+            s.push('\n');
+        }
         s
     }
+}
+
+/// Where another rendition's playlist ends, for `EXT-X-RENDITION-REPORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionReport {
+    /// The other rendition's media playlist, relative to this one.
+    pub uri: String,
+    /// Its last segment with a part (the open one while it has parts).
+    pub last_msn: u64,
+    /// That segment's last part index.
+    pub last_part: Option<u32>,
+}
+
+/// The map and key in force at a point of the playlist being written.
+struct InForce<'a> {
+    map: Option<&'a str>,
+    key: Option<&'a SegmentKey>,
 }
 
 /// Writes a segment's tags and (if `with_parts`) its `EXT-X-PART` lines; not its `EXTINF`.
@@ -435,14 +522,18 @@ fn write_segment<'a>(
     s: &mut String,
     seg: &'a LlSegment,
     with_parts: bool,
-    map: &mut Option<&'a str>,
+    state: &mut InForce<'a>,
 ) {
     if seg.discontinuity {
         s.push_str("#EXT-X-DISCONTINUITY\n");
     }
-    if *map != Some(seg.map_uri.as_str()) {
+    if state.map != Some(seg.map_uri.as_str()) {
+        // A key in force would apply to the map: the init segment is clear.
+        if state.key.take().is_some() {
+            s.push_str(NO_KEY_LINE);
+        }
         let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", seg.map_uri);
-        *map = Some(&seg.map_uri);
+        state.map = Some(&seg.map_uri);
     }
     if let Some(ms) = seg.program_date_time_ms {
         let _ = writeln!(
@@ -451,6 +542,7 @@ fn write_segment<'a>(
             format_program_date_time(ms)
         );
     }
+    write_key_change(s, &mut state.key, seg.key.as_ref());
     if !with_parts {
         return;
     }
@@ -557,6 +649,7 @@ impl BlockingQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aes128::sequence_iv;
     use alloc::format;
 
     const HALF_S: Ticks90k = Ticks90k(45_000);
@@ -596,6 +689,161 @@ mod tests {
         #EXT-X-TARGETDURATION:2\n\
         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500,CAN-SKIP-UNTIL=12.000\n\
         #EXT-X-PART-INF:PART-TARGET=0.500\n";
+
+    #[test]
+    fn rendition_reports_follow_the_playlist() {
+        let mut pl = LlPlaylist::new(cfg(5));
+        segment(&mut pl, 7, 2, false);
+        let reports = [
+            RenditionReport {
+                uri: "../r0/index.m3u8".into(),
+                last_msn: 7,
+                last_part: Some(1),
+            },
+            RenditionReport {
+                uri: "../r2/index.m3u8".into(),
+                last_msn: 6,
+                last_part: None,
+            },
+        ];
+        assert_eq!(
+            pl.render_with_reports(false, &reports),
+            format!(
+                "{HEADER}#EXT-X-MEDIA-SEQUENCE:7\n\
+                 #EXT-X-MAP:URI=\"init0.mp4\"\n\
+                 #EXT-X-PART:DURATION=0.500,URI=\"s7.0.m4s\",INDEPENDENT=YES\n\
+                 #EXT-X-PART:DURATION=0.500,URI=\"s7.1.m4s\"\n\
+                 #EXT-X-RENDITION-REPORT:URI=\"../r0/index.m3u8\",LAST-MSN=7,LAST-PART=1\n\
+                 #EXT-X-RENDITION-REPORT:URI=\"../r2/index.m3u8\",LAST-MSN=6\n"
+            )
+        );
+        assert_eq!(pl.render_with_reports(true, &[]), pl.render(true));
+        assert_eq!(
+            pl.rendition_report("../r1/index.m3u8".into()),
+            Some(RenditionReport {
+                uri: "../r1/index.m3u8".into(),
+                last_msn: 7,
+                last_part: Some(1),
+            })
+        );
+        assert_eq!(LlPlaylist::new(cfg(5)).rendition_report("x".into()), None);
+    }
+
+    #[test]
+    fn keys_with_parts_a_map_change_and_a_skip() {
+        let key = |n: u64| {
+            Some(SegmentKey {
+                uri: format!("k{n}.key"),
+                iv: sequence_iv(n),
+            })
+        };
+        let mut pl = LlPlaylist::new(cfg(9));
+        // s20..s24 under k20, s25..s27 under k25 (s27 with a new init
+        // segment), s28 and s29 in the clear, open s30 under k30.
+        for msn in 20..30 {
+            match msn {
+                20 | 25 => pl.set_key(key(msn)),
+                27 => pl.set_init_uri("init1.mp4".into()),
+                28 => pl.set_key(None),
+                _ => {}
+            }
+            segment(&mut pl, msn, 4, true);
+        }
+        pl.set_key(key(30));
+        segment(&mut pl, 30, 1, false);
+        assert_eq!(pl.media_sequence(), 21);
+        let k20 =
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"k20.key\",IV=0x00000000000000000000000000000014\n";
+        let k25 =
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"k25.key\",IV=0x00000000000000000000000000000019\n";
+        let tail = format!(
+            "#EXTINF:2.000,\ns24.m4s\n\
+             {k25}\
+             #EXTINF:2.000,\ns25.m4s\n\
+             #EXTINF:2.000,\ns26.m4s\n\
+             #EXT-X-KEY:METHOD=NONE\n\
+             #EXT-X-MAP:URI=\"init1.mp4\"\n\
+             {k25}\
+             #EXT-X-PART:DURATION=0.500,URI=\"s27.0.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s27.1.m4s\"\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s27.2.m4s\"\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s27.3.m4s\"\n\
+             #EXTINF:2.000,\ns27.m4s\n\
+             #EXT-X-KEY:METHOD=NONE\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s28.0.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s28.1.m4s\"\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s28.2.m4s\"\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s28.3.m4s\"\n\
+             #EXTINF:2.000,\ns28.m4s\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s29.0.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s29.1.m4s\"\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s29.2.m4s\"\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s29.3.m4s\"\n\
+             #EXTINF:2.000,\ns29.m4s\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"k30.key\",IV=0x0000000000000000000000000000001E\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"s30.0.m4s\",INDEPENDENT=YES\n"
+        );
+        // Full: the key follows the first map and holds through s24.
+        assert_eq!(
+            pl.render(false),
+            format!(
+                "{HEADER}#EXT-X-MEDIA-SEQUENCE:21\n\
+                 #EXT-X-MAP:URI=\"init0.mp4\"\n\
+                 {k20}\
+                 #EXTINF:2.000,\ns21.m4s\n\
+                 #EXTINF:2.000,\ns22.m4s\n\
+                 #EXTINF:2.000,\ns23.m4s\n\
+                 {tail}"
+            )
+        );
+        // Delta: s21..s23 (and their key tag) are skipped; k20, in force
+        // after them, is ended before the map and stated again for s24.
+        assert_eq!(
+            pl.render(true),
+            format!(
+                "{HEADER}#EXT-X-MEDIA-SEQUENCE:21\n\
+                 #EXT-X-SKIP:SKIPPED-SEGMENTS=3\n\
+                 #EXT-X-KEY:METHOD=NONE\n\
+                 #EXT-X-MAP:URI=\"init0.mp4\"\n\
+                 {k20}\
+                 {tail}"
+            )
+        );
+        // Segments keep their key, for the caller.
+        let old = pl.finish_segment("s30.m4s".into()).unwrap();
+        assert_eq!((old.msn, old.key), (21, key(20)));
+    }
+
+    #[test]
+    fn delta_from_a_clear_segment_after_keyed_ones_says_none() {
+        let mut pl = LlPlaylist::new(cfg(9));
+        pl.set_key(Some(SegmentKey {
+            uri: "k.key".into(),
+            iv: sequence_iv(0),
+        }));
+        for msn in 0..5 {
+            segment(&mut pl, msn, 4, true);
+        }
+        pl.set_key(None);
+        for msn in 5..12 {
+            segment(&mut pl, msn, 4, true);
+        }
+        // The window is s3..s11; s3 and s4 are skipped. Without METHOD=NONE a
+        // client merging the delta would keep their key for s5.
+        let delta = pl.render(true);
+        assert!(delta.contains(
+            "#EXT-X-MEDIA-SEQUENCE:3\n\
+             #EXT-X-SKIP:SKIPPED-SEGMENTS=2\n\
+             #EXT-X-KEY:METHOD=NONE\n\
+             #EXT-X-MAP:URI=\"init0.mp4\"\n\
+             #EXTINF:2.000,\ns5.m4s\n"
+        ));
+        assert_eq!(delta.matches("EXT-X-KEY").count(), 1);
+        // The full playlist states the key once and ends it once.
+        let full = pl.render(false);
+        assert_eq!(full.matches("#EXT-X-KEY:METHOD=AES-128,").count(), 1);
+        assert!(full.contains("s4.m4s\n#EXT-X-KEY:METHOD=NONE\n#EXTINF:2.000,\ns5.m4s\n"));
+    }
 
     #[test]
     fn renders_parts_open_segment_and_hint() {

@@ -24,14 +24,10 @@ pub mod v4l2;
 use anyhow::Context;
 use base::bus::FrameBus;
 use base::clock::SharedClock;
-use control::{app, app::App, auth, http, mdns, sdnotify};
-use sink::hls::{self, HlsStore};
-use sink::llhls;
+use control::{app::App, auth, http, mdns, sdnotify};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Frames the HLS sink may fall behind before it drops to the next keyframe.
-const HLS_QUEUE: usize = 120;
 /// Threads handing answers to parked LL-HLS requests to the server (a
 /// channel send each).
 const LL_REPLY_THREADS: usize = 1;
@@ -56,27 +52,10 @@ pub fn start(
 ) -> anyhow::Result<Daemon> {
     let bus = Arc::new(FrameBus::new());
     let stats = Arc::new(base::stats::Stats::default());
-    let hls = HlsStore::new(app::hls_settings(&cfg));
-    let (ll, ll_replies) = llhls::LlStore::new(clock.clone(), app::ll_settings(&cfg));
-    let queue = bus.subscribe("hls", HLS_QUEUE);
-    let ll_queue = bus.subscribe("llhls", HLS_QUEUE);
-    // Sequence numbers start from the wall clock so they never repeat across
-    // restarts and a cached segment can never be the wrong one.
-    let first_sequence = clock.wall_unix_ms() / 500;
-    let mut threads = vec![
-        spawn("hls", {
-            let hls = hls.clone();
-            move || hls::run_sink(queue, hls, first_sequence)
-        })?,
-        spawn("llhls", {
-            let ll = ll.clone();
-            move || llhls::run_sink(ll_queue, ll, first_sequence)
-        })?,
-        spawn("llhls-timer", {
-            let ll = ll.clone();
-            move || llhls::run_timer(ll)
-        })?,
-    ];
+    // HLS and LL-HLS packagers, one set per rendition of the ladder.
+    let (renditions, ll_replies) =
+        sink::served::Renditions::start(bus.clone(), clock.clone(), &cfg);
+    let mut threads = Vec::new();
     let pipeline = pipeline::Pipeline::new(
         clock.clone(),
         bus.clone(),
@@ -108,8 +87,7 @@ pub fn start(
         bus,
         pipeline,
         outputs,
-        hls,
-        ll,
+        renditions,
         config: Mutex::new(cfg),
         config_path,
         auth: auth::Auth::new(data_dir),
@@ -134,15 +112,4 @@ pub fn start(
         http: server,
         threads,
     })
-}
-
-/// Starts a named thread of the daemon.
-fn spawn(
-    name: &str,
-    f: impl FnOnce() + Send + 'static,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .with_context(|| format!("spawn the {name} thread"))
 }

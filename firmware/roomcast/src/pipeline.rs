@@ -18,8 +18,11 @@ use crate::base::frame::{EncodedFrame, I420Frame, RawFrame};
 use crate::base::lock;
 use crate::base::stats::{Current, Stats};
 use crate::config::{ValidConfig, VideoSource};
-use crate::encoder::{self, EncodeError, EncoderChoice, EncoderSettings, VideoEncoder};
+use crate::encoder::{
+    self, EncodeError, EncodedPicture, EncoderChoice, EncoderSettings, VideoEncoder,
+};
 use crate::source::camera::{CameraSource, CameraStatus, LiveControls};
+use crate::source::scale::Scaler;
 use crate::source::{Next, PassthroughFrame, Source, TestSource};
 use crate::v4l2::mode::Want;
 use crate::v4l2::Backend;
@@ -163,6 +166,16 @@ impl Pipeline {
         // Open the encoder before touching the running stream, so a bad
         // choice fails here and changes nothing.
         let enc = choice.open(settings, self.backend.as_ref())?;
+        let mut rungs = Vec::new();
+        for r in &cfg.renditions()[1..] {
+            let rung = EncoderSettings {
+                width: r.width,
+                height: r.height,
+                bitrate_kbps: r.bitrate_kbps,
+                ..settings
+            };
+            rungs.push(Rung::open(&choice, rung, self.backend.as_ref())?);
+        }
         self.controls.set(c.camera.clone());
         let keyframe = Arc::new(AtomicBool::new(false));
         let source: Box<dyn Source> = match cfg.source() {
@@ -220,6 +233,7 @@ impl Pipeline {
                 camera_keyframe: keyframe,
                 waiting_for_key: false,
                 source: source_kind,
+                rungs,
             };
             let (bus, stats) = (self.bus.clone(), self.stats.clone());
             std::thread::Builder::new()
@@ -302,6 +316,7 @@ fn capture_loop(
 /// publishes until `rx` hangs up, returning each picture on `free`.
 pub fn encode_pictures(
     enc: Box<dyn VideoEncoder>,
+    rungs: Vec<Rung>,
     settings: EncoderSettings,
     rx: Receiver<RawFrame>,
     free: Sender<I420Frame>,
@@ -319,6 +334,7 @@ pub fn encode_pictures(
         camera_keyframe: Arc::default(),
         waiting_for_key: false,
         source: "test",
+        rungs,
     };
     while let Ok(raw) = rx.recv() {
         let wants_key = bus.take_keyframe_request();
@@ -349,6 +365,66 @@ struct EncoderStage {
     /// Pass-through frames are dropped until the camera's next IDR.
     waiting_for_key: bool,
     source: &'static str,
+    /// The ladder's lower renditions, encoded from the same pictures.
+    rungs: Vec<Rung>,
+}
+
+/// One lower rendition: its scaler, picture buffer and encoder. It makes
+/// an IDR exactly when the top rendition does (asked for before each
+/// picture the top one made an IDR of, and its own GOP counts the same
+/// pictures), so segments and parts of every rendition start on the same
+/// capture time and a player switches without a gap.
+pub struct Rung {
+    settings: EncoderSettings,
+    encoder: Box<dyn VideoEncoder>,
+    /// The scaler for the top picture's size (a camera may come back in
+    /// another mode), with that size.
+    scaler: Option<(Scaler, usize, usize)>,
+    picture: I420Frame,
+}
+
+impl Rung {
+    /// Opens the rung's encoder: a second openh264 instance, or a second
+    /// context of the same M2M device (each open of a V4L2 M2M node is its
+    /// own context).
+    pub fn open(
+        choice: &EncoderChoice,
+        settings: EncoderSettings,
+        backend: &dyn Backend,
+    ) -> Result<Rung, EncodeError> {
+        Ok(Rung {
+            encoder: choice.open(settings, backend)?,
+            picture: I420Frame::new(settings.width as usize, settings.height as usize),
+            scaler: None,
+            settings,
+        })
+    }
+
+    /// Scales `top` down and encodes it; an IDR when `keyframe`.
+    fn encode(
+        &mut self,
+        top: &I420Frame,
+        keyframe: bool,
+    ) -> Result<Option<EncodedPicture>, EncodeError> {
+        let (w, h) = (self.settings.width as usize, self.settings.height as usize);
+        let scaler = match &mut self.scaler {
+            Some((s, sw, sh)) if (*sw, *sh) == (top.width, top.height) => s,
+            slot => {
+                &mut slot
+                    .insert((
+                        Scaler::new(top.width, top.height, w, h),
+                        top.width,
+                        top.height,
+                    ))
+                    .0
+            }
+        };
+        scaler.run(top, &mut self.picture);
+        if keyframe {
+            self.encoder.request_keyframe();
+        }
+        self.encoder.encode(&self.picture)
+    }
 }
 
 impl EncoderStage {
@@ -436,21 +512,33 @@ impl EncoderStage {
         let Some((enc, _, _)) = self.current.as_mut() else {
             return;
         };
+        let stamp = |width, height| Stamped {
+            capture_ns: raw.capture_ns,
+            wall_ms: raw.wall_ms,
+            duration_ns: raw.duration_ns,
+            width,
+            height,
+        };
         match enc.encode(&raw.picture) {
-            Ok(Some(pic)) => publish(
-                bus,
-                stats,
-                self.epoch,
-                Stamped {
-                    capture_ns: raw.capture_ns,
-                    wall_ms: raw.wall_ms,
-                    duration_ns: raw.duration_ns,
-                    width: w,
-                    height: h,
-                },
-                pic.keyframe,
-                pic.data,
-            ),
+            Ok(Some(pic)) => {
+                let keyframe = pic.keyframe;
+                publish(bus, stats, self.epoch, 0, stamp(w, h), keyframe, pic.data);
+                for (i, rung) in self.rungs.iter_mut().enumerate() {
+                    let (rw, rh) = (rung.settings.width, rung.settings.height);
+                    match rung.encode(&raw.picture, keyframe) {
+                        Ok(Some(p)) => {
+                            let r = i as u8 + 1;
+                            publish(bus, stats, self.epoch, r, stamp(rw, rh), p.keyframe, p.data)
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            if stats.encode_errors.fetch_add(1, Relaxed) == 0 {
+                                eprintln!("roomcast: rendition {}: {e}", i + 1);
+                            }
+                        }
+                    }
+                }
+            }
             Ok(None) => {}
             Err(e) => {
                 // One bad picture is not a reason to stop the stream.
@@ -481,6 +569,7 @@ impl EncoderStage {
             bus,
             stats,
             self.epoch,
+            0,
             Stamped {
                 capture_ns: f.capture_ns,
                 wall_ms: f.wall_ms,
@@ -503,9 +592,21 @@ struct Stamped {
     height: u32,
 }
 
-fn publish(bus: &FrameBus, stats: &Stats, epoch: u32, s: Stamped, keyframe: bool, data: Vec<u8>) {
+/// Puts one encoded picture of rendition `rendition` on the bus; the
+/// encoder statistics count the top rendition's.
+fn publish(
+    bus: &FrameBus,
+    stats: &Stats,
+    epoch: u32,
+    rendition: u8,
+    s: Stamped,
+    keyframe: bool,
+    data: Vec<u8>,
+) {
     let ts = Ticks90k::from_nanos(s.capture_ns);
-    stats.on_encoded(s.capture_ns, data.len());
+    if rendition == 0 {
+        stats.on_encoded(s.capture_ns, data.len());
+    }
     bus.publish(Arc::new(EncodedFrame {
         capture_ns: s.capture_ns,
         wall_ms: s.wall_ms,
@@ -519,6 +620,7 @@ fn publish(bus: &FrameBus, stats: &Stats, epoch: u32, s: Stamped, keyframe: bool
         epoch,
         width: s.width,
         height: s.height,
+        rendition,
         track: crate::base::frame::Track::Video,
     }));
 }

@@ -1,12 +1,13 @@
 //! An arbitrary sequence of operations on a low-latency playlist (start,
-//! push part, finish, hint, map change, blocking-reload decision, render with
-//! and without `_HLS_skip`): nothing panics, the rendered
+//! push part, finish, hint, map or key change, blocking-reload decision,
+//! render with and without `_HLS_skip`): nothing panics, the rendered
 //! EXT-X-MEDIA-SEQUENCE matches `media_sequence()` and, like the
-//! discontinuity sequence, never goes backwards, and parts get consecutive
-//! positions.
+//! discontinuity sequence, never goes backwards, parts get consecutive
+//! positions, and no EXT-X-MAP is written while a key is in force.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use roomcast_media::aes128::{sequence_iv, SegmentKey};
 use roomcast_media::llhls::{LlConfig, LlPart, LlPlaylist};
 use roomcast_media::time::Ticks90k;
 
@@ -52,6 +53,10 @@ fuzz_target!(|data: &[u8]| {
                 pl.finish_segment(format!("s{i}.m4s"));
             }
             3 => pl.set_preload_hint((op & 8 != 0).then(|| format!("p{}.m4s", i + 1))),
+            4 if op & 8 != 0 => pl.set_key((op & 16 != 0).then(|| SegmentKey {
+                uri: format!("k{}.key", op >> 5),
+                iv: sequence_iv(small),
+            })),
             4 => pl.set_init_uri(format!("i{i}.mp4")),
             5 => {
                 let part = (op & 8 != 0).then_some(b[8] as u32 % 16);
@@ -73,6 +78,14 @@ fuzz_target!(|data: &[u8]| {
             let want = format!("\n#EXT-X-MEDIA-SEQUENCE:{ms}\n");
             assert!(text.contains(&want), "{text}");
             assert!(text.matches("#EXT-X-SKIP:").count() <= usize::from(skip));
+            // The init segment is never under a key.
+            let mut keyed = false;
+            for line in text.lines() {
+                if line.starts_with("#EXT-X-KEY:") {
+                    keyed = line != "#EXT-X-KEY:METHOD=NONE";
+                }
+                assert!(!(keyed && line.starts_with("#EXT-X-MAP:")), "{text}");
+            }
         }
     }
 });

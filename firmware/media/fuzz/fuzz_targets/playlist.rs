@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use roomcast_media::aes128::{sequence_iv, SegmentKey};
 use roomcast_media::hls::{MediaPlaylist, Segment, Segmenter};
 use roomcast_media::time::Ticks90k;
 
@@ -29,6 +30,11 @@ fuzz_target!(|data: &[u8]| {
             uri: format!("s{i}.ts"),
             program_date_time_ms: (b[0] & 4 != 0).then_some(value),
             discontinuity: b[0] & 8 != 0,
+            // Keys come and go, and repeat, so every key transition is rendered.
+            key: (b[0] & 16 != 0).then(|| SegmentKey {
+                uri: format!("k{}.key", b[0] >> 6),
+                iv: sequence_iv(u64::from(b[0] >> 5 & 1)),
+            }),
         });
         assert!(pl.segments().count() <= window.max(1));
         assert!(pl.media_sequence() >= last_ms);

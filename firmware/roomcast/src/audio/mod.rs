@@ -398,6 +398,7 @@ fn run(
                 epoch: 0,
                 width: 0,
                 height: 0,
+                rendition: 0,
                 track: Track::Audio,
             }));
             set_status(&mut |st| st.frames += 1);

@@ -29,11 +29,23 @@ impl FrameBus {
         Self::default()
     }
 
-    /// Adds a sink with room for `capacity` frames.
+    /// Adds a sink of the top rendition with room for `capacity` frames.
     pub fn subscribe(&self, name: &str, capacity: usize) -> Arc<SinkQueue> {
+        self.subscribe_rendition(name, capacity, 0)
+    }
+
+    /// Adds a sink that takes the video of one rendition of the ladder
+    /// (0 = the top one) and all the audio.
+    pub fn subscribe_rendition(
+        &self,
+        name: &str,
+        capacity: usize,
+        rendition: u8,
+    ) -> Arc<SinkQueue> {
         let q = Arc::new(SinkQueue {
             name: name.to_string(),
             capacity: capacity.max(1),
+            rendition,
             state: Mutex::new(QueueState::default()),
             ready: Condvar::new(),
             keyframe_wanted: self.keyframe_wanted.clone(),
@@ -75,6 +87,8 @@ impl FrameBus {
 pub struct SinkQueue {
     name: String,
     capacity: usize,
+    /// The ladder rendition whose video this sink takes.
+    rendition: u8,
     state: Mutex<QueueState>,
     ready: Condvar,
     /// The bus's flag (see [`FrameBus::request_keyframe`]).
@@ -116,7 +130,15 @@ impl SinkQueue {
         &self.name
     }
 
+    /// The ladder rendition whose video this sink takes (0 = top).
+    pub fn rendition(&self) -> u8 {
+        self.rendition
+    }
+
     fn push(&self, frame: SharedFrame) {
+        if frame.is_video() && frame.rendition != self.rendition {
+            return;
+        }
         let mut st = lock(&self.state);
         if st.closed {
             return;
@@ -228,6 +250,7 @@ mod tests {
             epoch: 0,
             width: 16,
             height: 16,
+            rendition: 0,
             track: crate::base::frame::Track::Video,
         })
     }

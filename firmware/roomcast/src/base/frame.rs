@@ -83,6 +83,9 @@ pub struct EncodedFrame {
     pub epoch: u32,
     pub width: u32,
     pub height: u32,
+    /// The ladder rung a video frame belongs to (0 = the top rendition,
+    /// the configured `[video]`); 0 for audio, which every rendition shares.
+    pub rendition: u8,
     /// Video (H.264 access unit) or audio (one raw AAC-LC frame of 1024
     /// samples, no ADTS header; `keyframe` false, size 0x0).
     pub track: Track,

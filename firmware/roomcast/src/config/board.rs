@@ -100,6 +100,10 @@ pub struct VideoDefaults {
     pub fps: u32,
     pub bitrate_kbps: u32,
     pub gop: u32,
+    /// The rendition ladder below `[video]` (`ladder` in the
+    /// configuration); left out = automatic, `[]` = one rendition.
+    #[serde(default)]
+    pub ladder: Option<Vec<super::ladder::Rung>>,
 }
 
 /// Status LED and button; a board may have neither.

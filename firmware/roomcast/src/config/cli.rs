@@ -122,6 +122,7 @@ impl Overrides {
                 url: url.clone(),
                 enabled: true,
                 ca_file: None,
+                rendition: 0,
             });
         }
         c

@@ -31,6 +31,9 @@ impl Board {
             c.video.bitrate_kbps = v.bitrate_kbps;
             c.video.gop = v.gop;
         }
+        if !explicit.contains("ladder") && p.video.ladder.is_some() {
+            c.ladder = p.video.ladder.clone();
+        }
         if !explicit.contains("source") {
             if accepts(&c, "source", |c| c.source = p.video.source.clone()) {
                 c.source = p.video.source.clone();

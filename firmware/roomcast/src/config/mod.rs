@@ -10,6 +10,7 @@
 pub mod board;
 pub mod cli;
 mod defaults;
+pub mod ladder;
 pub mod srt_url;
 pub mod url;
 
@@ -56,6 +57,11 @@ pub struct Config {
     /// camera's own H.264).
     pub encoder: String,
     pub video: Video,
+    /// Lower renditions next to `[video]`, largest first (see
+    /// `ladder.rs`); left out = automatic (a 360-line rung above 480
+    /// lines), `[]` = the top rendition alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Vec<ladder::Rung>>,
     /// Camera controls, applied without restarting the stream.
     pub camera: CameraControls,
     pub hls: Hls,
@@ -131,6 +137,9 @@ pub struct Record {
     pub segment_minutes: u32,
     /// Recordings kept, in MiB; the oldest files are deleted first.
     pub keep_mb: u32,
+    /// Which rendition is recorded (0: the top one).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rendition: u8,
 }
 
 impl Default for Record {
@@ -142,6 +151,7 @@ impl Default for Record {
             dir: String::new(),
             segment_minutes: 10,
             keep_mb: 2048,
+            rendition: 0,
         }
     }
 }
@@ -161,6 +171,14 @@ pub struct Output {
     /// private servers; public servers are checked against the bundled roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Which rendition of the ladder it sends: 0 (the default) is the top
+    /// one, `[video]`; 1 the first `ladder` rung, and so on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rendition: u8,
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }
 
 fn yes() -> bool {
@@ -228,6 +246,7 @@ impl Default for Config {
             encoder: "auto".into(),
             camera: Default::default(),
             video: Video::default(),
+            ladder: None,
             hls: Hls::default(),
             outputs: Vec::new(),
             run_outputs: Vec::new(),
@@ -278,6 +297,13 @@ pub struct FieldError {
     pub reason: String,
 }
 
+fn no_such_rendition(r: u8, count: usize) -> String {
+    format!(
+        "must name a rendition of the ladder: 0 (the top one) to {} (got {r})",
+        count - 1
+    )
+}
+
 fn field(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
     FieldError {
         field: field.into(),
@@ -297,6 +323,16 @@ pub struct ValidConfig {
     /// The entries of `config.run_outputs` that are not also in
     /// `config.outputs`, with their URLs parsed.
     run: Vec<(Output, url::OutputUrl)>,
+    /// Every rendition, the top one (`[video]`) first.
+    renditions: Vec<Rendition>,
+}
+
+/// One rendition of the ladder as it is encoded and served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rendition {
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
 }
 
 /// Where pictures come from (`source`), parsed once by validation.
@@ -331,6 +367,13 @@ impl ValidConfig {
 
     pub fn encoder(&self) -> &EncoderSetting {
         &self.encoder
+    }
+
+    /// Every rendition, the top one first: `[video]` and the ladder
+    /// (automatic or explicit; none with pass-through, which has no
+    /// pictures to scale).
+    pub fn renditions(&self) -> &[Rendition] {
+        &self.renditions
     }
 
     /// Every output that runs, with its parsed URL and its position: the
@@ -593,6 +636,21 @@ impl Config {
                 ));
             }
         }
+        let renditions = self.check_ladder(&encoder)?;
+        for (i, o) in self.outputs.iter().chain(run.iter().copied()).enumerate() {
+            if usize::from(o.rendition) >= renditions.len() {
+                return Err(field(
+                    format!("outputs[{i}].rendition"),
+                    no_such_rendition(o.rendition, renditions.len()),
+                ));
+            }
+        }
+        if usize::from(self.record.rendition) >= renditions.len() {
+            return Err(field(
+                "record.rendition",
+                no_such_rendition(self.record.rendition, renditions.len()),
+            ));
+        }
         let run_urls = urls.split_off(self.outputs.len());
         let run = run.into_iter().cloned().zip(run_urls).collect();
         Ok(ValidConfig {
@@ -601,7 +659,38 @@ impl Config {
             encoder,
             urls,
             run,
+            renditions,
         })
+    }
+
+    /// The renditions `[video]` and `ladder` make, checked.
+    fn check_ladder(&self, encoder: &EncoderSetting) -> Result<Vec<Rendition>, FieldError> {
+        let v = &self.video;
+        let rungs = match (&self.ladder, encoder) {
+            (Some(r), EncoderSetting::Passthrough) if !r.is_empty() => {
+                return Err(field(
+                    "ladder",
+                    "must be empty with encoder \"passthrough\": the camera's own H.264 gives no pictures to scale",
+                ))
+            }
+            (_, EncoderSetting::Passthrough) => Vec::new(),
+            (Some(r), _) => r.clone(),
+            (None, _) => ladder::automatic(v.width, v.height, v.bitrate_kbps),
+        };
+        ladder::check(&rungs, v.width, v.height, v.bitrate_kbps)
+            .map_err(|e| field(e.field, e.reason))?;
+        let top = Rendition {
+            width: v.width,
+            height: v.height,
+            bitrate_kbps: v.bitrate_kbps,
+        };
+        Ok(std::iter::once(top)
+            .chain(rungs.iter().map(|r| Rendition {
+                width: r.width,
+                height: r.height,
+                bitrate_kbps: r.bitrate_kbps,
+            }))
+            .collect())
     }
 }
 
@@ -623,7 +712,17 @@ pub fn check_shape(change: &serde_json::Value) -> Result<(), FieldError> {
             ),
         ));
     }
-    let template = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut template = serde_json::to_value(Config::default()).unwrap_or_default();
+    // `ladder` is left out of the default (automatic); it is a list.
+    template["ladder"] = serde_json::json!([]);
+    if change.get("ladder").is_some_and(|l| l.is_null()) {
+        // null: back to the automatic ladder.
+        let mut c = change.clone();
+        if let Some(o) = c.as_object_mut() {
+            o.remove("ladder");
+        }
+        return check_tables(&template, &c, "");
+    }
     check_tables(&template, change, "")
 }
 
@@ -661,7 +760,10 @@ fn check_tables(
                 check_tables(table, value, &name)?;
             }
             Some(Value::Array(_)) => {
-                let example = "{\"url\": \"rtmp://HOST/APP/KEY\"}";
+                let example = match key.as_str() {
+                    "ladder" => "{\"width\": 640, \"height\": 360, \"bitrate_kbps\": 800}",
+                    _ => "{\"url\": \"rtmp://HOST/APP/KEY\"}",
+                };
                 let Some(items) = value.as_array() else {
                     return Err(field(
                         name,
@@ -967,6 +1069,7 @@ mod tests {
             url: url.into(),
             enabled: true,
             ca_file: None,
+            rendition: 0,
         };
         let mut c = Config {
             outputs: vec![o("rtmp://a/live/k1"), o("rtmp://b/live/k2")],
@@ -1054,6 +1157,7 @@ mod tests {
             url: "rtmp://h/live/secretkey0000".into(),
             enabled: true,
             ca_file: None,
+            rendition: 0,
         });
         save(&path, &c.clone().validate().unwrap()).unwrap();
         assert_eq!(mode(&path), 0o600);

@@ -9,8 +9,7 @@ use crate::config::url::{mask_url, OutputUrl};
 use crate::config::{self, Config, ConfigError, FieldError, Output, ValidConfig};
 use crate::encoder::EncodeError;
 use crate::pipeline::Pipeline;
-use crate::sink::hls::{HlsSettings, HlsStore};
-use crate::sink::llhls::{LlSettings, LlStore};
+use crate::sink::served::Renditions;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -23,9 +22,8 @@ pub struct App {
     pub pipeline: Pipeline,
     /// Every output (RTMP, SRT, the recorder), one thread and bus queue each.
     pub outputs: crate::sink::output::Outputs,
-    pub hls: Arc<HlsStore>,
-    /// Low-latency HLS (CMAF parts, blocking reloads).
-    pub ll: Arc<LlStore>,
+    /// The packagers the box serves (HLS TS and LL-HLS), per rendition.
+    pub renditions: Renditions,
     /// The configuration in effect: the stored file plus command-line
     /// overrides (until an API change replaces them) and command-line
     /// outputs (`run_outputs`, kept by every change).
@@ -56,27 +54,6 @@ pub enum ApplyError {
     Encoder(#[from] EncodeError),
 }
 
-pub fn ll_settings(cfg: &ValidConfig) -> LlSettings {
-    let c = cfg.get();
-    LlSettings {
-        segment_ms: c.hls.segment_ms,
-        part_ms: c.hls.part_ms,
-        fps: c.video.fps,
-        window: c.hls.window,
-        target_duration_s: cfg.target_duration_s(),
-        audio: cfg.audio_format(),
-    }
-}
-
-pub fn hls_settings(cfg: &ValidConfig) -> HlsSettings {
-    HlsSettings {
-        segment_ms: cfg.get().hls.segment_ms,
-        window: cfg.get().hls.window,
-        target_duration_s: cfg.target_duration_s(),
-        audio: cfg.audio_format(),
-    }
-}
-
 impl App {
     /// An app whose pipeline has not started, with no devices and no HTTPS:
     /// for tests of the routes and operations, without sockets.
@@ -88,7 +65,7 @@ impl App {
     ) -> App {
         let bus = Arc::new(FrameBus::new());
         let stats = Arc::new(Stats::default());
-        let (ll, _replies) = LlStore::new(clock.clone(), ll_settings(&cfg));
+        let (renditions, _replies) = Renditions::start(bus.clone(), clock.clone(), &cfg);
         App {
             started_ns: clock.monotonic_ns(),
             pipeline: Pipeline::new(
@@ -98,8 +75,7 @@ impl App {
                 crate::v4l2::no_devices(),
             ),
             outputs: crate::sink::outputs(&bus, &clock, data_dir),
-            hls: HlsStore::new(hls_settings(&cfg)),
-            ll,
+            renditions,
             clock,
             stats,
             bus,
@@ -137,8 +113,7 @@ impl App {
         let before = std::fs::read(&self.config_path).ok();
         let to_save = patched(stored.get(), patch.clone())?;
         config::save_named(&self.config_path, &to_save, &patch)?;
-        self.hls.set_settings(hls_settings(&valid));
-        self.ll.set_settings(ll_settings(&valid));
+        self.renditions.apply(&valid);
         if let Err(e) = self.apply_pipeline(&current, &valid) {
             // Put the old file back, byte for byte, so the box boots into
             // what it did.
@@ -151,8 +126,7 @@ impl App {
                     }
                 }),
             };
-            self.hls.set_settings(hls_settings(&current));
-            self.ll.set_settings(ll_settings(&current));
+            self.renditions.apply(&current);
             return Err(e.into());
         }
         *current = valid;
@@ -259,10 +233,12 @@ impl App {
                     "dropped": st.dropped,
                     "delivered": st.delivered,
                 });
-                match q.name() {
-                    "hls" => v["segments"] = json!(self.hls.total_segments()),
-                    "llhls" => v["parts"] = json!(self.ll.parts_published()),
-                    _ => {}
+                if let Some(r) = self.renditions.get(usize::from(q.rendition())) {
+                    if q.name().starts_with("hls") {
+                        v["segments"] = json!(r.hls.total_segments());
+                    } else if q.name().starts_with("llhls") {
+                        v["parts"] = json!(r.ll.parts_published());
+                    }
                 }
                 v
             })
@@ -273,16 +249,35 @@ impl App {
             .bus
             .sinks()
             .iter()
-            .filter(|q| matches!(q.name(), "hls" | "llhls"))
+            .filter(|q| q.name().starts_with("hls") || q.name().starts_with("llhls"))
             .map(|q| q.stats().dropped)
             .sum();
-        let (p50, p99) = self.ll.part_latency_ms().unzip();
-        let (d50, d99) = self.ll.delivery_ms().unzip();
+        let top = self.renditions.top();
+        let (p50, p99) = top.ll.part_latency_ms().unzip();
+        let (d50, d99) = top.ll.delivery_ms().unzip();
+        let renditions: Vec<Value> = self
+            .renditions
+            .all()
+            .iter()
+            .map(|r| {
+                let bw = r.hls.bandwidth();
+                json!({
+                    "width": r.spec.width, "height": r.spec.height,
+                    "bitrate_kbps": r.spec.bitrate_kbps,
+                    "measured_peak_kbps": bw.map(|b| b.0 / 1000),
+                    "measured_average_kbps": bw.map(|b| b.1 / 1000),
+                    "codecs": r.ll.codecs(),
+                    "segments": r.hls.total_segments(),
+                    "parts": r.ll.parts_published(),
+                })
+            })
+            .collect();
         let health = crate::control::system::read(self.clock.monotonic_ns());
         json!({
+            "renditions": renditions,
             "llhls": {
-                "parts": self.ll.parts_published(),
-                "waiting_requests": self.ll.waiting(),
+                "parts": top.ll.parts_published(),
+                "waiting_requests": top.ll.waiting(),
                 "part_latency_ms": { "p50": p50.map(round1), "p99": p99.map(round1) },
                 "delivery_ms": { "p50": d50.map(round1), "p99": d99.map(round1) },
             },
@@ -398,7 +393,18 @@ impl App {
             "roomcast_hls_segments_total",
             "counter",
             "HLS segments published.",
-            &[(String::new(), self.hls.total_segments() as f64)],
+            &self
+                .renditions
+                .all()
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    (
+                        format!("{{rendition=\"{i}\"}}"),
+                        r.hls.total_segments() as f64,
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
         let classes: Vec<(String, f64)> = (1..6)
             .map(|c| {
@@ -555,6 +561,7 @@ mod tests {
             url: url.into(),
             enabled: false,
             ca_file: None,
+            rendition: 0,
         }
     }
 

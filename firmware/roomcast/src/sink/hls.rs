@@ -101,6 +101,25 @@ impl HlsStore {
         lock(&self.state).segments.get(&sequence).cloned()
     }
 
+    /// Peak and average bitrate (bit/s) of the segments in the live
+    /// window, for a multivariant playlist; `None` before the first one.
+    pub fn bandwidth(&self) -> Option<(u64, u64)> {
+        let st = lock(&self.state);
+        let (mut peak, mut bytes, mut ticks) = (0u64, 0u64, 0u64);
+        for seg in st.playlist.segments() {
+            let (Some(b), d) = (st.segments.get(&seg.sequence), seg.duration.0) else {
+                continue;
+            };
+            let len = b.len() as u64;
+            if let Some(bps) = (len * 8 * Ticks90k::HZ).checked_div(d) {
+                peak = peak.max(bps);
+            }
+            bytes += len;
+            ticks += d;
+        }
+        (ticks > 0).then(|| (peak, bytes * 8 * Ticks90k::HZ / ticks))
+    }
+
     /// Segments published since start.
     pub fn total_segments(&self) -> u64 {
         lock(&self.state).total_segments
@@ -238,6 +257,7 @@ impl Packager {
                 uri: format!("seg{}.ts", b.sequence),
                 program_date_time_ms: Some(b.wall_ms),
                 discontinuity: b.discontinuity,
+                key: None,
             };
             self.store.publish(seg, b.bytes);
         }
@@ -288,6 +308,7 @@ mod tests {
             epoch,
             width: 16,
             height: 16,
+            rendition: 0,
             track: crate::base::frame::Track::Video,
         }
     }

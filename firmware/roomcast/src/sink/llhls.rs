@@ -27,7 +27,7 @@ use roomcast_media::aac::AudioSpecificConfig;
 use roomcast_media::fmp4::{self, AudioSample, AudioTimeline, Sample};
 use roomcast_media::h264::ParameterSets;
 use roomcast_media::hls::{Cut, Segmenter};
-use roomcast_media::llhls::{Block, LlConfig, LlPart, LlPlaylist};
+use roomcast_media::llhls::{Block, LlConfig, LlPart, LlPlaylist, RenditionReport};
 use roomcast_media::time::Ticks90k;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,6 +137,48 @@ struct State {
     parts_published: u64,
     /// RFC 6381 codecs of the current init segment.
     codecs: Option<String>,
+    /// The ladder's board of live edges and this store's place on it.
+    ladder: Option<(Arc<LadderEdges>, usize)>,
+}
+
+/// Where each rendition's LL-HLS playlist ends (last segment and part),
+/// shared by the stores of one ladder so each playlist can carry
+/// EXT-X-RENDITION-REPORT tags for the others (rfc8216bis §4.4.5.4): a
+/// player switching renditions then asks for the right part at once.
+#[derive(Debug, Default)]
+pub struct LadderEdges {
+    edges: Mutex<Vec<Option<(u64, u32)>>>,
+}
+
+impl LadderEdges {
+    pub fn new(renditions: usize) -> Arc<Self> {
+        Arc::new(LadderEdges {
+            edges: Mutex::new(vec![None; renditions]),
+        })
+    }
+
+    fn set(&self, i: usize, edge: Option<(u64, u32)>) {
+        if let Some(e) = lock(&self.edges).get_mut(i) {
+            *e = edge;
+        }
+    }
+
+    /// Reports for every rendition but `me`, as seen from `me`'s playlist
+    /// (`../rN/index.m3u8`).
+    fn reports(&self, me: usize) -> Vec<RenditionReport> {
+        lock(&self.edges)
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .filter_map(|(i, e)| {
+                e.map(|(msn, part)| RenditionReport {
+                    uri: format!("../r{i}/index.m3u8"),
+                    last_msn: msn,
+                    last_part: Some(part),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Segments whose files stay fetchable after leaving the playlist.
@@ -149,7 +191,17 @@ impl LlStore {
     /// drains on its own threads (so a slow client never slows the packager).
     pub fn new(clock: SharedClock, settings: LlSettings) -> (Arc<Self>, Receiver<Ready>) {
         let (tx, rx) = mpsc::channel();
-        let store = Arc::new(LlStore {
+        (Self::with_replies(clock, settings, tx), rx)
+    }
+
+    /// A store whose ready answers go to `replies`, which several stores
+    /// (one per rendition) may share.
+    pub fn with_replies(
+        clock: SharedClock,
+        settings: LlSettings,
+        replies: Sender<Ready>,
+    ) -> Arc<Self> {
+        Arc::new(LlStore {
             clock,
             state: Mutex::new(State {
                 settings,
@@ -161,16 +213,22 @@ impl LlStore {
                 part_latency_ns: VecDeque::new(),
                 parts_published: 0,
                 codecs: None,
+                ladder: None,
             }),
-            replies: tx,
+            replies,
             closed: AtomicBool::new(false),
             delivery_ns: Mutex::new(VecDeque::new()),
-        });
-        (store, rx)
+        })
     }
 
     pub fn set_settings(&self, settings: LlSettings) {
         lock(&self.state).settings = settings;
+    }
+
+    /// Makes this store rendition `index` of a ladder whose live edges are
+    /// on `edges`: its playlists report the others'.
+    pub fn join_ladder(&self, edges: Arc<LadderEdges>, index: usize) {
+        lock(&self.state).ladder = Some((edges, index));
     }
 
     pub fn settings(&self) -> LlSettings {
@@ -260,6 +318,9 @@ impl LlStore {
     fn publish(&self, change: impl FnOnce(&mut State)) {
         let mut st = lock(&self.state);
         change(&mut st);
+        if let Some((edges, me)) = &st.ladder {
+            edges.set(*me, st.playlist.as_ref().and_then(|p| p.last_part()));
+        }
         let now = self.clock.monotonic_ns();
         let mut ready = Vec::new();
         let mut i = 0;
@@ -310,11 +371,18 @@ impl State {
             },
             Want::Playlist { msn, part, skip } => {
                 let pl = self.playlist.as_ref().filter(|p| p.last_part().is_some())?;
+                let render = || {
+                    let reports = match &self.ladder {
+                        Some((edges, me)) => edges.reports(*me),
+                        None => Vec::new(),
+                    };
+                    LlReply::Playlist(pl.render_with_reports(*skip, &reports).into())
+                };
                 let Some(msn) = msn else {
-                    return Some(LlReply::Playlist(pl.render(*skip).into()));
+                    return Some(render());
                 };
                 match pl.decide(*msn, *part) {
-                    Block::Ready => Some(LlReply::Playlist(pl.render(*skip).into())),
+                    Block::Ready => Some(render()),
                     Block::Wait => None,
                     Block::BadRequest => Some(LlReply::BadRequest(format!(
                         "_HLS_msn={msn} is beyond the live edge of this playlist"
@@ -745,6 +813,7 @@ mod tests {
                     epoch: 0,
                     width: 64,
                     height: 64,
+                    rendition: 0,
                     track: crate::base::frame::Track::Video,
                 })
             })
@@ -960,6 +1029,7 @@ mod tests {
                     epoch,
                     width: f.width,
                     height: f.height,
+                    rendition: 0,
                     track: Track::Video,
                 })
             })
@@ -986,6 +1056,7 @@ mod tests {
             epoch: 0,
             width: 0,
             height: 0,
+            rendition: 0,
             track: Track::Audio,
         })
     }

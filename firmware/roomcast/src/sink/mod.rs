@@ -1,5 +1,6 @@
 //! Sinks: everything that takes encoded frames off the bus. The served
-//! packagers ([`hls`], [`llhls`]) run for the daemon's whole life; the
+//! packagers ([`hls`], [`llhls`]), one set per rendition ([`served`]), run
+//! for the daemon's whole life; the
 //! outputs ([`rtmp`], [`srt`], [`record`]) come and go with the
 //! configuration through one framework ([`output`]).
 
@@ -8,6 +9,7 @@ pub mod llhls;
 pub mod output;
 pub mod record;
 pub mod rtmp;
+pub mod served;
 pub mod srt;
 pub mod tsmux;
 

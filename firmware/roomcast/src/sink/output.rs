@@ -126,6 +126,8 @@ pub struct Wanted<S> {
     /// How it is shown: the URL with its secrets masked, or a directory.
     pub label: String,
     pub enabled: bool,
+    /// The ladder rendition it takes (0: the top one).
+    pub rendition: u8,
     pub settings: S,
 }
 
@@ -141,6 +143,7 @@ pub fn wanted_outputs<S>(
                 order: Some(order),
                 label: url.masked(),
                 enabled: o.enabled,
+                rendition: o.rendition,
                 settings,
             })
         })
@@ -292,6 +295,7 @@ impl<K: OutputKind> Manager<K> {
                         r.wanted.settings == w.settings
                             && r.wanted.enabled == w.enabled
                             && r.wanted.label == w.label
+                            && r.wanted.rendition == w.rendition
                     })
                     .map(|i| old.remove(i))
             })
@@ -353,7 +357,9 @@ impl<K: OutputKind> Manager<K> {
             };
         }
         let name = K::queue_name(&wanted.label);
-        let queue = self.bus.subscribe(&name, K::QUEUE_FRAMES);
+        let queue = self
+            .bus
+            .subscribe_rendition(&name, K::QUEUE_FRAMES, wanted.rendition);
         let ctx = Ctx {
             queue: queue.clone(),
             status: status.clone(),
@@ -426,6 +432,7 @@ fn status_object<K: OutputKind>(w: &Wanted<K::Settings>, s: &K::Status, dropped:
         "kind": K::KIND,
         "url": w.label,
         "enabled": w.enabled,
+        "rendition": w.rendition,
         "state": c.state.as_str(),
         "peer": c.peer,
         "bytes_sent": c.bytes_sent,
@@ -600,6 +607,7 @@ pub(crate) fn config_with_outputs(outputs: &[(&str, bool)], audio: bool) -> Vali
                 url: u.to_string(),
                 enabled: *e,
                 ca_file: None,
+                rendition: 0,
             })
             .collect(),
         ..Default::default()

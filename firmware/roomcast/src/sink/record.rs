@@ -528,6 +528,7 @@ impl OutputKind for Record {
             order: None,
             label: settings.dir.display().to_string(),
             enabled: cfg.get().record.enabled,
+            rendition: cfg.get().record.rendition,
             settings,
         }]
     }
@@ -639,6 +640,7 @@ mod tests {
             epoch,
             width: 16,
             height: 16,
+            rendition: 0,
             track: crate::base::frame::Track::Video,
         }
     }

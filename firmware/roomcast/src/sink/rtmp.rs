@@ -778,6 +778,7 @@ mod tests {
             epoch: 0,
             width: 320,
             height: 240,
+            rendition: 0,
             track: crate::base::frame::Track::Video,
         }
     }
@@ -796,6 +797,7 @@ mod tests {
             epoch: 0,
             width: 0,
             height: 0,
+            rendition: 0,
             track: crate::base::frame::Track::Audio,
         }
     }

@@ -83,6 +83,7 @@ mod tests {
             epoch: 0,
             width: 16,
             height: 16,
+            rendition: 0,
             track,
         }
     }

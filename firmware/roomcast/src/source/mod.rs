@@ -5,6 +5,7 @@ pub mod camera;
 pub mod capture;
 pub mod convert;
 pub mod pattern;
+pub mod scale;
 pub mod slate;
 
 use crate::base::clock::SharedClock;

@@ -245,7 +245,7 @@ impl From<ApplyError> for Reply {
 pub enum Routed {
     Reply(Reply),
     /// An LL-HLS request the store answers, possibly later.
-    Parked(Want),
+    Parked(usize, Want),
 }
 
 impl From<Reply> for Routed {
@@ -318,7 +318,7 @@ pub fn serve_ll_replies(
                     };
                     // The server counts the reply when it sends it.
                     to.respond(reply);
-                    app.ll.delivered(at_ns);
+                    app.renditions.top().ll.delivered(at_ns);
                 })
                 .expect("spawn LL-HLS reply thread")
         })

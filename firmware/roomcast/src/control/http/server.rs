@@ -34,7 +34,7 @@
 use super::{count, handle, BodyError, Method, Reply, Req, Routed, MAX_BODY};
 use crate::control::app::App;
 use crate::control::tls::CertStore;
-use crate::sink::llhls::{LlReply, Responder};
+use crate::sink::llhls::{LlReply, Responder, Want};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -480,12 +480,18 @@ async fn serve(
     };
     let reply = match routed {
         Ok(Routed::Reply(r)) => r,
-        Ok(Routed::Parked(want)) => {
+        Ok(Routed::Parked(rendition, want)) => {
+            let blocking = matches!(want, Want::Playlist { msn: Some(_), .. });
             let (tx, rx) = oneshot::channel();
-            app.ll.request(want, Box::new(OneShot(tx)));
+            match app.renditions.get(rendition) {
+                Some(r) => r.ll.request(want, Box::new(OneShot(tx))),
+                None => {
+                    let _ = tx.send(LlReply::NotFound);
+                }
+            }
             match tokio::time::timeout(PARKED_MAX, rx).await {
-                Ok(Ok(r)) => super::stream::ll_reply(r),
-                _ => super::stream::ll_reply(LlReply::Unavailable),
+                Ok(Ok(r)) => super::stream::ll_reply(r, blocking),
+                _ => super::stream::ll_reply(LlReply::Unavailable, blocking),
             }
         }
         Err(_) => Reply::error(500, "the request failed inside the box"),

@@ -26,7 +26,7 @@ fn app(tag: &str) -> (App, PathBuf) {
 fn reply(app: &App, req: &Req) -> Reply {
     match handle(app, req) {
         Routed::Reply(r) => r,
-        Routed::Parked(w) => panic!("parked: {w:?}"),
+        Routed::Parked(r, w) => panic!("parked for rendition {r}: {w:?}"),
     }
 }
 
@@ -266,27 +266,42 @@ fn ll_hls_queries_are_checked_before_parking() {
     ] {
         let r = reply(
             &app,
-            &Req::new(Method::Get, &format!("/hls/index.m3u8?{q}")),
+            &Req::new(Method::Get, &format!("/hls/r0/index.m3u8?{q}")),
         );
         assert_eq!(r.status, 400, "{q}");
     }
     let parked = handle(
         &app,
-        &Req::new(Method::Get, "/hls/index.m3u8?_HLS_msn=5&_HLS_part=2"),
+        &Req::new(Method::Get, "/hls/r0/index.m3u8?_HLS_msn=5&_HLS_part=2"),
     );
     assert!(matches!(
         parked,
-        Routed::Parked(Want::Playlist {
-            msn: Some(5),
-            part: Some(2),
-            skip: false
-        })
+        Routed::Parked(
+            0,
+            Want::Playlist {
+                msn: Some(5),
+                part: Some(2),
+                skip: false
+            }
+        )
     ));
-    let file = handle(&app, &Req::new(Method::Get, "/hls/part12.3.m4s"));
-    assert!(matches!(file, Routed::Parked(Want::File(ref n)) if n == "part12.3.m4s"));
+    let file = handle(&app, &Req::new(Method::Get, "/hls/r1/part12.3.m4s"));
+    assert!(matches!(file, Routed::Parked(1, Want::File(ref n)) if n == "part12.3.m4s"));
+    // Not a rendition directory, or a file name with a path in it.
+    for bad in [
+        "/hls/rx/part1.1.m4s",
+        "/hls/r123/part1.1.m4s",
+        "/hls/r0/a/part1.1.m4s",
+    ] {
+        assert_eq!(
+            reply(&app, &Req::new(Method::Get, bad)).status,
+            404,
+            "{bad}"
+        );
+    }
     // The TS flavour answers at once (404: no such segment yet).
     assert_eq!(
-        reply(&app, &Req::new(Method::Get, "/hls/ts/seg1.ts")).status,
+        reply(&app, &Req::new(Method::Get, "/hls/ts/r0/seg1.ts")).status,
         404
     );
 }
@@ -308,9 +323,9 @@ fn viewer_password_closes_the_stream_but_not_the_page() {
     // The admin passes; a viewer session opens the stream and nothing else.
     let admin = handle(
         &app,
-        &as_admin(Req::new(Method::Get, "/hls/index.m3u8"), &sid, None),
+        &as_admin(Req::new(Method::Get, "/hls/r0/index.m3u8"), &sid, None),
     );
-    assert!(matches!(admin, Routed::Parked(_)));
+    assert!(matches!(admin, Routed::Parked(0, _)));
     let login = with_body(
         Method::Post,
         "/api/viewer-login",
@@ -321,9 +336,9 @@ fn viewer_password_closes_the_stream_but_not_the_page() {
     let cookie = r.header_value("Set-Cookie").unwrap();
     assert!(cookie.starts_with(VIEWER_COOKIE));
     let viewer = cookie.split(';').next().unwrap().to_string();
-    let mut play = Req::new(Method::Get, "/hls/index.m3u8");
+    let mut play = Req::new(Method::Get, "/hls/r0/index.m3u8");
     play.headers.push(("Cookie".into(), viewer.clone()));
-    assert!(matches!(handle(&app, &play), Routed::Parked(_)));
+    assert!(matches!(handle(&app, &play), Routed::Parked(0, _)));
     let mut api = Req::new(Method::Get, "/api/status");
     api.headers.push(("Cookie".into(), viewer));
     assert_eq!(reply(&app, &api).status, 401);

@@ -1027,6 +1027,7 @@ mod tests {
                 epoch: 0,
                 width: 1280,
                 height: 720,
+                rendition: 0,
                 track: crate::base::frame::Track::Video,
             }));
         };

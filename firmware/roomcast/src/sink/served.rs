@@ -1,0 +1,250 @@
+//! The packagers the box serves itself, one set per rendition of the
+//! ladder: the MPEG-TS HLS store ([`hls`]) and the LL-HLS store
+//! ([`llhls`]), each fed by its own bus queue that takes that rendition's
+//! video and the shared audio. The multivariant playlists that list them
+//! are made here too, from what the stores measured (peak and average
+//! bitrate over the live window, codecs from the real SPS).
+//!
+//! The set is rebuilt when the ladder changes shape (the pipeline restarts
+//! then anyway); all renditions then start from one sequence number, so
+//! with keyframes on the same pictures their segments and parts carry the
+//! same numbers and times.
+
+use crate::base::bus::{FrameBus, SinkQueue};
+use crate::base::clock::SharedClock;
+use crate::base::lock;
+use crate::config::{Rendition, ValidConfig};
+use crate::sink::hls::{self, HlsSettings, HlsStore};
+use crate::sink::llhls::{self, LadderEdges, LlSettings, LlStore, Ready};
+use roomcast_media::hls::{render_multivariant_version, Variant};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Frames a served packager may fall behind before it drops to the next keyframe.
+const QUEUE_FRAMES: usize = 120;
+
+/// Which media playlists a multivariant playlist lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// MPEG-TS segments (`/hls/ts/rN/index.m3u8`).
+    Ts,
+    /// LL-HLS: CMAF parts and segments with blocking reload.
+    LowLatency,
+}
+
+/// One rendition's stores and what it is.
+pub struct Served {
+    pub spec: Rendition,
+    pub fps: u32,
+    pub hls: Arc<HlsStore>,
+    /// Low-latency HLS (CMAF parts, blocking reloads).
+    pub ll: Arc<LlStore>,
+}
+
+/// Every rendition's packagers.
+pub struct Renditions {
+    bus: Arc<FrameBus>,
+    clock: SharedClock,
+    replies: Sender<Ready>,
+    running: Mutex<Running>,
+}
+
+#[derive(Default)]
+struct Running {
+    served: Vec<Arc<Served>>,
+    queues: Vec<Arc<SinkQueue>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Renditions {
+    /// The packagers for `cfg`'s ladder, started, and the queue of answers
+    /// to parked LL-HLS requests (every rendition's), which the caller
+    /// drains on its own threads.
+    pub fn start(
+        bus: Arc<FrameBus>,
+        clock: SharedClock,
+        cfg: &ValidConfig,
+    ) -> (Renditions, Receiver<Ready>) {
+        let (replies, rx) = mpsc::channel();
+        let r = Renditions {
+            bus,
+            clock,
+            replies,
+            running: Mutex::default(),
+        };
+        r.rebuild(cfg);
+        (r, rx)
+    }
+
+    /// Follows a new configuration: new packaging settings for each
+    /// rendition, or a fresh set when the ladder changed.
+    pub fn apply(&self, cfg: &ValidConfig) {
+        let same_ladder = {
+            let running = lock(&self.running);
+            running.served.len() == cfg.renditions().len()
+                && running
+                    .served
+                    .iter()
+                    .zip(cfg.renditions())
+                    .all(|(s, r)| s.spec == *r)
+        };
+        if !same_ladder {
+            self.rebuild(cfg);
+            return;
+        }
+        for s in &lock(&self.running).served {
+            s.hls.set_settings(hls_settings(cfg));
+            s.ll.set_settings(ll_settings(cfg));
+        }
+    }
+
+    fn rebuild(&self, cfg: &ValidConfig) {
+        self.stop();
+        // Sequence numbers start from the wall clock so they never repeat
+        // across restarts and a cached segment can never be the wrong one.
+        let first_sequence = self.clock.wall_unix_ms() / 500;
+        let mut running = Running::default();
+        let edges = LadderEdges::new(cfg.renditions().len());
+        for (i, spec) in cfg.renditions().iter().enumerate() {
+            let r = i as u8;
+            let hls = HlsStore::new(hls_settings(cfg));
+            let ll =
+                LlStore::with_replies(self.clock.clone(), ll_settings(cfg), self.replies.clone());
+            ll.join_ladder(edges.clone(), i);
+            // The top rendition's queues keep the names they had before
+            // the ladder ("hls", "llhls"); rung i's are "hls{i}", "llhls{i}".
+            let n = if i == 0 { String::new() } else { i.to_string() };
+            let hq = self
+                .bus
+                .subscribe_rendition(&format!("hls{n}"), QUEUE_FRAMES, r);
+            let lq = self
+                .bus
+                .subscribe_rendition(&format!("llhls{n}"), QUEUE_FRAMES, r);
+            let threads = [
+                spawn(format!("hls{i}"), {
+                    let (q, hls) = (hq.clone(), hls.clone());
+                    move || hls::run_sink(q, hls, first_sequence)
+                }),
+                spawn(format!("llhls{i}"), {
+                    let (q, ll) = (lq.clone(), ll.clone());
+                    move || llhls::run_sink(q, ll, first_sequence)
+                }),
+                spawn(format!("llhls-timer{i}"), {
+                    let ll = ll.clone();
+                    move || llhls::run_timer(ll)
+                }),
+            ];
+            running.threads.extend(threads.into_iter().flatten());
+            running.queues.extend([hq, lq]);
+            running.served.push(Arc::new(Served {
+                spec: *spec,
+                fps: cfg.get().video.fps,
+                hls,
+                ll,
+            }));
+        }
+        *lock(&self.running) = running;
+    }
+
+    /// Stops every packager (their stores answer what they hold, then 404).
+    pub fn stop(&self) {
+        let old = std::mem::take(&mut *lock(&self.running));
+        for q in &old.queues {
+            self.bus.unsubscribe(q);
+        }
+        for t in old.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Rendition `i` (0 = top), while the ladder has it.
+    pub fn get(&self, i: usize) -> Option<Arc<Served>> {
+        lock(&self.running).served.get(i).cloned()
+    }
+
+    /// The top rendition (`[video]`); there is always one.
+    pub fn top(&self) -> Arc<Served> {
+        self.get(0).expect("the top rendition always runs")
+    }
+
+    pub fn all(&self) -> Vec<Arc<Served>> {
+        lock(&self.running).served.clone()
+    }
+
+    /// A multivariant playlist listing every rendition's `flavour` media
+    /// playlist at `uri(i)`, once every rendition has a segment (so `CODECS`
+    /// is known); `None` before.
+    pub fn multivariant(&self, flavour: Flavour, uri: impl Fn(usize) -> String) -> Option<String> {
+        let all = self.all();
+        let variants: Option<Vec<Variant>> = all
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.variant(uri(i)))
+            .collect();
+        // The version is the highest its media playlists need (§4.4.1.2).
+        let version = match flavour {
+            Flavour::Ts => roomcast_media::hls::VERSION,
+            Flavour::LowLatency => roomcast_media::llhls::VERSION,
+        };
+        Some(render_multivariant_version(version, &variants?))
+    }
+}
+
+impl Served {
+    /// This rendition as a multivariant playlist entry: BANDWIDTH is the
+    /// peak segment bitrate over the live window, AVERAGE-BANDWIDTH the
+    /// mean; before a segment exists, the configured bitrate with the
+    /// audio's and 10 % for the container. `None` until the codecs are
+    /// known (the first init segment).
+    fn variant(&self, uri: String) -> Option<Variant> {
+        let codecs = self.ll.codecs()?;
+        let audio_bps = self
+            .hls
+            .settings()
+            .audio
+            .map_or(0, |a| u64::from(a.bitrate_kbps) * 1000);
+        let nominal = (u64::from(self.spec.bitrate_kbps) * 1000 + audio_bps) * 11 / 10;
+        let (peak, average) = self.hls.bandwidth().unwrap_or((nominal, nominal));
+        Some(Variant {
+            uri,
+            bandwidth: peak,
+            average_bandwidth: Some(average),
+            codecs,
+            width: self.spec.width,
+            height: self.spec.height,
+            frame_rate: self.fps,
+        })
+    }
+}
+
+pub fn ll_settings(cfg: &ValidConfig) -> LlSettings {
+    let c = cfg.get();
+    LlSettings {
+        segment_ms: c.hls.segment_ms,
+        part_ms: c.hls.part_ms,
+        fps: c.video.fps,
+        window: c.hls.window,
+        target_duration_s: cfg.target_duration_s(),
+        audio: cfg.audio_format(),
+    }
+}
+
+pub fn hls_settings(cfg: &ValidConfig) -> HlsSettings {
+    HlsSettings {
+        segment_ms: cfg.get().hls.segment_ms,
+        window: cfg.get().hls.window,
+        target_duration_s: cfg.target_duration_s(),
+        audio: cfg.audio_format(),
+    }
+}
+
+/// Starts a packager thread; `None` (logged) if the system has no thread
+/// left, which leaves that rendition without files rather than the box down.
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| eprintln!("roomcast: cannot start the {name} thread: {e}"))
+        .ok()
+}
