@@ -206,14 +206,14 @@ grep -qi '<html' "$work/index.html" || fail "GET / is not the web page"
 t=$(now)
 seg=""
 for _ in $(seq 1 120); do
-    seg=$(get /hls/ts/index.m3u8 2>/dev/null | grep -v '^#' | grep . | tail -n 1) && [ -n "$seg" ] && break
+    seg=$(get /hls/ts/r0/index.m3u8 2>/dev/null | grep -v '^#' | grep . | tail -n 1) && [ -n "$seg" ] && break
     sleep 0.5
 done
-[ -n "$seg" ] || fail "no segment in /hls/ts/index.m3u8 within 60 s"
+[ -n "$seg" ] || fail "no segment in /hls/ts/r0/index.m3u8 within 60 s"
 case "$seg" in
 http*) url=$seg ;;
 /*) url="$base$seg" ;;
-*) url="$base/hls/ts/$seg" ;;
+*) url="$base/hls/ts/r0/$seg" ;;
 esac
 curl -fsS --max-time 20 -o "$work/seg.ts" "$url" || fail "GET $url failed"
 probe=$(ffprobe -v error -select_streams v:0 -count_frames \

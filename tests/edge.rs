@@ -81,20 +81,20 @@ pub fn now_ms() -> f64 {
 /// ms), the parts it fetched and its errors.
 pub fn follow(port: u16, stop: &AtomicBool) -> (Vec<f64>, u32, Vec<String>) {
     let (mut ages, mut parts, mut errors) = (Vec::new(), 0, Vec::new());
-    let mut e = http(port, "GET", "/hls/index.m3u8", None)
+    let mut e = http(port, "GET", "/hls/r0/index.m3u8", None)
         .ok()
         .and_then(|r| edge(&r.text()));
     while !stop.load(Ordering::Relaxed) {
         let Some(cur) = e.clone() else {
             errors.push("no live edge".to_string());
             std::thread::sleep(Duration::from_millis(200));
-            e = http(port, "GET", "/hls/index.m3u8", None)
+            e = http(port, "GET", "/hls/r0/index.m3u8", None)
                 .ok()
                 .and_then(|r| edge(&r.text()));
             continue;
         };
         let path = format!(
-            "/hls/index.m3u8?_HLS_msn={}&_HLS_part={}",
+            "/hls/r0/index.m3u8?_HLS_msn={}&_HLS_part={}",
             cur.msn, cur.parts
         );
         match http(port, "GET", &path, None) {
@@ -103,7 +103,7 @@ pub fn follow(port: u16, stop: &AtomicBool) -> (Vec<f64>, u32, Vec<String>) {
                 e = edge(&r.text());
                 if let Some(n) = &e {
                     ages.push(got - (n.last_part_end_ms - 1000.0 / 30.0));
-                    match http(port, "GET", &format!("/hls/{}", n.last_part), None) {
+                    match http(port, "GET", &format!("/hls/r0/{}", n.last_part), None) {
                         Ok(p) if p.status == 200 => parts += 1,
                         Ok(p) => errors.push(format!("part: {}", p.status)),
                         Err(err) => errors.push(err.to_string()),

@@ -17,7 +17,7 @@ usage: roomcast-host probe http://HOST:PORT [--seconds N]
 Host-side tools for roomcast boxes.
 
 commands:
-  probe URL      read the box's /api/status, then watch /hls/ts/index.m3u8 (the MPEG-TS playlist) for
+  probe URL      read the box's /api/status and /hls/ts/index.m3u8 (the renditions), then watch the top one for
                  N seconds: check the playlist, download every segment and
                  check it is whole MPEG-TS (188-byte packets, sync bytes, PAT
                  with a valid CRC), and report each segment's duration, size,

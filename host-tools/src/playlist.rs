@@ -55,6 +55,130 @@ pub struct Segment {
     pub discontinuity: bool,
 }
 
+/// One `EXT-X-STREAM-INF` entry of a multivariant playlist (§4.4.6.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// The media playlist, as written (relative to the multivariant one).
+    pub uri: String,
+    /// `BANDWIDTH`: peak bit rate, bit/s (required).
+    pub bandwidth: u64,
+    pub average_bandwidth: Option<u64>,
+    /// `RESOLUTION` as (width, height).
+    pub resolution: Option<(u32, u32)>,
+    pub codecs: Option<String>,
+}
+
+/// Whether `text` is a multivariant playlist (it lists variants, not
+/// segments): such a playlist has `EXT-X-STREAM-INF` (§4.4.6.2), which a
+/// media playlist must not.
+pub fn is_multivariant(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+}
+
+/// The variants of a multivariant playlist, in order; strict about what it
+/// reads (`BANDWIDTH` present and numeric, a URI after every
+/// `EXT-X-STREAM-INF`, a well-formed attribute list), an error naming the
+/// line otherwise. Other tags are ignored.
+pub fn parse_multivariant(text: &str) -> Result<Vec<Variant>, PlaylistError> {
+    let mut lines = text
+        .split('\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
+    if lines.next().map(|(_, l)| l) != Some("#EXTM3U") {
+        return fail(1, "first line must be #EXTM3U");
+    }
+    let mut variants = Vec::new();
+    let mut pending: Option<(usize, Variant)> = None;
+    for (n, line) in lines {
+        if line.is_empty() || (line.starts_with('#') && !line.starts_with("#EXT")) {
+            continue;
+        }
+        if let Some(list) = line.strip_prefix("#EXT-X-STREAM-INF:") {
+            if pending.is_some() {
+                return fail(n, "EXT-X-STREAM-INF without a URI after the previous one");
+            }
+            pending = Some((n, stream_inf(n, list)?));
+        } else if !line.starts_with('#') {
+            let Some((_, mut v)) = pending.take() else {
+                return fail(
+                    n,
+                    format!("URI {line:?} without a preceding EXT-X-STREAM-INF"),
+                );
+            };
+            if line.chars().any(char::is_whitespace) {
+                return fail(n, format!("URI {line:?} contains whitespace"));
+            }
+            v.uri = line.to_string();
+            variants.push(v);
+        }
+    }
+    if let Some((n, _)) = pending {
+        return fail(n, "EXT-X-STREAM-INF without a URI");
+    }
+    if variants.is_empty() {
+        return fail(0, "no EXT-X-STREAM-INF: not a multivariant playlist");
+    }
+    Ok(variants)
+}
+
+/// An `EXT-X-STREAM-INF` attribute list (§4.2): `NAME=value` pairs split
+/// on commas outside quoted strings.
+fn stream_inf(n: usize, list: &str) -> Result<Variant, PlaylistError> {
+    let mut v = Variant {
+        uri: String::new(),
+        bandwidth: 0,
+        average_bandwidth: None,
+        resolution: None,
+        codecs: None,
+    };
+    let mut bandwidth = None;
+    let mut rest = list;
+    while !rest.is_empty() {
+        let Some((name, after)) = rest.split_once('=') else {
+            return fail(n, format!("attribute without a value in {list:?}"));
+        };
+        let (value, next) = if let Some(q) = after.strip_prefix('"') {
+            let Some(end) = q.find('"') else {
+                return fail(n, format!("unterminated quoted string in {list:?}"));
+            };
+            (&q[..end], &q[end + 1..])
+        } else {
+            after.split_at(after.find(',').unwrap_or(after.len()))
+        };
+        rest = match next.strip_prefix(',') {
+            Some(r) => r,
+            None if next.is_empty() => next,
+            None => return fail(n, format!("junk after {name}'s value in {list:?}")),
+        };
+        let int = |value: &str| {
+            value.parse::<u64>().map_err(|_| PlaylistError {
+                line: n,
+                reason: format!("{name}={value:?} is not a decimal integer"),
+            })
+        };
+        match name {
+            "BANDWIDTH" => bandwidth = Some(int(value)?),
+            "AVERAGE-BANDWIDTH" => v.average_bandwidth = Some(int(value)?),
+            "CODECS" => v.codecs = Some(value.to_string()),
+            "RESOLUTION" => {
+                let size = value
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+                let Some(size) = size else {
+                    return fail(n, format!("RESOLUTION={value:?} is not WIDTHxHEIGHT"));
+                };
+                v.resolution = Some(size);
+            }
+            _ => {}
+        }
+    }
+    let Some(b) = bandwidth else {
+        return fail(n, "EXT-X-STREAM-INF without BANDWIDTH");
+    };
+    v.bandwidth = b;
+    Ok(v)
+}
+
 /// Why a playlist was rejected: the 1-based line and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
@@ -565,6 +689,45 @@ seg4.ts\r\n";
                 a.program_date_time_ms,
                 b.program_date_time_ms.map(|t| t as i64)
             );
+        }
+    }
+
+    #[test]
+    fn reads_the_multivariant_playlist_the_box_serves() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+#EXT-X-STREAM-INF:BANDWIDTH=2200000,AVERAGE-BANDWIDTH=1900000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000\n\
+r0/index.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS=\"avc1.64001e\",RESOLUTION=640x360\n\
+r1/index.m3u8\n";
+        assert!(is_multivariant(text));
+        let v = parse_multivariant(text).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].uri, "r0/index.m3u8");
+        assert_eq!(v[0].bandwidth, 2_200_000);
+        assert_eq!(v[0].average_bandwidth, Some(1_900_000));
+        assert_eq!(v[0].codecs.as_deref(), Some("avc1.64001f,mp4a.40.2"));
+        assert_eq!(v[0].resolution, Some((1280, 720)));
+        assert_eq!(v[1].resolution, Some((640, 360)));
+        assert_eq!(v[1].average_bandwidth, None);
+        assert!(!is_multivariant("#EXTM3U\n#EXTINF:2,\nseg1.ts\n"));
+    }
+
+    #[test]
+    fn rejects_malformed_multivariant_playlists_naming_the_line() {
+        for (text, line) in [
+            ("#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1\na.m3u8\n", 2),
+            ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=x\na.m3u8\n", 2),
+            ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"a\n", 2),
+            ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n", 2),
+            ("#EXTM3U\na.m3u8\n", 2),
+            (
+                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=big\na.m3u8\n",
+                2,
+            ),
+            ("#EXTM3U\n", 0),
+            ("EXTM3U\n", 1),
+        ] {
+            assert_eq!(parse_multivariant(text).unwrap_err().line, line, "{text:?}");
         }
     }
 

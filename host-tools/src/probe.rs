@@ -10,7 +10,7 @@
 //! clocks agree (the same machine, or both synchronised by NTP).
 
 use crate::http::{self, HttpError, Response};
-use crate::playlist::{Playlist, PlaylistError};
+use crate::playlist::{is_multivariant, parse_multivariant, Playlist, PlaylistError};
 use crate::ts_check::{check_segment, TsError};
 use crate::url::{HttpUrl, UrlError};
 use serde_json::Value;
@@ -131,6 +131,55 @@ fn expect_ok(url: &HttpUrl, r: &Response) -> Result<(), ProbeError> {
     })
 }
 
+/// Reads `/hls/ts/index.m3u8`, reports its renditions and returns the
+/// first (top) one's media playlist URL; a box that serves a media playlist
+/// there directly (before the ladder) is watched as it is.
+fn top_rendition(opts: &ProbeOptions, say: &mut dyn FnMut(String)) -> Result<HttpUrl, ProbeError> {
+    let url = opts.base.with_api_path("/hls/ts/index.m3u8");
+    let deadline = Instant::now() + opts.watch;
+    let r = loop {
+        let r = fetch(&url, opts.request_timeout)?;
+        if r.status != 503 || Instant::now() >= deadline {
+            break r;
+        }
+        // The stream has not produced its first segment yet.
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    expect_ok(&url, &r)?;
+    let bad = |source| ProbeError::Playlist {
+        url: url.to_string(),
+        source,
+    };
+    let text = std::str::from_utf8(&r.body).map_err(|e| {
+        bad(PlaylistError {
+            line: 0,
+            reason: format!("not UTF-8: {e}"),
+        })
+    })?;
+    if !is_multivariant(text) {
+        return Ok(url);
+    }
+    let variants = parse_multivariant(text).map_err(bad)?;
+    for v in &variants {
+        let size = v.resolution.map_or("?".into(), |(w, h)| format!("{w}x{h}"));
+        let avg = v
+            .average_bandwidth
+            .map_or(String::new(), |a| format!(", average {} kbit/s", a / 1000));
+        say(format!(
+            "rendition {}: {size}, peak {} kbit/s{avg}, codecs {}",
+            v.uri,
+            v.bandwidth / 1000,
+            v.codecs.as_deref().unwrap_or("?")
+        ));
+    }
+    url.join(&variants[0].uri).map_err(|e| {
+        bad(PlaylistError {
+            line: 0,
+            reason: format!("variant URI {:?}: {e}", variants[0].uri),
+        })
+    })
+}
+
 /// Runs the probe, writing a human-readable report to `out` as it goes.
 pub fn probe(opts: &ProbeOptions, out: &mut dyn Write) -> Result<Report, ProbeError> {
     let mut say = |line: String| {
@@ -158,8 +207,9 @@ pub fn probe(opts: &ProbeOptions, out: &mut dyn Write) -> Result<Report, ProbeEr
         say(line);
     }
 
-    // 2. The live playlist.
-    let playlist_url = opts.base.with_api_path("/hls/ts/index.m3u8");
+    // 2. The MPEG-TS multivariant playlist: the renditions, then the top
+    //    one's media playlist is the one watched.
+    let playlist_url = top_rendition(opts, &mut say)?;
     say(format!(
         "watching {playlist_url} for {} s",
         opts.watch.as_secs_f64()

@@ -107,6 +107,12 @@ fn probe_reports_segments_and_latency_from_the_real_daemon() {
     assert!(daemon.child.try_wait().unwrap().is_none(), "daemon died");
     drop(daemon);
 
+    // The multivariant playlist's one rendition, as the box measured it.
+    let rendition = stdout
+        .lines()
+        .find(|l| l.starts_with("rendition r0/index.m3u8: 320x240, peak "))
+        .unwrap_or_else(|| panic!("no rendition line:\n{stdout}"));
+    assert!(rendition.contains("codecs avc1."), "{rendition}");
     let segments: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("segment "))

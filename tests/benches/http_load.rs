@@ -68,7 +68,7 @@ fn run(bin: &Path, clients: usize, seconds: u64) -> Run {
         None,
     );
     let pid = d.child.id();
-    d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+    d.wait_for("/hls/r0/index.m3u8", Duration::from_secs(20), |r| {
         edge(&r.text()).is_some_and(|e| e.parts >= 1)
     });
     std::thread::sleep(Duration::from_secs(2));

@@ -117,7 +117,7 @@ fn wait_audio(d: &Daemon, timeout: Duration, what: &str, pred: impl Fn(&Value) -
 
 /// The classic HLS playlist once it lists at least `n` segments.
 fn ts_playlist(d: &Daemon, n: usize) -> Response {
-    d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(30), |r| {
+    d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(30), |r| {
         segment_uris(&r.text()).len() >= n
     })
 }
@@ -127,7 +127,7 @@ fn last_segments(d: &Daemon, n: usize, dir: &Path, name: &str) -> PathBuf {
     let uris = segment_uris(&ts_playlist(d, n).text());
     let mut joined = Vec::new();
     for uri in &uris[uris.len() - n..] {
-        let r = d.get(&format!("/hls/ts/{uri}")).unwrap();
+        let r = d.get(&format!("/hls/ts/r0/{uri}")).unwrap();
         assert_eq!(r.status, 200, "{uri}");
         joined.extend_from_slice(&r.body);
     }
@@ -139,11 +139,11 @@ fn last_segments(d: &Daemon, n: usize, dir: &Path, name: &str) -> PathBuf {
 /// Waits for a TS segment that was not in `seen` and writes it to
 /// `dir/name`.
 fn new_segment(d: &Daemon, seen: &[String], dir: &Path, name: &str) -> PathBuf {
-    let r = d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(10), |r| {
+    let r = d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(10), |r| {
         segment_uris(&r.text()).iter().any(|u| !seen.contains(u))
     });
     let uri = segment_uris(&r.text()).pop().unwrap();
-    let seg = d.get(&format!("/hls/ts/{uri}")).unwrap();
+    let seg = d.get(&format!("/hls/ts/r0/{uri}")).unwrap();
     assert_eq!(seg.status, 200, "{uri}");
     let file = dir.join(name);
     std::fs::write(&file, seg.body).unwrap();
@@ -305,7 +305,7 @@ fn unplugged_sound_card_keeps_every_output_running() {
     );
 
     // Unplugged: silence within a few seconds, and nothing else changes.
-    let seen = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+    let seen = segment_uris(&d.get("/hls/ts/r0/index.m3u8").unwrap().text());
     std::fs::remove_file(&card).unwrap();
     let t = Instant::now();
     let a = wait_audio(
@@ -326,10 +326,10 @@ fn unplugged_sound_card_keeps_every_output_running() {
     );
     // The segment being made at the unplug may still have sound; the ones
     // after it carry the AAC track, silent.
-    let mut after = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+    let mut after = segment_uris(&d.get("/hls/ts/r0/index.m3u8").unwrap().text());
     for i in 0..3 {
         let f = new_segment(&d, &after, &dir, &format!("unplugged-{i}.ts"));
-        after = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+        after = segment_uris(&d.get("/hls/ts/r0/index.m3u8").unwrap().text());
         if i == 0 {
             continue;
         }
@@ -357,7 +357,7 @@ fn unplugged_sound_card_keeps_every_output_running() {
     assert_eq!(o["reconnects"], 0, "{o}");
     let st = d.status();
     assert_eq!(st["encoder"]["restarts"], 0, "{st}");
-    let playlist = d.get("/hls/ts/index.m3u8").unwrap().text();
+    let playlist = d.get("/hls/ts/r0/index.m3u8").unwrap().text();
     eprintln!("playlist after replugging:\n{playlist}");
     drop(rx);
     drop(d);
@@ -410,10 +410,10 @@ fn audio_none_has_no_audio_track() {
     let cfg: Value = serde_json::from_slice(&d.get("/api/config").unwrap().body).unwrap();
     assert_eq!(cfg["audio"]["source"], "none", "{cfg}");
     // Segments made from now on: picture only, and the PMT lists only it.
-    let mut seen = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+    let mut seen = segment_uris(&d.get("/hls/ts/r0/index.m3u8").unwrap().text());
     for i in 0..2 {
         let f = new_segment(&d, &seen, &dir, &format!("none-{i}.ts"));
-        seen = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+        seen = segment_uris(&d.get("/hls/ts/r0/index.m3u8").unwrap().text());
         if i == 0 {
             continue; // may have begun before the change
         }
@@ -450,9 +450,9 @@ fn gain_and_mute_apply_live() {
         let r = d.put_json("/api/config", body).unwrap();
         assert_eq!(r.status, 200, "{body}: {}", r.text());
         // The segment being built may straddle the change: take the next.
-        seen = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+        seen = segment_uris(&d.get("/hls/ts/r0/index.m3u8").unwrap().text());
         let _ = new_segment(&d, &seen, &dir, "straddle.ts");
-        seen = segment_uris(&d.get("/hls/ts/index.m3u8").unwrap().text());
+        seen = segment_uris(&d.get("/hls/ts/r0/index.m3u8").unwrap().text());
         new_segment(&d, &seen, &dir, name)
     };
     let quieter = peak(&change(r#"{"audio":{"gain_db":-20}}"#, "quiet.ts"));

@@ -54,7 +54,7 @@ fn a_board_override_brings_its_video_profile_and_runs_without_its_gpio_chip() {
     // failing to start.
     assert_eq!(c["encoder"], "v4l2m2m:/dev/video11");
     assert_eq!(c["source"], "v4l2:/dev/video0");
-    d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
+    d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(20), |r| {
         r.text().contains("#EXTINF:")
     });
     let s = json(&d, "/api/status");

@@ -46,12 +46,12 @@ fn camera(s: &Value) -> &Value {
 
 /// Downloads the newest TS segment and returns (codec, width, height, frames).
 fn newest_segment(d: &Daemon, tag: &str) -> (String, u64, u64, u64) {
-    let r = d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
+    let r = d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(20), |r| {
         !segment_uris(&r.text()).is_empty()
     });
     let uris = segment_uris(&r.text());
     let uri = uris.last().unwrap();
-    let seg = d.get(&format!("/hls/ts/{uri}")).unwrap();
+    let seg = d.get(&format!("/hls/ts/r0/{uri}")).unwrap();
     assert_eq!(seg.status, 200);
     let dir = temp_dir(tag);
     let file = dir.join("seg.ts");
@@ -241,7 +241,7 @@ fn unplug_and_stall_show_the_slate_while_outputs_stay_connected() {
     });
     d.wait_output(0, Duration::from_secs(10), |o| o["state"] == "sending");
     std::thread::sleep(Duration::from_secs(1));
-    let hls_before = d.get("/hls/ts/index.m3u8").unwrap().text();
+    let hls_before = d.get("/hls/ts/r0/index.m3u8").unwrap().text();
 
     // Unplug: the slate within 2 s, the outputs untouched.
     std::fs::remove_file(dir.join("video0")).unwrap();
@@ -261,7 +261,7 @@ fn unplug_and_stall_show_the_slate_while_outputs_stay_connected() {
     assert_eq!(o["state"], "sending", "{o}");
     assert_eq!(o["reconnects"], 0, "{o}");
     // HLS kept going with the slate at the same size.
-    let hls_during = d.get("/hls/ts/index.m3u8").unwrap().text();
+    let hls_during = d.get("/hls/ts/r0/index.m3u8").unwrap().text();
     assert_ne!(
         segment_uris(&hls_before).last(),
         segment_uris(&hls_during).last()

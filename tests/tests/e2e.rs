@@ -14,7 +14,7 @@ fn live_segments_decode_with_configured_size_frame_count_and_continuous_pts() {
         "segments",
         &["--size", "320x240", "--fps", "30", "--gop", "30"],
     );
-    let pl = d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
+    let pl = d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(20), |r| {
         segment_uris(&r.text()).len() >= 3
     });
     let text = pl.text();
@@ -32,7 +32,7 @@ fn live_segments_decode_with_configured_size_frame_count_and_continuous_pts() {
     let dir = temp_dir("segments-out");
     let mut joined = Vec::new();
     for uri in &uris[uris.len() - 3..] {
-        let r = d.get(&format!("/hls/ts/{uri}")).unwrap();
+        let r = d.get(&format!("/hls/ts/r0/{uri}")).unwrap();
         assert_eq!(r.status, 200, "{uri}");
         assert_eq!(r.header("Content-Type"), Some("video/mp2t"));
         assert_eq!(r.body.len() % 188, 0);
@@ -175,14 +175,14 @@ fn settings_change_restarts_the_stream_with_a_discontinuity() {
         "restart",
         &["--size", "320x240", "--fps", "30", "--gop", "30"],
     );
-    d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
+    d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(20), |r| {
         !segment_uris(&r.text()).is_empty()
     });
     let r = d
         .put_json("/api/config", r#"{"video":{"width":256,"height":144}}"#)
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let pl = d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
+    let pl = d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(20), |r| {
         let t = r.text();
         t.contains("#EXT-X-DISCONTINUITY\n")
             && t.rsplit("#EXT-X-DISCONTINUITY\n")
@@ -194,7 +194,7 @@ fn settings_change_restarts_the_stream_with_a_discontinuity() {
     let uri = &segment_uris(after)[0];
     let dir = temp_dir("restart-out");
     let file = dir.join("seg.ts");
-    std::fs::write(&file, d.get(&format!("/hls/ts/{uri}")).unwrap().body).unwrap();
+    std::fs::write(&file, d.get(&format!("/hls/ts/r0/{uri}")).unwrap().body).unwrap();
     let v = ffprobe_json(
         &[
             "-select_streams",

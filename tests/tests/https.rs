@@ -92,7 +92,7 @@ fn self_signed_then_uploaded_certificate_in_openssl_ffprobe_and_chromium() {
     assert_eq!(served_fp, fp, "the served certificate is the one in status");
     assert_eq!(alpn, "h2");
     // ffprobe reads the stream over HTTPS.
-    d.wait_for("/hls/ts/index.m3u8", Duration::from_secs(20), |r| {
+    d.wait_for("/hls/ts/r0/index.m3u8", Duration::from_secs(20), |r| {
         r.status == 200 && r.text().contains(".ts")
     });
     let probe = sh(&format!(

@@ -19,7 +19,7 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn wait_for_parts(d: &Daemon) -> Response {
-    d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+    d.wait_for("/hls/r0/index.m3u8", Duration::from_secs(20), |r| {
         edge(&r.text()).is_some_and(|e| e.parts >= 1)
     })
 }
@@ -31,10 +31,12 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
         "ll-ffprobe",
         &["--size", "320x240", "--fps", "30", "--gop", "30"],
     );
-    let r = d.wait_for("/hls/index.m3u8", Duration::from_secs(20), |r| {
+    let r = d.wait_for("/hls/r0/index.m3u8", Duration::from_secs(20), |r| {
         r.text().matches("#EXTINF:").count() >= 2
     });
-    assert_eq!(r.header("Cache-Control"), Some("no-cache"));
+    // A plain reload lives a second in a cache; a blocking one (keyed by
+    // its query, always holding what it waited for) a few.
+    assert_eq!(r.header("Cache-Control"), Some("public, max-age=1"));
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     let text = r.text();
     for tag in [
@@ -61,8 +63,8 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
         .skip_while(|l| !l.starts_with("#EXTINF:"))
         .nth(1)
         .unwrap();
-    let init = d.get(&format!("/hls/{init_uri}")).unwrap();
-    let seg = d.get(&format!("/hls/{seg_uri}")).unwrap();
+    let init = d.get(&format!("/hls/r0/{init_uri}")).unwrap();
+    let seg = d.get(&format!("/hls/r0/{seg_uri}")).unwrap();
     assert_eq!((init.status, seg.status), (200, 200));
     assert_eq!(
         seg.header("Cache-Control"),
@@ -109,9 +111,9 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
         .filter_map(|l| attr(l, "URI"))
         .collect();
     assert!(parts.len() >= 2, "{text}");
-    let mut joined = d.get(&format!("/hls/{init_uri}")).unwrap().body;
+    let mut joined = d.get(&format!("/hls/r0/{init_uri}")).unwrap().body;
     for p in &parts[parts.len() - 2..] {
-        let r = d.get(&format!("/hls/{p}")).unwrap();
+        let r = d.get(&format!("/hls/r0/{p}")).unwrap();
         assert_eq!(r.status, 200, "{p}");
         joined.extend_from_slice(&r.body);
     }
@@ -120,14 +122,14 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
     roomcast_e2e::assert_aac(&parts_file, 2, "LL-HLS init + parts");
     // Lip sync in fMP4: init + the last four whole segments, measured.
     let d_text = d
-        .wait_for("/hls/index.m3u8", Duration::from_secs(15), |r| {
+        .wait_for("/hls/r0/index.m3u8", Duration::from_secs(15), |r| {
             roomcast_e2e::segment_uris(&r.text()).len() >= 4
         })
         .text();
     let segs = roomcast_e2e::segment_uris(&d_text);
-    let mut four = d.get(&format!("/hls/{init_uri}")).unwrap().body;
+    let mut four = d.get(&format!("/hls/r0/{init_uri}")).unwrap().body;
     for u in &segs[segs.len() - 4..] {
-        four.extend_from_slice(&d.get(&format!("/hls/{u}")).unwrap().body);
+        four.extend_from_slice(&d.get(&format!("/hls/r0/{u}")).unwrap().body);
     }
     let four_file = dir.join("four-segments.mp4");
     std::fs::write(&four_file, four).unwrap();
@@ -135,14 +137,14 @@ fn playlist_is_ll_hls_and_cmaf_decodes_in_ffprobe() {
     // Beyond the edge: 400; part without msn: 400.
     let e = edge(&text).unwrap();
     assert_eq!(
-        d.get(&format!("/hls/index.m3u8?_HLS_msn={}", e.msn + 10))
+        d.get(&format!("/hls/r0/index.m3u8?_HLS_msn={}", e.msn + 10))
             .unwrap()
             .status,
         400
     );
-    assert_eq!(d.get("/hls/index.m3u8?_HLS_part=1").unwrap().status, 400);
+    assert_eq!(d.get("/hls/r0/index.m3u8?_HLS_part=1").unwrap().status, 400);
     // Delta update: the same playlist with old segments skipped.
-    let delta = d.get("/hls/index.m3u8?_HLS_skip=YES").unwrap().text();
+    let delta = d.get("/hls/r0/index.m3u8?_HLS_skip=YES").unwrap().text();
     assert!(delta.contains("#EXT-X-VERSION:9"), "{delta}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -160,7 +162,7 @@ fn blocking_reload_answers_when_the_next_part_is_published() {
     let t = Instant::now();
     let r = d
         .get(&format!(
-            "/hls/index.m3u8?_HLS_msn={}&_HLS_part={}",
+            "/hls/r0/index.m3u8?_HLS_msn={}&_HLS_part={}",
             e.msn, e.parts
         ))
         .unwrap();
@@ -185,10 +187,10 @@ fn blocking_reload_answers_when_the_next_part_is_published() {
     )
     .unwrap()
     .to_string();
-    let part = d.get(&format!("/hls/{hint}")).unwrap();
+    let part = d.get(&format!("/hls/r0/{hint}")).unwrap();
     assert_eq!(part.status, 200);
     assert_eq!(&part.body[4..8], b"moof");
-    assert_eq!(d.get("/hls/part1.m4s").unwrap().status, 404);
+    assert_eq!(d.get("/hls/r0/part1.m4s").unwrap().status, 404);
 }
 
 /// hls.js in lowLatencyMode through the box's page plays for 20 s without

@@ -450,7 +450,7 @@ fn receiver_killed_and_restarted_three_times_gets_data_again_quickly() {
             assert_eq!(s["dropped"], 0, "{s}");
         }
     }
-    let playlist = d.get("/hls/ts/index.m3u8").unwrap().text();
+    let playlist = d.get("/hls/ts/r0/index.m3u8").unwrap().text();
     assert!(!playlist.contains("DISCONTINUITY"), "{playlist}");
     let mut segs: Vec<(f64, f64)> = Vec::new();
     let mut pdt = None;

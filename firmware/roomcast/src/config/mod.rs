@@ -223,6 +223,9 @@ pub struct Video {
     pub threads: u32,
 }
 
+/// The values of `hls.encryption`.
+pub const ENCRYPTIONS: [&str; 2] = ["none", "aes-128"];
+
 /// HLS packaging settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -237,6 +240,12 @@ pub struct Hls {
     pub low_latency: bool,
     /// LL-HLS part target in milliseconds.
     pub part_ms: u32,
+    /// `"none"` or `"aes-128"`: every segment and part encrypted with
+    /// AES-128-CBC (RFC 8216 §4.3.2.4), keys served at `/hls/keys/` under
+    /// the stream's access rules.
+    pub encryption: String,
+    /// A fresh key every this many segments (with `aes-128`).
+    pub key_rotation_segments: u32,
 }
 
 impl Default for Config {
@@ -284,6 +293,9 @@ impl Default for Hls {
             window: 6,
             low_latency: true,
             part_ms: 250,
+            encryption: "none".into(),
+            // One key a minute with 1 s segments: a leaked key opens little.
+            key_rotation_segments: 60,
         }
     }
 }
@@ -550,6 +562,22 @@ impl Config {
                 ),
             ));
         }
+        if !ENCRYPTIONS.contains(&h.encryption.as_str()) {
+            return Err(field(
+                "hls.encryption",
+                format!(
+                    "must be one of {} (got {:?})",
+                    ENCRYPTIONS.join(", "),
+                    h.encryption
+                ),
+            ));
+        }
+        in_range(
+            "hls.key_rotation_segments",
+            h.key_rotation_segments,
+            1..=10_000,
+            " segments",
+        )?;
         if let Some(b) = self
             .board
             .as_deref()
@@ -990,7 +1018,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         type Breaker = fn(&mut Config);
-        let cases: [(Breaker, &str); 15] = [
+        let cases: [(Breaker, &str); 17] = [
             (|c| c.video.width = 0, "video.width"),
             (|c| c.video.width = 641, "video.width"),
             (|c| c.video.height = 4000, "video.height"),
@@ -998,6 +1026,11 @@ mod tests {
             (|c| c.video.bitrate_kbps = 1, "video.bitrate_kbps"),
             (|c| c.video.gop = 0, "video.gop"),
             (|c| c.hls.segment_ms = 50, "hls.segment_ms"),
+            (|c| c.hls.encryption = "AES-256".into(), "hls.encryption"),
+            (
+                |c| c.hls.key_rotation_segments = 0,
+                "hls.key_rotation_segments",
+            ),
             (|c| c.source = "v4l2:/etc/passwd".into(), "source"),
             (|c| c.encoder = "passthrough".into(), "encoder"),
             (|c| c.camera.power_line_hz = 55, "camera.power_line_hz"),

@@ -7,6 +7,7 @@ use crate::base::bus::SinkQueue;
 use crate::base::frame::AudioFormat;
 use crate::base::frame::EncodedFrame;
 use crate::base::lock;
+use crate::sink::keys::KeyRing;
 use crate::sink::tsmux::ProgramMuxer;
 use roomcast_media::hls::{Cut, MediaPlaylist, Segment, Segmenter};
 use roomcast_media::time::Ticks90k;
@@ -32,6 +33,8 @@ pub struct HlsStore {
     changed: Condvar,
     /// Set when the packager thread ends, so no one waits forever.
     closed: AtomicBool,
+    /// With `hls.encryption = "aes-128"`: every segment is encrypted.
+    keys: Option<Arc<KeyRing>>,
 }
 
 struct StoreState {
@@ -52,7 +55,13 @@ const KEEP_AFTER_WINDOW: usize = 3;
 
 impl HlsStore {
     pub fn new(settings: HlsSettings) -> Arc<Self> {
+        Self::with_keys(settings, None)
+    }
+
+    /// A store whose segments are encrypted with `keys` (`None`: in the clear).
+    pub fn with_keys(settings: HlsSettings, keys: Option<Arc<KeyRing>>) -> Arc<Self> {
         Arc::new(HlsStore {
+            keys,
             state: Mutex::new(StoreState {
                 settings,
                 playlist: MediaPlaylist::new(settings.target_duration_s, settings.window as usize),
@@ -251,15 +260,26 @@ impl Packager {
     /// distance to the next segment's first DTS for an unbroken stream.
     fn finish(&mut self) {
         if let Some(b) = self.building.take() {
+            // Encrypted, the segment is one AES-128-CBC resource; its key
+            // sits in /hls/keys/, two levels above /hls/ts/rN/index.m3u8.
+            let (key, bytes) = match &self.store.keys {
+                None => (None, b.bytes),
+                Some(ring) => {
+                    let Some(e) = ring.for_segment(b.sequence) else {
+                        return; // no key, so nothing may be served
+                    };
+                    (Some(e.segment_key("../../keys/")), e.encrypt(&b.bytes))
+                }
+            };
             let seg = Segment {
                 sequence: b.sequence,
                 duration: Ticks90k(b.end.0.saturating_sub(b.first_dts.0)),
                 uri: format!("seg{}.ts", b.sequence),
                 program_date_time_ms: Some(b.wall_ms),
                 discontinuity: b.discontinuity,
-                key: None,
+                key,
             };
-            self.store.publish(seg, b.bytes);
+            self.store.publish(seg, bytes);
         }
     }
 }

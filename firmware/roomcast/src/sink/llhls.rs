@@ -23,6 +23,7 @@ use crate::base::clock::SharedClock;
 use crate::base::frame::{AudioFormat, EncodedFrame, SharedFrame};
 use crate::base::lock;
 use crate::base::stats::quantiles_ms;
+use crate::sink::keys::{Encryption, KeyRing};
 use roomcast_media::aac::AudioSpecificConfig;
 use roomcast_media::fmp4::{self, AudioSample, AudioTimeline, Sample};
 use roomcast_media::h264::ParameterSets;
@@ -139,6 +140,8 @@ struct State {
     codecs: Option<String>,
     /// The ladder's board of live edges and this store's place on it.
     ladder: Option<(Arc<LadderEdges>, usize)>,
+    /// With `hls.encryption = "aes-128"`: the keys segments are encrypted with.
+    keys: Option<Arc<KeyRing>>,
 }
 
 /// Where each rendition's LL-HLS playlist ends (last segment and part),
@@ -214,6 +217,7 @@ impl LlStore {
                 parts_published: 0,
                 codecs: None,
                 ladder: None,
+                keys: None,
             }),
             replies,
             closed: AtomicBool::new(false),
@@ -229,6 +233,12 @@ impl LlStore {
     /// on `edges`: its playlists report the others'.
     pub fn join_ladder(&self, edges: Arc<LadderEdges>, index: usize) {
         lock(&self.state).ladder = Some((edges, index));
+    }
+
+    /// Encrypts every segment and part started from now on with `keys`
+    /// (`None`: in the clear).
+    pub fn set_keys(&self, keys: Option<Arc<KeyRing>>) {
+        lock(&self.state).keys = keys;
     }
 
     pub fn settings(&self) -> LlSettings {
@@ -414,6 +424,9 @@ pub struct LlPackager {
     boot: u64,
     /// The AAC track, when the stream has audio.
     audio: Option<AudioTrack>,
+    /// The open segment's key, when encrypting; its parts in the clear,
+    /// to encrypt the whole segment as one resource when it closes.
+    encryption: Option<(Encryption, Vec<u8>)>,
 }
 
 /// Audio frames waiting for their part, and the audio track's timeline.
@@ -506,6 +519,7 @@ impl LlPackager {
             pending: Vec::new(),
             boot: first_sequence,
             audio: settings.audio.and_then(AudioTrack::new),
+            encryption: None,
         }
     }
 
@@ -591,9 +605,25 @@ impl LlPackager {
         let msn = self.next_msn;
         self.next_msn += 1;
         self.open_msn = Some(msn);
+        // Encrypted, each part and the whole segment are AES-128-CBC
+        // resources of the segment's key; keys sit in /hls/keys/, one level
+        // above /hls/rN/index.m3u8.
+        self.encryption = None;
+        if let Some(ring) = lock(&self.store.state).keys.clone() {
+            let Some(e) = ring.for_segment(msn) else {
+                self.open_msn = None; // no key, so nothing may be served
+                return;
+            };
+            self.encryption = Some((e, Vec::new()));
+        }
+        let key = self
+            .encryption
+            .as_ref()
+            .map(|(e, _)| e.segment_key("../keys/"));
         let (wall_ms, disc) = (f.wall_ms, std::mem::take(&mut self.discontinuity));
         self.store.publish(move |st| {
             if let Some(pl) = &mut st.playlist {
+                pl.set_key(key);
                 pl.start_segment(msn, Some(wall_ms), disc);
             }
             st.by_segment.insert(msn, Vec::new());
@@ -641,6 +671,10 @@ impl LlPackager {
             .collect();
         let mut bytes = Vec::new();
         fmp4::write_av_fragment(self.fragment_sequence, &samples, &audio_samples, &mut bytes);
+        if let Some((e, plain)) = &mut self.encryption {
+            plain.extend_from_slice(&bytes);
+            bytes = e.encrypt(&bytes);
+        }
         self.fragment_sequence = self.fragment_sequence.wrapping_add(1);
         let duration = Ticks90k(frames.iter().map(|f| f.duration.0).sum());
         let independent = frames.first().is_some_and(|f| f.keyframe);
@@ -679,14 +713,18 @@ impl LlPackager {
             return;
         };
         let uri = format!("seg{msn}.m4s");
+        let encrypted = self.encryption.take().map(|(e, plain)| e.encrypt(&plain));
         self.store.publish(move |st| {
-            let parts = st.by_segment.get(&msn).cloned().unwrap_or_default();
-            let mut bytes = Vec::new();
-            for p in &parts {
-                if let Some(b) = st.files.get(p) {
-                    bytes.extend_from_slice(b);
+            let bytes = encrypted.unwrap_or_else(|| {
+                let parts = st.by_segment.get(&msn).cloned().unwrap_or_default();
+                let mut bytes = Vec::new();
+                for p in &parts {
+                    if let Some(b) = st.files.get(p) {
+                        bytes.extend_from_slice(b);
+                    }
                 }
-            }
+                bytes
+            });
             st.files.insert(uri.clone(), bytes.into());
             if let Some(files) = st.by_segment.get_mut(&msn) {
                 files.push(uri.clone());
@@ -1202,6 +1240,48 @@ mod tests {
     /// 90 kHz ticks to 48 kHz samples, to nearest.
     fn samples_at(t: Ticks90k) -> u64 {
         (t.0 * 48_000 + 45_000) / 90_000
+    }
+
+    #[test]
+    fn encrypted_parts_and_segments_decrypt_to_the_clear_ones() {
+        use roomcast_media::aes128;
+        let (mut plain, clear) = packager(settings());
+        let (mut enc, store) = packager(settings());
+        let ring = Arc::new(KeyRing::new(2, 4));
+        store.set_keys(Some(ring.clone()));
+        for f in frames(80) {
+            plain.push(f.clone());
+            enc.push(f);
+        }
+        let (a, b) = (parts(&clear), parts(&store));
+        assert_eq!(a.len(), b.len());
+        assert!(a.len() >= 12, "{} parts", a.len());
+        for ((msn, clear_part), (msn_b, secret)) in a.iter().zip(&b) {
+            assert_eq!(msn, msn_b);
+            // Segments 100 and 101 share key 100; 102 has key 102.
+            let key = ring.get(msn - msn % 2).expect("its key is kept");
+            assert_ne!(&secret[..], &clear_part[..]);
+            assert_eq!(secret.len() % 16, 0);
+            let iv = aes128::sequence_iv(*msn);
+            assert_eq!(aes128::decrypt(&key, &iv, secret).unwrap(), &clear_part[..]);
+        }
+        for msn in 100..=102u64 {
+            let name = format!("seg{msn}.m4s");
+            let key = ring.get(msn - msn % 2).unwrap();
+            let whole = aes128::decrypt(&key, &aes128::sequence_iv(msn), &file(&store, &name));
+            assert_eq!(whole.unwrap(), &file(&clear, &name)[..], "{name}");
+        }
+        let text = lock(&store.state).playlist.as_ref().unwrap().render(false);
+        for tag in [
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/100.key\",IV=0x00000000000000000000000000000064",
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/100.key\",IV=0x00000000000000000000000000000065",
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/102.key\",IV=0x00000000000000000000000000000066",
+        ] {
+            assert!(text.contains(tag), "{tag} missing from\n{text}");
+        }
+        // The init segment is in the clear, and a key never precedes the map.
+        let map = text.find("#EXT-X-MAP").unwrap();
+        assert!(!text[..map].contains("METHOD=AES-128"), "{text}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! configuration through one framework ([`output`]).
 
 pub mod hls;
+pub mod keys;
 pub mod llhls;
 pub mod output;
 pub mod record;

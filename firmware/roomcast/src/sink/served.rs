@@ -15,7 +15,9 @@ use crate::base::clock::SharedClock;
 use crate::base::lock;
 use crate::config::{Rendition, ValidConfig};
 use crate::sink::hls::{self, HlsSettings, HlsStore};
+use crate::sink::keys::KeyRing;
 use crate::sink::llhls::{self, LadderEdges, LlSettings, LlStore, Ready};
+use roomcast_media::aes128::Key;
 use roomcast_media::hls::{render_multivariant_version, Variant};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -53,6 +55,10 @@ pub struct Renditions {
 #[derive(Default)]
 struct Running {
     served: Vec<Arc<Served>>,
+    /// With AES-128 on: the keys every rendition's segments use.
+    keys: Option<Arc<KeyRing>>,
+    /// `hls.encryption` and `hls.key_rotation_segments` the set runs with.
+    encryption: (String, u32),
     queues: Vec<Arc<SinkQueue>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -82,7 +88,8 @@ impl Renditions {
     pub fn apply(&self, cfg: &ValidConfig) {
         let same_ladder = {
             let running = lock(&self.running);
-            running.served.len() == cfg.renditions().len()
+            running.encryption == encryption(cfg)
+                && running.served.len() == cfg.renditions().len()
                 && running
                     .served
                     .iter()
@@ -104,7 +111,15 @@ impl Renditions {
         // Sequence numbers start from the wall clock so they never repeat
         // across restarts and a cached segment can never be the wrong one.
         let first_sequence = self.clock.wall_unix_ms() / 500;
-        let mut running = Running::default();
+        let mut running = Running {
+            encryption: encryption(cfg),
+            ..Running::default()
+        };
+        let h = &cfg.get().hls;
+        // One key per rotation period for every rendition: they number
+        // their segments alike, so they share keys.
+        running.keys = (h.encryption == "aes-128")
+            .then(|| Arc::new(KeyRing::new(h.key_rotation_segments, h.window)));
         let edges = LadderEdges::new(cfg.renditions().len());
         for (i, spec) in cfg.renditions().iter().enumerate() {
             let r = i as u8;
@@ -163,6 +178,17 @@ impl Renditions {
         lock(&self.running).served.get(i).cloned()
     }
 
+    /// AES-128 key `id` (`/hls/keys/{id}.key`), while encryption is on and
+    /// a listed segment needs it.
+    pub fn key(&self, id: u64) -> Option<Key> {
+        lock(&self.running).keys.as_ref()?.get(id)
+    }
+
+    /// Whether segments are encrypted now.
+    pub fn encrypted(&self) -> bool {
+        lock(&self.running).keys.is_some()
+    }
+
     /// The top rendition (`[video]`); there is always one.
     pub fn top(&self) -> Arc<Served> {
         self.get(0).expect("the top rendition always runs")
@@ -216,6 +242,13 @@ impl Served {
             frame_rate: self.fps,
         })
     }
+}
+
+/// What decides the keys: a change rebuilds the packagers, so no segment
+/// is ever half in one scheme and half in another.
+fn encryption(cfg: &ValidConfig) -> (String, u32) {
+    let h = &cfg.get().hls;
+    (h.encryption.clone(), h.key_rotation_segments)
 }
 
 pub fn ll_settings(cfg: &ValidConfig) -> LlSettings {

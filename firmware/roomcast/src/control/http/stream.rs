@@ -41,6 +41,7 @@ pub(super) fn viewer_gate(app: &App, req: &Req) -> Option<Reply> {
 /// /hls/rN/index.m3u8, files   rendition N's LL-HLS playlist (blocking reload), parts, segments, init
 /// /hls/ts/index.m3u8          multivariant: MPEG-TS renditions
 /// /hls/ts/rN/index.m3u8, segN.ts   rendition N's TS playlist and segments
+/// /hls/keys/ID.key            an AES-128 key (`hls.encryption = "aes-128"`)
 /// ```
 pub(super) fn route(app: &App, req: &Req) -> Option<Routed> {
     if !req.method.is_read() {
@@ -53,6 +54,7 @@ pub(super) fn route(app: &App, req: &Req) -> Option<Routed> {
         "index.m3u8" if low_latency => multivariant(app, "", Flavour::LowLatency),
         "index.m3u8" => multivariant(app, "ts/", Flavour::Ts),
         "ts/index.m3u8" => multivariant(app, "", Flavour::Ts),
+        _ if name.starts_with("keys/") => key(app, &name["keys/".len()..]),
         _ => {
             if let Some((r, file)) = name.strip_prefix("ts/").and_then(rendition) {
                 match file {
@@ -188,6 +190,22 @@ fn playlist(app: &App, rendition: usize) -> Reply {
         .header("Cache-Control", "public, max-age=1")
         .header("Access-Control-Allow-Origin", "*"),
         None => not_started(),
+    }
+}
+
+/// An AES-128 key, behind the same viewer gate as the stream. Never stored
+/// by a shared cache: a CDN in front must send key requests to the box,
+/// which checks each viewer.
+fn key(app: &App, file: &str) -> Reply {
+    let id = file
+        .strip_suffix(".key")
+        .filter(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|id| id.parse::<u64>().ok());
+    match id.and_then(|id| app.renditions.key(id)) {
+        Some(key) => Reply::new(200, "application/octet-stream", Arc::<[u8]>::from(&key[..]))
+            .header("Cache-Control", "private, no-store"),
+        None => Reply::error(404, "no such key (it may have left the live window)")
+            .header("Cache-Control", "no-store"),
     }
 }
 
