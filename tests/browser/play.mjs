@@ -241,7 +241,22 @@ async function run() {
   await page.fill('#cfg-part', String(before.hls.part_ms));
   ok(`LL-HLS part target 50 ms refused next to its field: "${partErr}"; low-latency box checked`);
 
-  // ...and a good one is applied, and the stream comes back.
+  // The ladder editor: a rung larger than the picture is refused next to
+  // its own box, and nothing changes.
+  await page.selectOption('#ladder-mode', 'custom');
+  await page.fill('#ladder .rung-row .rung-width', '9999');
+  await page.click('#apply');
+  await waitText(page, 'apply-result', (t) => t.includes('ladder[0].width'), 10_000, 'a rung wider than the picture did not report an error on ladder[0].width');
+  const rungErr = await page.textContent('#err-ladder');
+  const marked = await page.getAttribute('#ladder .rung-row .rung-width', 'aria-invalid');
+  if (!rungErr || marked !== 'true') fail(`a refused rung: error ${JSON.stringify(rungErr)}, width box aria-invalid ${marked}`);
+  if (!isDeepStrictEqual(await apiGet('/api/config'), before)) fail('a refused ladder changed /api/config');
+  ok(`a rung 9999 px wide refused next to it: "${rungErr}"; /api/config unchanged`);
+  await page.fill('#ladder .rung-row .rung-width', '320');
+  await page.fill('#ladder .rung-row .rung-height', '180');
+  await page.fill('#ladder .rung-row .rung-bitrate', '300');
+
+  // ...and a good one is applied (with the 320x180 rung), and the stream comes back.
   const startsBefore = (await videoState(page)).playerStarts;
   await page.fill('#cfg-width', String(before.video.width));
   await page.fill('#cfg-bitrate', '900');
@@ -251,6 +266,11 @@ async function run() {
   const after = await apiGet('/api/config');
   if (after.video?.bitrate_kbps !== 900) fail(`after Apply, /api/config says bitrate_kbps ${after.video?.bitrate_kbps}, expected 900`);
   ok(`bitrate 900 applied: page says "${applied}", /api/config has bitrate_kbps 900`);
+  if (!isDeepStrictEqual(after.ladder, [{ width: 320, height: 180, bitrate_kbps: 300 }])) fail(`after Apply, /api/config has ladder ${JSON.stringify(after.ladder)}`);
+  // The recorder's rendition list follows what the box runs.
+  await page.waitForFunction(() => [...document.querySelectorAll('#cfg-rec-rendition option')].some((o) => o.textContent.startsWith('r1: 320×180')), null, { timeout: 15_000 })
+    .catch(() => fail('the recorder\'s rendition list does not offer the 320x180 rendition'));
+  ok('ladder applied: /api/config has the 320x180 rung and the rendition lists offer it');
 
   await page.waitForFunction((n) => window.roomcast.playerStarts > n, startsBefore, { timeout: 10_000 }).catch(() => {
     fail('the page did not restart its player after Apply');

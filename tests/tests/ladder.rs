@@ -225,29 +225,31 @@ fn the_recorder_takes_the_rendition_it_names() {
         rec.display()
     );
     let d = Daemon::start_with_config("ladder-rec", &[], &[], Some(&config));
+    // The recorder is `recording` in status (outputs lists RTMP and SRT).
     d.wait_for("/api/status", Duration::from_secs(20), |r| {
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        v["record"]["frames_sent"].as_u64().unwrap_or(0) > 30
-            || v["outputs"].as_array().is_some_and(|o| {
-                o.iter()
-                    .any(|o| o["kind"] == "record" && o["frames_sent"].as_u64().unwrap_or(0) > 30)
-            })
+        v["recording"]["frames_sent"].as_u64().unwrap_or(0) > 30
     });
     let status = d.status();
-    let row = status["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["kind"] == "record")
-        .cloned()
-        .unwrap_or_else(|| status["record"].clone());
+    let row = &status["recording"];
     assert_eq!(row["rendition"], 2, "{status}");
-    drop(d);
-    let file = std::fs::read_dir(&rec)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "ts"))
-        .expect("a recording");
+    // Stopping the recorder closes its file (`.ts.part` → `.ts`).
+    let r = d
+        .put_json("/api/config", r#"{"record": {"enabled": false}}"#)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let file = loop {
+        let done = std::fs::read_dir(&rec)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "ts"));
+        if let Some(f) = done {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no closed recording");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(size(&file), (160, 90));
 }
 
@@ -275,6 +277,11 @@ fn a_bad_ladder_is_refused_with_its_field_and_changes_nothing() {
             "outputs[0].rendition",
         ),
         (r#"{"record": {"rendition": 5}}"#, "record.rendition"),
+        (r#"{"hls": {"encryption": "rot13"}}"#, "hls.encryption"),
+        (
+            r#"{"hls": {"key_rotation_segments": 0}}"#,
+            "hls.key_rotation_segments",
+        ),
     ] {
         let r = d.put_json("/api/config", body).unwrap();
         assert_eq!(r.status, 400, "{body}: {}", r.text());

@@ -214,6 +214,7 @@ async function changeCertificate(method) {
 // ---------- status ----------
 
 function renderStatus(s) {
+  setRenditionNames(s.renditions);
   const src = s.source || {}, enc = s.encoder || {}, fr = s.frames || {}, m = s.measured || {};
   const rows = [
     ['Measured', `${num(m.fps, 1)} fps, ${num(m.bitrate_kbps)} kbit/s`, 'st-measured'],
@@ -407,6 +408,69 @@ function setPath(obj, path, value) {
   parent[last] = value;
 }
 
+// ---------- renditions (the ladder) ----------
+
+// The renditions an output or the recorder can take: the top one and the
+// ladder's, as the box runs them now (status), else as configured.
+let renditionNames = ['top'];
+
+function renditionOptions(select, value) {
+  const names = renditionNames.slice();
+  while (names.length <= value) names.push(`rendition ${names.length}`);
+  select.replaceChildren(...names.map((n, i) => option(String(i), n)));
+  select.value = String(value ?? 0);
+}
+
+function setRenditionNames(list) {
+  if (!list || !list.length) return;
+  const names = list.map((r, i) => `${i === 0 ? 'top' : `r${i}`}: ${r.width}×${r.height}, ${r.bitrate_kbps} kbit/s`);
+  if (JSON.stringify(names) === JSON.stringify(renditionNames)) return;
+  renditionNames = names;
+  for (const sel of document.querySelectorAll('.rendition-select')) {
+    if (document.activeElement !== sel) renditionOptions(sel, Number(sel.value || 0));
+  }
+}
+
+function rungRow(r = { width: 640, height: 360, bitrate_kbps: 800 }) {
+  const num = (cls, value, label) => {
+    const i = el('input', { type: 'number', inputMode: 'numeric', className: cls, value });
+    i.setAttribute('aria-label', label);
+    return i;
+  };
+  const remove = el('button', { type: 'button', className: 'rung-remove' }, 'Remove');
+  const row = el('div', { className: 'rung-row' },
+    num('rung-width', r.width, 'width (px)'), '×', num('rung-height', r.height, 'height (px)'),
+    num('rung-bitrate', r.bitrate_kbps, 'bitrate (kbit/s)'), 'kbit/s', remove);
+  remove.addEventListener('click', () => row.remove());
+  return row;
+}
+
+function renderLadder(ladder) {
+  const mode = ladder == null ? 'auto' : ladder.length ? 'custom' : 'none';
+  $('ladder-mode').value = mode;
+  $('ladder').replaceChildren(...(ladder || []).map(rungRow));
+  showLadderMode();
+}
+
+function showLadderMode() {
+  const custom = $('ladder-mode').value === 'custom';
+  $('ladder').hidden = !custom;
+  $('add-rung').hidden = !custom;
+  if (custom && !$('ladder').children.length) $('ladder').append(rungRow());
+}
+
+// `null`: automatic; `[]`: the top rendition alone; else the rungs.
+function formLadder() {
+  const mode = $('ladder-mode').value;
+  if (mode === 'auto') return null;
+  if (mode === 'none') return [];
+  return [...document.querySelectorAll('#ladder .rung-row')].map((row) => ({
+    width: Number(row.querySelector('.rung-width').value),
+    height: Number(row.querySelector('.rung-height').value),
+    bitrate_kbps: Number(row.querySelector('.rung-bitrate').value),
+  }));
+}
+
 // ---------- outputs (upstream destinations) ----------
 
 function outputRow(o = { url: '', enabled: true }) {
@@ -414,7 +478,10 @@ function outputRow(o = { url: '', enabled: true }) {
   url.setAttribute('aria-label', 'destination URL');
   const enabled = el('input', { type: 'checkbox', className: 'out-enabled', checked: o.enabled !== false });
   const remove = el('button', { type: 'button', className: 'out-remove' }, 'Remove');
-  const row = el('div', { className: 'out-row' }, url, el('label', {}, enabled, ' on'), remove);
+  const rendition = el('select', { className: 'out-rendition rendition-select' });
+  rendition.setAttribute('aria-label', 'rendition');
+  renditionOptions(rendition, o.rendition ?? 0);
+  const row = el('div', { className: 'out-row' }, url, rendition, el('label', {}, enabled, ' on'), remove);
   if (o.ca_file) row.dataset.caFile = o.ca_file;
   remove.addEventListener('click', () => row.remove());
   return row;
@@ -436,6 +503,8 @@ function renderOutputs(list, runOnly) {
 function formOutputs() {
   return [...document.querySelectorAll('#outputs .out-row')].map((row) => {
     const o = { url: row.querySelector('.out-url').value.trim(), enabled: row.querySelector('.out-enabled').checked };
+    const rendition = Number(row.querySelector('.out-rendition').value);
+    if (rendition) o.rendition = rendition;
     if (row.dataset.caFile) o.ca_file = row.dataset.caFile;
     return o;
   });
@@ -446,12 +515,18 @@ function loadConfig() {
     .then(({ status, body }) => {
       if (status !== 200) throw new Error(body.error || `HTTP ${status}`);
       config = body;
+      // Left out of the JSON when 0 (the top rendition).
+      if (config.record) config.record.rendition ??= 0;
+      for (const sel of document.querySelectorAll('select.rendition-select[data-field]')) {
+        renditionOptions(sel, getPath(config, sel.dataset.field) ?? 0);
+      }
       renderOutputs(config.outputs, config.run_outputs);
+      renderLadder(config.ladder);
       renderDevices();
       for (const input of inputs()) {
         const value = getPath(config, input.dataset.field);
         if (input.type === 'checkbox') input.checked = value === true;
-        else input.value = value ?? '';
+        else if (!input.classList.contains('rendition-select')) input.value = value ?? '';
       }
       $('apply').disabled = false;
       loadDevices();
@@ -462,6 +537,8 @@ function loadConfig() {
 
 function clearErrors() {
   $('err-outputs').textContent = '';
+  $('err-ladder').textContent = '';
+  for (const i of document.querySelectorAll('#ladder input')) i.removeAttribute('aria-invalid');
   for (const u of document.querySelectorAll('#outputs .out-url')) u.removeAttribute('aria-invalid');
   $('apply-result').textContent = '';
   $('apply-result').className = '';
@@ -474,6 +551,15 @@ function clearErrors() {
 function showError(field, message, reason) {
   $('apply-result').textContent = message;
   $('apply-result').className = 'bad';
+  if (field && field.startsWith('ladder')) {
+    $('err-ladder').textContent = reason || message;
+    const [, i, key] = field.match(/^ladder\[(\d+)\](?:\.(\w+))?/) || [];
+    const row = document.querySelectorAll('#ladder .rung-row')[Number(i)];
+    const cls = { width: 'rung-width', height: 'rung-height', bitrate_kbps: 'rung-bitrate' }[key];
+    const input = row && cls ? row.querySelector(`.${cls}`) : null;
+    if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
+    return;
+  }
   if (field && field.startsWith('outputs')) {
     $('err-outputs').textContent = message;
     const i = Number((field.match(/^outputs\[(\d+)\]/) || [])[1]);
@@ -522,6 +608,8 @@ async function apply(event) {
   }
   const outputs = formOutputs();
   if (JSON.stringify(outputs) !== JSON.stringify(config.outputs || [])) patch.outputs = outputs;
+  const ladder = formLadder();
+  if (JSON.stringify(ladder) !== JSON.stringify(config.ladder ?? null)) patch.ladder = ladder;
   $('apply').disabled = true;
   $('apply-result').textContent = 'applying…';
   try {
@@ -531,7 +619,7 @@ async function apply(event) {
       body: JSON.stringify(patch),
     }, 15000);
     if (status === 200) {
-      config = { ...next, outputs };
+      config = { ...next, outputs, ladder };
       $('apply-result').textContent = 'Applied';
       $('apply-result').className = 'ok';
       // Only picture and HLS changes restart the stream; outputs, camera
@@ -646,6 +734,8 @@ $('settings').addEventListener('submit', apply);
 $('auth-form').addEventListener('submit', submitAuth);
 $('logout').addEventListener('click', logout);
 $('add-output').addEventListener('click', () => $('outputs').append(outputRow()));
+$('add-rung').addEventListener('click', () => $('ladder').append(rungRow()));
+$('ladder-mode').addEventListener('change', showLadderMode);
 $('cfg-source').addEventListener('change', showModes);
 $('cfg-audio-source').addEventListener('change', showAudioModes);
 $('export').addEventListener('click', exportConfig);

@@ -123,10 +123,11 @@ impl Renditions {
         let edges = LadderEdges::new(cfg.renditions().len());
         for (i, spec) in cfg.renditions().iter().enumerate() {
             let r = i as u8;
-            let hls = HlsStore::new(hls_settings(cfg));
+            let hls = HlsStore::with_keys(hls_settings(cfg), running.keys.clone());
             let ll =
                 LlStore::with_replies(self.clock.clone(), ll_settings(cfg), self.replies.clone());
             ll.join_ladder(edges.clone(), i);
+            ll.set_keys(running.keys.clone());
             // The top rendition's queues keep the names they had before
             // the ladder ("hls", "llhls"); rung i's are "hls{i}", "llhls{i}".
             let n = if i == 0 { String::new() } else { i.to_string() };
