@@ -36,8 +36,9 @@ bitrate_kbps = 300
 
 /// The nginx block of the README's "A large audience" section.
 fn readme_config() -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-        .expect("read README.md");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("read README.md");
     let after = readme
         .split_once("<!-- cdn-nginx")
         .expect("the README has the cdn-nginx marker")
@@ -46,7 +47,11 @@ fn readme_config() -> String {
         .split_once("```nginx\n")
         .expect("an nginx block after the marker")
         .1;
-    block.split_once("```").expect("the block ends").0.to_string()
+    block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_string()
 }
 
 struct Nginx {
@@ -123,7 +128,10 @@ http {{
         .expect("spawn nginx");
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not listen within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Nginx { child, dir, port }
@@ -144,8 +152,17 @@ fn two_hundred_clients_through_the_readme_nginx_cost_the_box_one_request_per_par
         let base = format!("http://127.0.0.1:{port}");
         move || {
             let mut cmd = Command::new("node");
-            cmd.args(["latency.mjs", &base, "/hls/index.m3u8", &SECONDS.to_string(), "2"]);
-            run_with_timeout(cmd.current_dir(browser_dir()), Duration::from_secs(SECONDS + 90))
+            cmd.args([
+                "latency.mjs",
+                &base,
+                "/hls/index.m3u8",
+                &SECONDS.to_string(),
+                "2",
+            ]);
+            run_with_timeout(
+                cmd.current_dir(browser_dir()),
+                Duration::from_secs(SECONDS + 90),
+            )
         }
     });
     let stop = Arc::new(AtomicBool::new(false));
@@ -162,7 +179,10 @@ fn two_hundred_clients_through_the_readme_nginx_cost_the_box_one_request_per_par
     let mut least = u32::MAX;
     for c in clients {
         let (a, parts, errors) = c.join().unwrap();
-        assert!(errors.is_empty(), "a scripted client saw errors: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "a scripted client saw errors: {errors:?}"
+        );
         least = least.min(parts);
         ages.extend(a);
     }
@@ -176,14 +196,20 @@ fn two_hundred_clients_through_the_readme_nginx_cost_the_box_one_request_per_par
         CLIENTS - 1,
         ages.len()
     );
-    assert!(p99 < 2000.0, "playlist age p99 {p99:.0} ms through the proxy");
+    assert!(
+        p99 < 2000.0,
+        "playlist age p99 {p99:.0} ms through the proxy"
+    );
 
     let (code, out, err) = browser.join().unwrap();
     println!("{out}");
     eprint!("{err}");
     assert_eq!(code, Some(0), "hls.js through nginx failed (output above)");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(v["advanced"].as_f64().unwrap() >= SECONDS as f64 * 0.9, "{v}");
+    assert!(
+        v["advanced"].as_f64().unwrap() >= SECONDS as f64 * 0.9,
+        "{v}"
+    );
 
     // What reached the box: nginx logs each request with its cache status;
     // MISS, EXPIRED, BYPASS and an empty status went upstream.
@@ -199,11 +225,16 @@ fn two_hundred_clients_through_the_readme_nginx_cost_the_box_one_request_per_par
             *part_requests.entry(uri.to_string()).or_default() += 1;
         }
         served += 1;
-        if !matches!(cache, "HIT" | "UPDATING" | "STALE" | "REVALIDATED") && uri.starts_with("/hls/r") {
+        if !matches!(cache, "HIT" | "UPDATING" | "STALE" | "REVALIDATED")
+            && uri.starts_with("/hls/r")
+        {
             *upstream.entry(uri.to_string()).or_default() += 1;
         }
     }
-    let parts: Vec<(&String, &usize)> = upstream.iter().filter(|(u, _)| u.contains("/part")).collect();
+    let parts: Vec<(&String, &usize)> = upstream
+        .iter()
+        .filter(|(u, _)| u.contains("/part"))
+        .collect();
     let part_fetches: usize = parts.iter().map(|(_, n)| **n).sum();
     let most = parts.iter().map(|(_, n)| **n).max().unwrap_or(0);
     let viewers_per_part =
@@ -213,9 +244,16 @@ fn two_hundred_clients_through_the_readme_nginx_cost_the_box_one_request_per_par
         "nginx served {served} requests; {} distinct parts, {viewers_per_part:.0} requests each at the proxy, {per_part:.2} each at the box (most {most})",
         parts.len()
     );
-    assert!(parts.len() >= 100, "only {} parts went through", parts.len());
+    assert!(
+        parts.len() >= 100,
+        "only {} parts went through",
+        parts.len()
+    );
     assert!(viewers_per_part >= 50.0, "the clients did not share parts");
-    assert!(per_part <= 1.2, "the box saw {per_part:.2} requests per part");
+    assert!(
+        per_part <= 1.2,
+        "the box saw {per_part:.2} requests per part"
+    );
     assert!(most <= 3, "one part reached the box {most} times");
     // Blocking reloads collapse too: far fewer reached the box than clients made.
     let reloads: usize = upstream

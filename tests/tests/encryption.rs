@@ -70,14 +70,19 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     let keys = key_lines(&text);
     assert!(!keys.is_empty(), "{text}");
     for k in &keys {
-        assert!(k.starts_with("#EXT-X-KEY:METHOD=AES-128,URI=\"../../keys/"), "{k}");
+        assert!(
+            k.starts_with("#EXT-X-KEY:METHOD=AES-128,URI=\"../../keys/"),
+            "{k}"
+        );
         let iv = attr(k, "IV").unwrap();
         assert!(iv.len() == 34 && iv.starts_with("0x"), "{k}");
     }
     let lines: Vec<&str> = text.lines().collect();
     let first_seg = lines.iter().position(|l| l.ends_with(".ts")).unwrap();
     assert!(
-        lines[..first_seg].iter().any(|l| l.starts_with("#EXT-X-KEY:METHOD=AES-128")),
+        lines[..first_seg]
+            .iter()
+            .any(|l| l.starts_with("#EXT-X-KEY:METHOD=AES-128")),
         "the first segment's key is stated before it\n{text}"
     );
 
@@ -95,7 +100,14 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     let secret = dir.join("secret.ts");
     std::fs::write(&secret, &seg.body).unwrap();
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&secret)
         .output()
         .unwrap();
@@ -116,19 +128,38 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     assert_eq!(key.status, 200);
     assert_eq!(key.body.len(), 16);
     assert_eq!(key.header("Cache-Control"), Some("private, no-store"));
-    let iv = attr(key_line, "IV").unwrap().trim_start_matches("0x").to_string();
+    let iv = attr(key_line, "IV")
+        .unwrap()
+        .trim_start_matches("0x")
+        .to_string();
     let clear = dir.join("clear.ts");
     let out = Command::new("openssl")
-        .args(["enc", "-d", "-aes-128-cbc", "-K", &hex(&key.body), "-iv", &iv, "-in"])
+        .args([
+            "enc",
+            "-d",
+            "-aes-128-cbc",
+            "-K",
+            &hex(&key.body),
+            "-iv",
+            &iv,
+            "-in",
+        ])
         .arg(&secret)
         .arg("-out")
         .arg(&clear)
         .output()
         .unwrap();
-    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&clear).unwrap();
     assert_eq!(bytes.len() % 188, 0);
-    assert!(bytes.iter().step_by(188).all(|&b| b == 0x47), "decrypted TS has sync bytes");
+    assert!(
+        bytes.iter().step_by(188).all(|&b| b == 0x47),
+        "decrypted TS has sync bytes"
+    );
     let v = ffprobe_json(&["-show_entries", "stream=codec_name,width,height"], &clear);
     let codecs: Vec<&str> = v["streams"]
         .as_array()
@@ -142,11 +173,16 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     let ll = d.get("/hls/r0/index.m3u8").unwrap().text();
     let ll_keys = key_lines(&ll);
     assert!(
-        ll_keys.iter().any(|k| k.starts_with("#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/")),
+        ll_keys
+            .iter()
+            .any(|k| k.starts_with("#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/")),
         "{ll}"
     );
     let map = ll.find("#EXT-X-MAP").unwrap();
-    assert!(!ll[..map].contains("METHOD=AES-128"), "a key before the map\n{ll}");
+    assert!(
+        !ll[..map].contains("METHOD=AES-128"),
+        "a key before the map\n{ll}"
+    );
     let part = ll
         .lines()
         .filter(|l| l.starts_with("#EXT-X-PART:"))
@@ -157,8 +193,15 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     let p = d.get(&format!("/hls/r0/{part}")).unwrap();
     assert_eq!(p.status, 200);
     assert_ne!(&p.body[4..8], b"moof", "a part in the clear");
-    let init = attr(ll.lines().find(|l| l.starts_with("#EXT-X-MAP")).unwrap(), "URI").unwrap();
-    assert_eq!(&d.get(&format!("/hls/r0/{init}")).unwrap().body[4..8], b"ftyp");
+    let init = attr(
+        ll.lines().find(|l| l.starts_with("#EXT-X-MAP")).unwrap(),
+        "URI",
+    )
+    .unwrap();
+    assert_eq!(
+        &d.get(&format!("/hls/r0/{init}")).unwrap().body[4..8],
+        b"ftyp"
+    );
 
     // ffmpeg plays both flavours through the multivariant playlists.
     for path in ["/hls/ts/index.m3u8", "/hls/index.m3u8"] {
@@ -172,8 +215,7 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     for (playlist, limit) in [("/hls/index.m3u8", "3"), ("/hls/ts/index.m3u8", "8")] {
         let mut cmd = Command::new("node");
         cmd.args(["latency.mjs", &d.base_url(), playlist, "10", limit]);
-        let (code, out, err) =
-            run_with_timeout(cmd.current_dir(&browser), Duration::from_secs(90));
+        let (code, out, err) = run_with_timeout(cmd.current_dir(&browser), Duration::from_secs(90));
         println!("{out}");
         eprint!("{err}");
         assert_eq!(code, Some(0), "{playlist}: hls.js did not play it");
@@ -190,7 +232,9 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     let live_key = {
         // The newest key (the one above may have rotated out by now).
         let t = d.get("/hls/ts/r0/index.m3u8").unwrap().text();
-        let k = attr(key_lines(&t).last().unwrap(), "URI").unwrap().to_string();
+        let k = attr(key_lines(&t).last().unwrap(), "URI")
+            .unwrap()
+            .to_string();
         format!("/hls/{}", k.strip_prefix("../../").unwrap())
     };
     assert_eq!(http(d.port, "GET", &live_key, None).unwrap().status, 401);
@@ -202,7 +246,13 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
     )
     .unwrap();
     assert_eq!(login.status, 200);
-    let cookie = login.header("Set-Cookie").unwrap().split(';').next().unwrap().to_string();
+    let cookie = login
+        .header("Set-Cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let with_session = http_with(d.port, "GET", &live_key, None, &[("Cookie", &cookie)]).unwrap();
     assert_eq!(with_session.status, 200);
     assert_eq!(with_session.body.len(), 16);

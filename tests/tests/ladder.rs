@@ -301,3 +301,77 @@ fn a_bad_ladder_is_refused_with_its_field_and_changes_nothing() {
     });
     assert_eq!(variants(&mv.text())[0].1, "r0/index.m3u8");
 }
+
+/// hls.js with the browser's download rate limited (DevTools network
+/// emulation) below the top rendition's average bitrate: it switches down,
+/// and back up once the limit is lifted.
+#[test]
+fn hls_js_switches_down_under_a_rate_limit_and_back_up() {
+    const ABR: &str = r#"
+[video]
+width = 640
+height = 360
+fps = 30
+bitrate_kbps = 1500
+gop = 30
+
+[[ladder]]
+width = 160
+height = 90
+bitrate_kbps = 64
+
+# Little audio, so the renditions' bitrates differ by their pictures.
+[audio]
+source = "tone"
+channels = 1
+bitrate_kbps = 32
+"#;
+    let d = Daemon::start_with_config("ladder-abr", &[], &[], Some(ABR));
+    // Measured bitrates settle after a few segments.
+    let mv = d.wait_for("/hls/index.m3u8", Duration::from_secs(30), |r| {
+        r.status == 200 && {
+            let s = d.status();
+            s["renditions"][1]["segments"].as_u64().unwrap_or(0) >= 4
+        }
+    });
+    let mv = d
+        .get("/hls/index.m3u8")
+        .map(|r| r.text())
+        .unwrap_or(mv.text());
+    let number = |a: &str, name: &str| -> f64 { attr(a, name).unwrap().parse().unwrap() };
+    let v = variants(&mv);
+    let bw: Vec<f64> = v.iter().map(|(a, _)| number(a, "BANDWIDTH")).collect();
+    let top_average = number(&v[0].0, "AVERAGE-BANDWIDTH");
+    // A link a little slower than the top rendition's average (so it falls
+    // behind, slowly: hls.js's bandwidth estimate takes ~10 s to follow),
+    // that carries the lower one at its peak with room to spare.
+    let limit = 0.9 * top_average;
+    assert!(limit > 1.4 * bw[1], "too close to tell apart: {bw:?}");
+    let limit_kbps = (limit / 1000.0).round() as u64;
+    println!("BANDWIDTH {bw:?}: limiting the browser to {limit_kbps} kbit/s");
+    // MPEG-TS: down and back up without a stall. LL-HLS: down and back up,
+    // but hls.js's bandwidth estimate from blocked part requests lags
+    // Chromium's emulated link (it reads ~2x the limit for ~15 s), so its
+    // one-second buffer runs dry a few times before it switches.
+    for (playlist, stalls) in [("/hls/ts/index.m3u8", "0"), ("/hls/index.m3u8", "4")] {
+        let mut cmd = std::process::Command::new("node");
+        cmd.args([
+            "abr.mjs",
+            &d.base_url(),
+            playlist,
+            &limit_kbps.to_string(),
+            stalls,
+        ]);
+        let (code, out, err) = roomcast_e2e::run_with_timeout(
+            cmd.current_dir(roomcast_e2e::browser_dir()),
+            Duration::from_secs(180),
+        );
+        println!("{out}");
+        eprint!("{err}");
+        assert_eq!(
+            code,
+            Some(0),
+            "{playlist}: abr.mjs failed (its output is above)"
+        );
+    }
+}

@@ -57,7 +57,13 @@ fn write_file(path: &Path, frames: &[I420Frame]) {
 
 /// Mean and largest |ours - swscale| over the first frame, or `None`
 /// without ffmpeg.
-fn difference(input: &str, first: &I420Frame, dw: usize, dh: usize, dir: &Path) -> Option<(f64, u8)> {
+fn difference(
+    input: &str,
+    first: &I420Frame,
+    dw: usize,
+    dh: usize,
+    dir: &Path,
+) -> Option<(f64, u8)> {
     let out = dir.join("sws.i420");
     let cmd = format!(
         "{input} -frames:v 1 -vf scale={dw}:{dh}:flags=area -pix_fmt yuv420p -f rawvideo -y {}",
@@ -146,5 +152,8 @@ fn main() {
     }
     std::fs::remove_dir_all(&dir).ok();
     println!("goal: ours/sws <= 1.00");
-    println!("{}", json!({"bench": "scale", "frames": n, "passes": passes, "runs": runs, "results": results}));
+    println!(
+        "{}",
+        json!({"bench": "scale", "frames": n, "passes": passes, "runs": runs, "results": results})
+    );
 }

@@ -73,6 +73,12 @@ function startPlayer() {
     hls = new Hls({
       lowLatencyMode: true,
       backBufferLength: 10,
+      // A live stream a second or three behind has that much buffer: the
+      // bandwidth estimate must follow a slower link faster than the
+      // buffer runs dry (hls.js's 3 s / 9 s half-lives take ~10 s), or the
+      // switch to a lower rendition comes after a stall.
+      abrEwmaFastLive: 1,
+      abrEwmaSlowLive: 3,
     });
     window.roomcast.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
