@@ -187,7 +187,7 @@ fn aes_128_segments_are_secret_on_the_wire_and_play_in_ffmpeg_and_hls_js() {
         .lines()
         .filter(|l| l.starts_with("#EXT-X-PART:"))
         .filter_map(|l| attr(l, "URI"))
-        .last()
+        .next_back()
         .unwrap()
         .to_string();
     let p = d.get(&format!("/hls/r0/{part}")).unwrap();
