@@ -372,7 +372,10 @@ async function run() {
   await page.uncheck('#cfg-rec');
   await page.click('#apply');
   await waitText(page, 'st-recording', (t) => t === 'off', 15_000, 'status does not show the recording off');
-  if ((await videoState(page)).playerStarts !== recStarts) fail('turning recording on or off restarted the player');
+  if ((await videoState(page)).playerStarts !== recStarts) {
+    const why = await page.evaluate(() => ({ fatal: window.roomcast.fatal, restarts: window.roomcast.restarts }));
+    fail(`turning recording on or off restarted the player: ${JSON.stringify(why)}`);
+  }
   ok(`recording turned on from the page ("${recRow}") and off again; the player was not restarted`);
 
   // Status shows the bitrate set earlier.

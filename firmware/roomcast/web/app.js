@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 
 // Read by the browser test (tests/browser/play.mjs) to tell a restarted player from the old one.
 // Exposed for tests and for curious people with a console.
-window.roomcast = { playerStarts: 0, stalls: 0, hls: null };
+window.roomcast = { playerStarts: 0, stalls: 0, hls: null, fatal: [], restarts: [] };
 
 // ---------- small helpers ----------
 
@@ -86,6 +86,7 @@ function startPlayer() {
       if (data.response && data.response.code === 401) { showViewerPrompt(); return; }
       if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) window.roomcast.stalls++;
       if (!data.fatal) return;
+      window.roomcast.fatal.push(data.details);
       // Typical while the daemon restarts its pipeline: start over shortly.
       setPlayerState(`stream error (${data.details}), retrying…`);
       restartPlayer(2000);
@@ -111,6 +112,7 @@ function stopPlayer() {
 }
 
 function restartPlayer(delayMs) {
+  window.roomcast.restarts.push($('player-state').textContent);
   clearTimeout(restartTimer);
   stopPlayer();
   restartTimer = setTimeout(startPlayer, delayMs);

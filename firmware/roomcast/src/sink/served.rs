@@ -106,8 +106,9 @@ impl Renditions {
         }
     }
 
+    /// A fresh set for `cfg`, swapped in whole before the old one stops, so
+    /// a reader always finds a top rendition.
     fn rebuild(&self, cfg: &ValidConfig) {
-        self.stop();
         // Sequence numbers start from the wall clock so they never repeat
         // across restarts and a cached segment can never be the wrong one.
         let first_sequence = self.clock.wall_unix_ms() / 500;
@@ -160,12 +161,18 @@ impl Renditions {
                 ll,
             }));
         }
-        *lock(&self.running) = running;
+        let old = std::mem::replace(&mut *lock(&self.running), running);
+        self.retire(old);
     }
 
-    /// Stops every packager (their stores answer what they hold, then 404).
+    /// Stops every packager (their stores answer what they hold, then 404);
+    /// for the end of a benchmark: the daemon's set runs for its life.
     pub fn stop(&self) {
         let old = std::mem::take(&mut *lock(&self.running));
+        self.retire(old);
+    }
+
+    fn retire(&self, old: Running) {
         for q in &old.queues {
             self.bus.unsubscribe(q);
         }
@@ -190,7 +197,8 @@ impl Renditions {
         lock(&self.running).keys.is_some()
     }
 
-    /// The top rendition (`[video]`); there is always one.
+    /// The top rendition (`[video]`): a running daemon always has one (a
+    /// ladder change swaps the whole set at once).
     pub fn top(&self) -> Arc<Served> {
         self.get(0).expect("the top rendition always runs")
     }

@@ -318,7 +318,9 @@ pub fn serve_ll_replies(
                     };
                     // The server counts the reply when it sends it.
                     to.respond(reply);
-                    app.renditions.top().ll.delivered(at_ns);
+                    if let Some(top) = app.renditions.get(0) {
+                        top.ll.delivered(at_ns);
+                    }
                 })
                 .expect("spawn LL-HLS reply thread")
         })
