@@ -408,6 +408,15 @@ function loadDevices() {
   }).catch(() => {});
 }
 
+// Deep equality of JSON values whatever the order of object keys (the box
+// answers with its keys sorted).
+function same(a, b) {
+  const canon = (v) => (Array.isArray(v) ? v.map(canon)
+    : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])]))
+      : v);
+  return JSON.stringify(canon(a)) === JSON.stringify(canon(b));
+}
+
 function getPath(obj, path) { return path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj); }
 function setPath(obj, path, value) {
   const keys = path.split('.');
@@ -615,9 +624,9 @@ async function apply(event) {
     if (value !== getPath(config, input.dataset.field)) setPath(patch, input.dataset.field, value);
   }
   const outputs = formOutputs();
-  if (JSON.stringify(outputs) !== JSON.stringify(config.outputs || [])) patch.outputs = outputs;
+  if (!same(outputs, config.outputs || [])) patch.outputs = outputs;
   const ladder = formLadder();
-  if (JSON.stringify(ladder) !== JSON.stringify(config.ladder ?? null)) patch.ladder = ladder;
+  if (!same(ladder, config.ladder ?? null)) patch.ladder = ladder;
   $('apply').disabled = true;
   $('apply-result').textContent = 'applying…';
   try {
