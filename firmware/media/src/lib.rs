@@ -16,6 +16,8 @@
 //!   (ISO/IEC 14496-12, -15; ISO/IEC 23000-19).
 //! * [`llhls`]: the low-latency HLS playlist and blocking-reload decisions
 //!   (draft-pantos-hls-rfc8216bis).
+//! * [`dash`]: the dynamic MPEG-DASH MPD over the same CMAF segments
+//!   (ISO/IEC 23009-1, DASH-IF low-latency).
 //! * [`aes128`]: HLS `METHOD=AES-128` segment encryption and its
 //!   `EXT-X-KEY` tag (RFC 8216 §4.3.2.4, §5.2).
 //! * [`amf0`], [`flv`], [`rtmp`]: AMF0 values, FLV tags and a sans-IO RTMP
@@ -34,6 +36,7 @@ extern crate alloc;
 pub mod aac;
 pub mod aes128;
 pub mod amf0;
+pub mod dash;
 pub mod flv;
 pub mod fmp4;
 pub mod h264;
