@@ -58,6 +58,8 @@ const COMPATIBLE_BRANDS: [[u8; 4]; 3] = [*b"iso6", *b"cmfc", *b"avc1"];
 /// With an audio track too: the same without `cmfc`, which promises one
 /// track per file (ISO/IEC 23000-19 §7.3.1).
 const COMPATIBLE_BRANDS_AV: [[u8; 4]; 2] = [*b"iso6", *b"avc1"];
+/// An audio-only init segment is a CMAF track of its own.
+const COMPATIBLE_BRANDS_AUDIO: [[u8; 4]; 2] = [*b"iso6", *b"cmfc"];
 
 /// The identity transformation matrix of `mvhd`/`tkhd` (§8.2.2.3), 16.16 and
 /// 2.30 fixed point.
@@ -141,6 +143,36 @@ pub fn init_segment_with_audio(
     init(ps, Some((audio, bitrate)))
 }
 
+/// Init segment of an AAC track alone (track [`AUDIO_TRACK_ID`], as in
+/// [`init_segment_with_audio`]), for audio kept apart from the video: an
+/// HLS audio rendition or a DASH audio `AdaptationSet` over the same
+/// fragments, which [`write_av_fragment`] writes with no video.
+///
+/// ```text
+/// ftyp                         iso6; compatible iso6 cmfc (a CMAF track)
+/// moov
+///   mvhd                       next_track_ID 3
+///   trak                       the audio trak of init_segment_with_audio
+///   mvex
+///     trex                     track 2, default flags: sync
+/// ```
+pub fn init_segment_audio(audio: &AudioSpecificConfig, bitrate: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    bx(&mut out, b"ftyp", |b| {
+        b.extend_from_slice(&MAJOR_BRAND);
+        put_u32(b, 0); // minor_version
+        for brand in &COMPATIBLE_BRANDS_AUDIO {
+            b.extend_from_slice(brand);
+        }
+    });
+    bx(&mut out, b"moov", |b| {
+        mvhd(b, AUDIO_TRACK_ID + 1);
+        audio_trak(b, audio, bitrate);
+        bx(b, b"mvex", |b| trex(b, AUDIO_TRACK_ID, FLAGS_SYNC));
+    });
+    out
+}
+
 fn init(ps: &ParameterSets, audio: Option<(&AudioSpecificConfig, u32)>) -> Vec<u8> {
     let width = ps.info.width.min(0xffff);
     let height = ps.info.height.min(0xffff);
@@ -181,22 +213,7 @@ fn init(ps: &ParameterSets, audio: Option<(&AudioSpecificConfig, u32)>) -> Vec<u
             });
         });
         if let Some((asc, bitrate)) = audio {
-            bx(b, b"trak", |b| {
-                tkhd(b, AUDIO_TRACK_ID, 0x0100, 0, 0);
-                bx(b, b"mdia", |b| {
-                    mdhd(b, asc.sample_rate());
-                    hdlr(b, b"soun", b"SoundHandler\0");
-                    bx(b, b"minf", |b| {
-                        // Sound media header (§12.2.2): balance 0 (centre).
-                        full_box(b, b"smhd", 0, 0, |b| {
-                            put_u16(b, 0); // balance
-                            put_u16(b, 0); // reserved
-                        });
-                        dinf(b);
-                        stbl(b, |b| mp4a(b, asc, bitrate));
-                    });
-                });
-            });
+            audio_trak(b, asc, bitrate);
         }
         bx(b, b"mvex", |b| {
             // Every fragment sets all per-sample values, so the defaults
@@ -210,6 +227,26 @@ fn init(ps: &ParameterSets, audio: Option<(&AudioSpecificConfig, u32)>) -> Vec<u
         });
     });
     out
+}
+
+/// The AAC `trak` (track [`AUDIO_TRACK_ID`]).
+fn audio_trak(b: &mut Vec<u8>, asc: &AudioSpecificConfig, bitrate: u32) {
+    bx(b, b"trak", |b| {
+        tkhd(b, AUDIO_TRACK_ID, 0x0100, 0, 0);
+        bx(b, b"mdia", |b| {
+            mdhd(b, asc.sample_rate());
+            hdlr(b, b"soun", b"SoundHandler\0");
+            bx(b, b"minf", |b| {
+                // Sound media header (§12.2.2): balance 0 (centre).
+                full_box(b, b"smhd", 0, 0, |b| {
+                    put_u16(b, 0); // balance
+                    put_u16(b, 0); // reserved
+                });
+                dinf(b);
+                stbl(b, |b| mp4a(b, asc, bitrate));
+            });
+        });
+    });
 }
 
 /// `dinf` with one self-contained `url ` entry (§8.7.1, §8.7.2).
@@ -956,6 +993,34 @@ mod tests {
         let esds = got.windows(4).position(|w| w == b"esds").unwrap();
         assert_eq!(&got[esds + 17..esds + 20], &hex("000300"));
         assert_eq!(&got[esds + 30..esds + 32], &hi.to_bytes());
+    }
+
+    #[test]
+    fn audio_only_init_segment_bytes() {
+        let asc = AudioSpecificConfig::lc(48_000, 2).unwrap();
+        let av = init_segment_with_audio(&parameter_sets(), &asc, 128_000);
+        // In the AV init: ftyp 24, moov header 8, mvhd 108, video trak 463,
+        // audio trak 412, mvex 72.
+        let mvhd = &av[24 + 8..24 + 8 + 108];
+        let audio_trak = &av[24 + 8 + 108 + 463..][..412];
+        let mut want = hex(&[
+            // ftyp, 24 bytes: major iso6, minor 0, compatible iso6 cmfc
+            "00000018 66747970 69736f36 00000000 69736f36 636d6663",
+            // moov, 568 = 8 + mvhd 108 + audio trak 412 + mvex 40
+            "00000238 6d6f6f76",
+        ]
+        .concat());
+        want.extend_from_slice(mvhd);
+        want.extend_from_slice(audio_trak);
+        want.extend(hex(&[
+            // mvex, 40 = 8 + trex 32: track 2, description 1, flags sync
+            "00000028 6d766578",
+            "00000020 74726578 00000000 00000002 00000001 00000000 00000000 02000000",
+        ]
+        .concat()));
+        assert_eq!(init_segment_audio(&asc, 128_000), want);
+        // next_track_ID 3, as in the AV init.
+        assert_eq!(&mvhd[mvhd.len() - 4..], &[0, 0, 0, 3]);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::process::Command;
 
 use roomcast_media::aac::{adts_frames, AdtsFrame, AudioSpecificConfig};
 use roomcast_media::flv::{self, AudioMetadata, FlvWriter, Metadata, TagType};
-use roomcast_media::fmp4::{init_segment_with_audio, write_av_fragment, AudioSample, Sample};
+use roomcast_media::fmp4::{
+    init_segment_audio, init_segment_with_audio, write_av_fragment, AudioSample, Sample,
+};
 use roomcast_media::h264::{annexb_to_avcc, contains_idr, ParameterSets};
 use roomcast_media::time::Ticks90k;
 use roomcast_media::ts::{TsConfig, TsMuxer, DEFAULT_AUDIO_PID};
@@ -365,6 +367,43 @@ fn fmp4_with_aac() {
 
     // Audio timestamps come back in the sample-rate timescale.
     let want: Vec<u64> = (0..used_audio as u64).map(|k| k * 1024).collect();
+    assert_eq!(audio_pts(&path), want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The sound kept apart from the video (an HLS audio rendition, a DASH
+/// audio AdaptationSet): an audio-only init segment and fragments of AAC
+/// alone, as ffprobe and ffmpeg read them.
+#[test]
+fn fmp4_audio_alone() {
+    need("ffmpeg");
+    need("ffprobe");
+    let dir = temp_dir("av-fmp4-audio");
+    let media = encode(&dir);
+    let (config, frames) = aac_frames(&media.adts);
+    let mut file = init_segment_audio(&config, 128_000);
+    let audio: Vec<AudioSample> = frames
+        .iter()
+        .enumerate()
+        .map(|(k, f)| AudioSample {
+            dts: k as u64 * 1024,
+            duration: 1024,
+            data: f.payload,
+        })
+        .collect();
+    // Fragments of 12 frames (256 ms at 48 kHz), like LL-HLS parts.
+    for (i, chunk) in audio.chunks(12).enumerate() {
+        write_av_fragment(i as u32 + 1, &[], chunk, &mut file);
+    }
+    let path = dir.join("audio.mp4");
+    std::fs::write(&path, &file).expect("write mp4");
+    assert_eq!(
+        probe_streams(&path),
+        [format!("audio,aac,48000,2,{}", audio.len())],
+        "ffprobe streams"
+    );
+    decode_cleanly(&path);
+    let want: Vec<u64> = (0..audio.len() as u64).map(|k| k * 1024).collect();
     assert_eq!(audio_pts(&path), want);
     let _ = std::fs::remove_dir_all(&dir);
 }
