@@ -7,6 +7,9 @@
 //   node abr.mjs http://127.0.0.1:8080 /hls/index.m3u8 LIMIT_KBPS [MAX_STALLS]
 //
 // MAX_STALLS (default 0): stalls allowed while switching.
+// With ABR_NETNS=NS ABR_DEV=DEV the limit is a tc tbf on DEV inside network
+// namespace NS (the box's side of a veth pair) instead of DevTools
+// emulation: a real bottleneck, to compare against (as root).
 // Prints one JSON line: the levels hls.js saw, when it switched, stalls.
 // Exits 1 (with FAIL: on stderr) if it did not switch down, stalled, or did
 // not switch back up.
@@ -39,12 +42,19 @@ try {
   const page = await browser.newPage();
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
-  const limit = (kbps) => cdp.send('Network.emulateNetworkConditions', {
-    offline: false,
-    latency: 0,
-    downloadThroughput: kbps > 0 ? (kbps * 1000) / 8 : -1, // bytes/s; -1: no limit
-    uploadThroughput: -1,
-  });
+  // ABR_NETNS + ABR_DEV: shape the box's side of a veth pair with tc tbf
+  // instead of DevTools emulation (a real bottleneck, for comparison).
+  const { ABR_NETNS: netns, ABR_DEV: dev } = process.env;
+  const { execFileSync } = await import('node:child_process');
+  const limit = (kbps) => (netns && dev
+    ? Promise.resolve(execFileSync('ip', ['netns', 'exec', netns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root',
+      ...(kbps > 0 ? ['tbf', 'rate', `${kbps}kbit`, 'burst', '16kb', 'latency', '400ms'] : ['pfifo'])]))
+    : cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: 0,
+      downloadThroughput: kbps > 0 ? (kbps * 1000) / 8 : -1, // bytes/s; -1: no limit
+      uploadThroughput: -1,
+    }));
   await page.goto(`${base}/?src=${encodeURIComponent(playlist)}`);
   const sample = () => page.evaluate(() => {
     const v = document.getElementById('preview');
