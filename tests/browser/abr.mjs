@@ -48,7 +48,7 @@ try {
   const { execFileSync } = await import('node:child_process');
   const limit = (kbps) => (netns && dev
     ? Promise.resolve(execFileSync('ip', ['netns', 'exec', netns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root',
-      ...(kbps > 0 ? ['tbf', 'rate', `${kbps}kbit`, 'burst', '16kb', 'latency', '400ms'] : ['pfifo'])]))
+      ...(kbps > 0 ? ['tbf', 'rate', `${kbps}kbit`, 'burst', '3000', 'latency', '400ms'] : ['pfifo'])]))
     : cdp.send('Network.emulateNetworkConditions', {
       offline: false,
       latency: 0,
