@@ -114,6 +114,26 @@ fn fetch(url: &HttpUrl, timeout: Duration) -> Result<Response, ProbeError> {
     })
 }
 
+fn playlist_error(url: &HttpUrl, source: PlaylistError) -> ProbeError {
+    ProbeError::Playlist {
+        url: url.to_string(),
+        source,
+    }
+}
+
+/// A playlist response's body as text (playlists are UTF-8, §4).
+fn playlist_text<'a>(url: &HttpUrl, r: &'a Response) -> Result<&'a str, ProbeError> {
+    std::str::from_utf8(&r.body).map_err(|e| {
+        playlist_error(
+            url,
+            PlaylistError {
+                line: 0,
+                reason: format!("not UTF-8: {e}"),
+            },
+        )
+    })
+}
+
 fn expect_ok(url: &HttpUrl, r: &Response) -> Result<(), ProbeError> {
     if r.status == 200 {
         return Ok(());
@@ -146,16 +166,8 @@ fn top_rendition(opts: &ProbeOptions, say: &mut dyn FnMut(String)) -> Result<Htt
         std::thread::sleep(Duration::from_millis(500));
     };
     expect_ok(&url, &r)?;
-    let bad = |source| ProbeError::Playlist {
-        url: url.to_string(),
-        source,
-    };
-    let text = std::str::from_utf8(&r.body).map_err(|e| {
-        bad(PlaylistError {
-            line: 0,
-            reason: format!("not UTF-8: {e}"),
-        })
-    })?;
+    let bad = |source| playlist_error(&url, source);
+    let text = playlist_text(&url, &r)?;
     if !is_multivariant(text) {
         return Ok(url);
     }
@@ -232,16 +244,8 @@ pub fn probe(opts: &ProbeOptions, out: &mut dyn Write) -> Result<Report, ProbeEr
             continue;
         }
         expect_ok(&playlist_url, &r)?;
-        let bad = |source| ProbeError::Playlist {
-            url: playlist_url.to_string(),
-            source,
-        };
-        let text = std::str::from_utf8(&r.body).map_err(|e| {
-            bad(PlaylistError {
-                line: 0,
-                reason: format!("not UTF-8: {e}"),
-            })
-        })?;
+        let bad = |source| playlist_error(&playlist_url, source);
+        let text = playlist_text(&playlist_url, &r)?;
         let pl = Playlist::parse(text).map_err(bad)?;
         if previous.is_none() {
             say(format!(

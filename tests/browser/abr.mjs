@@ -13,7 +13,7 @@
 // Prints one JSON line: the levels hls.js saw, when it switched, stalls.
 // Exits 1 (with FAIL: on stderr) if it did not switch down, stalled, or did
 // not switch back up.
-import { chromium } from 'playwright-core';
+import { launchChromium, sleep } from './player.mjs';
 
 const [base, playlist, limitArg, stallsArg] = process.argv.slice(2);
 const limitKbps = Number(limitArg);
@@ -27,14 +27,7 @@ setTimeout(() => {
   process.exit(1);
 }, 150_000).unref();
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
-});
+const browser = await launchChromium();
 let code = 0;
 const log = [];
 const fail = (why) => { console.error(`FAIL: ${why}`); code = 1; };

@@ -8,7 +8,7 @@
 // Prints one JSON line {playlist, seconds, advanced, stalls, latency:{p50,max}}.
 // With MAX_LATENCY_S, exits 1 if any latency sample after the first 4 s of
 // playback exceeds it, if playback stalls, or if the picture stops moving.
-import { chromium } from 'playwright-core';
+import { launchChromium, sleep } from './player.mjs';
 
 const [base, playlist, secondsArg, maxArg] = process.argv.slice(2);
 const seconds = Number(secondsArg);
@@ -22,14 +22,7 @@ setTimeout(() => {
   process.exit(1);
 }, (seconds + 60) * 1000).unref();
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
-});
+const browser = await launchChromium();
 let code = 0;
 try {
   const page = await browser.newPage();

@@ -186,12 +186,6 @@ pub struct Variant {
     pub frame_rate: u32,
 }
 
-/// A Multivariant Playlist of `variants` whose media playlists are LL-HLS
-/// ones: [`render_multivariant_version`] with [`crate::llhls::VERSION`] (9).
-pub fn render_multivariant(variants: &[Variant]) -> String {
-    render_multivariant_version(crate::llhls::VERSION, variants)
-}
-
 /// A Multivariant Playlist of `variants`, in the order given (players take
 /// the first as the one to start with, so the caller puts the top first).
 ///
@@ -200,7 +194,7 @@ pub fn render_multivariant(variants: &[Variant]) -> String {
 /// needs more than 1, but validators flag a multivariant playlist that
 /// declares less than its media playlists. Segments start with keyframes
 /// in every rendition, hence `EXT-X-INDEPENDENT-SEGMENTS` (§4.4.2.1).
-pub fn render_multivariant_version(version: u32, variants: &[Variant]) -> String {
+pub fn render_multivariant(version: u32, variants: &[Variant]) -> String {
     let mut s = String::with_capacity(64 + 160 * variants.len());
     let _ = write!(
         s,
@@ -354,7 +348,7 @@ mod tests {
         let mut low = v("r1/index.m3u8", 1_000_000, 640, 360);
         low.average_bandwidth = None;
         assert_eq!(
-            render_multivariant(&[v("r0/index.m3u8", 3_000_000, 1280, 720), low.clone()]),
+            render_multivariant(crate::llhls::VERSION, &[v("r0/index.m3u8", 3_000_000, 1280, 720), low.clone()]),
             "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\
              #EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2400000,CODECS=\"avc1.42c01f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000\n\
              r0/index.m3u8\n\
@@ -363,13 +357,13 @@ mod tests {
         );
         // MPEG-TS renditions: the TS media playlists' version.
         assert_eq!(
-            render_multivariant_version(VERSION, &[low]),
+            render_multivariant(VERSION, &[low]),
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
              #EXT-X-STREAM-INF:BANDWIDTH=1000000,CODECS=\"avc1.42c01f,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=30.000\n\
              r1/index.m3u8\n"
         );
         assert_eq!(
-            render_multivariant(&[]),
+            render_multivariant(crate::llhls::VERSION, &[]),
             "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n"
         );
     }

@@ -110,6 +110,20 @@ fn aac_frames(adts: &[u8]) -> (AudioSpecificConfig, Vec<AdtsFrame<'_>>) {
     (config, frames)
 }
 
+/// The ADTS frames' payloads as fMP4 audio samples, back to back from 0 in
+/// the sample-rate timescale.
+fn audio_samples<'a>(frames: &[AdtsFrame<'a>]) -> Vec<AudioSample<'a>> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(k, f)| AudioSample {
+            dts: k as u64 * 1024,
+            duration: 1024,
+            data: f.payload,
+        })
+        .collect()
+}
+
 /// One line per stream from ffprobe, `type,codec,nb_read_frames` for
 /// video and `type,codec,sample_rate,channels,nb_read_frames` for audio,
 /// sorted. Read from the `flat` output's top-level `streams` (MPEG-TS
@@ -336,15 +350,7 @@ fn fmp4_with_aac() {
             }
         })
         .collect();
-    let audio: Vec<AudioSample> = frames
-        .iter()
-        .enumerate()
-        .map(|(k, f)| AudioSample {
-            dts: k as u64 * 1024,
-            duration: 1024,
-            data: f.payload,
-        })
-        .collect();
+    let audio = audio_samples(&frames);
     // Fragments of 10 pictures, each with the audio of the same time span.
     let mut used_audio = 0;
     for (i, chunk) in video.chunks(10).enumerate() {
@@ -382,15 +388,7 @@ fn fmp4_audio_alone() {
     let media = encode(&dir);
     let (config, frames) = aac_frames(&media.adts);
     let mut file = init_segment_audio(&config, 128_000);
-    let audio: Vec<AudioSample> = frames
-        .iter()
-        .enumerate()
-        .map(|(k, f)| AudioSample {
-            dts: k as u64 * 1024,
-            duration: 1024,
-            data: f.payload,
-        })
-        .collect();
+    let audio = audio_samples(&frames);
     // Fragments of 12 frames (256 ms at 48 kHz), like LL-HLS parts.
     for (i, chunk) in audio.chunks(12).enumerate() {
         write_av_fragment(i as u32 + 1, &[], chunk, &mut file);

@@ -18,7 +18,7 @@ use crate::sink::hls::{self, HlsSettings, HlsStore};
 use crate::sink::keys::KeyRing;
 use crate::sink::llhls::{self, LadderEdges, LlSettings, LlStore, Ready};
 use roomcast_media::aes128::Key;
-use roomcast_media::hls::{render_multivariant_version, Variant};
+use roomcast_media::hls::{render_multivariant, Variant};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -192,11 +192,6 @@ impl Renditions {
         lock(&self.running).keys.as_ref()?.get(id)
     }
 
-    /// Whether segments are encrypted now.
-    pub fn encrypted(&self) -> bool {
-        lock(&self.running).keys.is_some()
-    }
-
     /// The top rendition (`[video]`): a running daemon always has one (a
     /// ladder change swaps the whole set at once).
     pub fn top(&self) -> Arc<Served> {
@@ -222,7 +217,7 @@ impl Renditions {
             Flavour::Ts => roomcast_media::hls::VERSION,
             Flavour::LowLatency => roomcast_media::llhls::VERSION,
         };
-        Some(render_multivariant_version(version, &variants?))
+        Some(render_multivariant(version, &variants?))
     }
 }
 

@@ -292,6 +292,13 @@ fn ll_hls_queries_are_checked_before_parking() {
         "/hls/rx/part1.1.m4s",
         "/hls/r123/part1.1.m4s",
         "/hls/r0/a/part1.1.m4s",
+        // Keys: only digits that fit a u64, and only while encryption is on.
+        "/hls/keys/1.key",
+        "/hls/keys/.key",
+        "/hls/keys/abc.key",
+        "/hls/keys/-1.key",
+        "/hls/keys/123456789012345678901234567890.key",
+        "/hls/keys/1.key/../../api/config",
     ] {
         assert_eq!(
             reply(&app, &Req::new(Method::Get, bad)).status,
