@@ -4,9 +4,10 @@
 // lower one without a stall while the limit holds, and come back up once
 // the limit is lifted.
 //
-//   node abr.mjs http://127.0.0.1:8080 /hls/index.m3u8 LIMIT_KBPS [MAX_STALLS]
+//   node abr.mjs http://127.0.0.1:8080 /hls/index.m3u8 LIMIT_KBPS [MAX_STALLS [MAX_FREEZE_S]]
 //
-// MAX_STALLS (default 0): stalls allowed while switching.
+// MAX_STALLS (default 0): stalls allowed while switching; MAX_FREEZE_S
+// (default 2): the longest the picture may stand still.
 // With ABR_NETNS=NS ABR_DEV=DEV the limit is a tc tbf on DEV inside network
 // namespace NS (the box's side of a veth pair) instead of DevTools
 // emulation: a real bottleneck, to compare against (as root).
@@ -15,9 +16,10 @@
 // not switch back up.
 import { launchChromium, sleep } from './player.mjs';
 
-const [base, playlist, limitArg, stallsArg] = process.argv.slice(2);
+const [base, playlist, limitArg, stallsArg, freezeArg] = process.argv.slice(2);
 const limitKbps = Number(limitArg);
 const maxStalls = Number(stallsArg ?? 0);
+const maxFreezeS = Number(freezeArg ?? 2);
 if (!/^https?:\/\/[^/]+$/.test(base || '') || !playlist?.startsWith('/hls/') || !(limitKbps > 0)) {
   console.error('usage: node abr.mjs http://127.0.0.1:PORT /hls/PLAYLIST.m3u8 LIMIT_KBPS');
   process.exit(2);
@@ -78,7 +80,7 @@ try {
       s = await sample();
       log.push({ at: Number(((Date.now() - t0) / 1000).toFixed(2)), phase: what, height: s.height, estimate: s.estimate, t: Number(s.t.toFixed(2)) });
       frozen = s.t === last ? frozen + 1 : 0;
-      if (frozen >= 8) throw new Error(`${what}: picture frozen at ${s.t.toFixed(2)} s`);
+      if (frozen * 0.25 >= maxFreezeS) throw new Error(`${what}: picture frozen at ${s.t.toFixed(2)} s`);
       last = s.t;
       if (done(s)) return (Date.now() - start) / 1000;
     }
@@ -109,7 +111,7 @@ try {
     down_after_s: down, height_while_limited: during.height, up_after_s: up, stalls,
     advanced: Number((after.t - before.t).toFixed(2)),
   }));
-  if (code) console.error(JSON.stringify(log));
+  if (code || process.env.ABR_LOG) console.error(JSON.stringify(log));
 } catch (e) {
   fail(e.message);
   console.error(JSON.stringify(log.slice(-80)));

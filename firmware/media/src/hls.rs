@@ -186,6 +186,23 @@ pub struct Variant {
     pub frame_rate: u32,
 }
 
+/// BANDWIDTH and AVERAGE-BANDWIDTH (bit/s) of a media playlist from its
+/// segments' sizes and durations: the peak segment bitrate and the mean
+/// (§4.4.6.2 asks for the peak over any segment). `None` with no duration.
+pub fn measured_bandwidth(
+    segments: impl IntoIterator<Item = (u64, Ticks90k)>,
+) -> Option<(u64, u64)> {
+    let (mut peak, mut bytes, mut ticks) = (0u64, 0u64, 0u64);
+    for (len, d) in segments {
+        if let Some(bps) = (len * 8 * Ticks90k::HZ).checked_div(d.0) {
+            peak = peak.max(bps);
+        }
+        bytes += len;
+        ticks += d.0;
+    }
+    (ticks > 0).then(|| (peak, bytes * 8 * Ticks90k::HZ / ticks))
+}
+
 /// A Multivariant Playlist of `variants`, in the order given (players take
 /// the first as the one to start with, so the caller puts the top first).
 ///
@@ -333,6 +350,16 @@ mod tests {
     use super::*;
     use crate::aes128::sequence_iv;
     use alloc::vec::Vec;
+
+    #[test]
+    fn measured_bandwidth_is_the_peak_segment_and_the_mean() {
+        // 125 000 bytes in 1 s = 1 Mbit/s; 50 000 bytes in 0.5 s = 800 kbit/s.
+        let segs = [(125_000, Ticks90k(90_000)), (50_000, Ticks90k(45_000))];
+        assert_eq!(measured_bandwidth(segs), Some((1_000_000, 933_333)));
+        // A zero-length segment adds nothing and divides nothing.
+        assert_eq!(measured_bandwidth([(10, Ticks90k(0))]), None);
+        assert_eq!(measured_bandwidth([]), None);
+    }
 
     #[test]
     fn multivariant_lists_each_rendition_top_first() {

@@ -251,6 +251,11 @@ impl LlPlaylist {
         self.preload_hint = uri;
     }
 
+    /// The complete segments in the window, oldest first.
+    pub fn segments(&self) -> impl Iterator<Item = &LlSegment> {
+        self.segments.iter()
+    }
+
     /// The current preload hint.
     pub fn preload_hint(&self) -> Option<&str> {
         self.preload_hint.as_deref()

@@ -9,7 +9,7 @@ use crate::base::frame::EncodedFrame;
 use crate::base::lock;
 use crate::sink::keys::KeyRing;
 use crate::sink::tsmux::ProgramMuxer;
-use roomcast_media::hls::{Cut, MediaPlaylist, Segment, Segmenter};
+use roomcast_media::hls::{measured_bandwidth, Cut, MediaPlaylist, Segment, Segmenter};
 use roomcast_media::time::Ticks90k;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,19 +114,10 @@ impl HlsStore {
     /// window, for a multivariant playlist; `None` before the first one.
     pub fn bandwidth(&self) -> Option<(u64, u64)> {
         let st = lock(&self.state);
-        let (mut peak, mut bytes, mut ticks) = (0u64, 0u64, 0u64);
-        for seg in st.playlist.segments() {
-            let (Some(b), d) = (st.segments.get(&seg.sequence), seg.duration.0) else {
-                continue;
-            };
-            let len = b.len() as u64;
-            if let Some(bps) = (len * 8 * Ticks90k::HZ).checked_div(d) {
-                peak = peak.max(bps);
-            }
-            bytes += len;
-            ticks += d;
-        }
-        (ticks > 0).then(|| (peak, bytes * 8 * Ticks90k::HZ / ticks))
+        measured_bandwidth(st.playlist.segments().filter_map(|seg| {
+            let len = st.segments.get(&seg.sequence)?.len() as u64;
+            Some((len, seg.duration))
+        }))
     }
 
     /// Segments published since start.

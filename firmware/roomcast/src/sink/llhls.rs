@@ -27,7 +27,7 @@ use crate::sink::keys::{Encryption, KeyRing};
 use roomcast_media::aac::AudioSpecificConfig;
 use roomcast_media::fmp4::{self, AudioSample, AudioTimeline, Sample};
 use roomcast_media::h264::ParameterSets;
-use roomcast_media::hls::{Cut, Segmenter};
+use roomcast_media::hls::{measured_bandwidth, Cut, Segmenter};
 use roomcast_media::llhls::{Block, LlConfig, LlPart, LlPlaylist, RenditionReport};
 use roomcast_media::time::Ticks90k;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -321,6 +321,19 @@ impl LlStore {
     /// init segment exists.
     pub fn codecs(&self) -> Option<String> {
         lock(&self.state).codecs.clone()
+    }
+
+    /// Peak and average bitrate (bit/s) of the complete segments in the
+    /// live window (the fMP4 bytes players fetch, lighter than the same
+    /// pictures in MPEG-TS), for a multivariant playlist; `None` before the
+    /// first one.
+    pub fn bandwidth(&self) -> Option<(u64, u64)> {
+        let st = lock(&self.state);
+        let pl = st.playlist.as_ref()?;
+        measured_bandwidth(pl.segments().filter_map(|seg| {
+            let len = st.files.get(&seg.uri)?.len() as u64;
+            Some((len, seg.duration))
+        }))
     }
 
     /// Applies `change` to the state, then wakes every parked request that

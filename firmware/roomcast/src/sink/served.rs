@@ -210,7 +210,7 @@ impl Renditions {
         let variants: Option<Vec<Variant>> = all
             .iter()
             .enumerate()
-            .map(|(i, s)| s.variant(uri(i)))
+            .map(|(i, s)| s.variant(flavour, uri(i)))
             .collect();
         // The version is the highest its media playlists need (§4.4.1.2).
         let version = match flavour {
@@ -223,11 +223,13 @@ impl Renditions {
 
 impl Served {
     /// This rendition as a multivariant playlist entry: BANDWIDTH is the
-    /// peak segment bitrate over the live window, AVERAGE-BANDWIDTH the
-    /// mean; before a segment exists, the configured bitrate with the
+    /// peak segment bitrate over the live window of the `flavour`'s own
+    /// segments (MPEG-TS weighs up to twice the fMP4 of a small rendition,
+    /// and players compare it with what they download), AVERAGE-BANDWIDTH
+    /// the mean; before a segment exists, the configured bitrate with the
     /// audio's and 10 % for the container. `None` until the codecs are
     /// known (the first init segment).
-    fn variant(&self, uri: String) -> Option<Variant> {
+    fn variant(&self, flavour: Flavour, uri: String) -> Option<Variant> {
         let codecs = self.ll.codecs()?;
         let audio_bps = self
             .hls
@@ -235,7 +237,11 @@ impl Served {
             .audio
             .map_or(0, |a| u64::from(a.bitrate_kbps) * 1000);
         let nominal = (u64::from(self.spec.bitrate_kbps) * 1000 + audio_bps) * 11 / 10;
-        let (peak, average) = self.hls.bandwidth().unwrap_or((nominal, nominal));
+        let measured = match flavour {
+            Flavour::Ts => self.hls.bandwidth(),
+            Flavour::LowLatency => self.ll.bandwidth(),
+        };
+        let (peak, average) = measured.unwrap_or((nominal, nominal));
         Some(Variant {
             uri,
             bandwidth: peak,
