@@ -1,7 +1,9 @@
 //! A dynamic (live) MPEG-DASH MPD over CMAF segments (ISO/IEC 23009-1,
 //! DASH-IF IOP v5 live and low-latency profiles).
 //!
-//! * One `Period` starting at `availabilityStartTime`; one video
+//! * One `Period` (a new one after an encoder restart, whose timeline
+//!   starts afresh: `presentationTimeOffset` maps its decode times onto the
+//!   period's start); one video
 //!   `AdaptationSet` with a `Representation` per rendition and, when the
 //!   stream has sound, one audio `AdaptationSet`. Every set addresses its
 //!   segments with a `SegmentTemplate` using `$RepresentationID$` and
@@ -75,6 +77,13 @@ pub struct Mpd<'a> {
     /// With low latency: `availabilityTimeOffset` in ms (a segment's
     /// duration minus its first chunk's), else `None`.
     pub availability_time_offset_ms: Option<u32>,
+    /// `Period@id`: changes when the init segments do.
+    pub period_id: &'a str,
+    /// `Period@start`, ms after `availabilityStartTime`.
+    pub period_start_ms: u64,
+    /// `presentationTimeOffset` (in `timescale` ticks): the media time at
+    /// the period's start.
+    pub presentation_time_offset: u64,
     /// The `UTCTiming` URL (`http-iso`: the server answers an ISO 8601 time).
     pub utc_timing_url: &'a str,
     /// Ticks per second of `segments`' times.
@@ -94,6 +103,15 @@ fn duration(ms: u64) -> String {
     let mut s = String::new();
     let _ = write!(s, "PT{}.{:03}S", ms / 1000, ms % 1000);
     s
+}
+
+/// A period start: `PT0S`, or [`duration`].
+fn period_start(ms: u64) -> String {
+    if ms == 0 {
+        String::from("PT0S")
+    } else {
+        duration(ms)
+    }
 }
 
 /// `s` escaped for a double-quoted XML attribute value.
@@ -140,9 +158,11 @@ impl Mpd<'_> {
             "  <ServiceDescription id=\"0\">\n    \
              <Latency referenceId=\"0\" target=\"{target}\" min=\"{}\" max=\"{}\"/>\n    \
              <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>\n  \
-             <Period id=\"0\" start=\"PT0S\">\n",
+             <Period id=\"{}\" start=\"{}\">\n",
             target / 2,
             target * 2,
+            attr(self.period_id),
+            period_start(self.period_start_ms),
         );
         if !self.video.is_empty() {
             s.push_str(
@@ -199,8 +219,9 @@ impl Mpd<'_> {
         let start_number = self.segments.first().map_or(1, |g| g.number);
         let _ = write!(
             s,
-            "      <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{start_number}\"",
+            "      <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{start_number}\"",
             self.timescale,
+            self.presentation_time_offset,
             attr(self.initialization),
             attr(self.media)
         );
@@ -292,6 +313,9 @@ mod tests {
             max_segment_duration_ms: 1034,
             target_latency_ms: 1500,
             availability_time_offset_ms: Some(733),
+            period_id: "0",
+            period_start_ms: 0,
+            presentation_time_offset: 0,
             utc_timing_url: "/dash/time",
             timescale: 90_000,
             initialization: "$RepresentationID$/init.mp4",
@@ -300,7 +324,7 @@ mod tests {
             audio: Some(&a),
             segments: &segs,
         };
-        let timeline = "      <SegmentTemplate timescale=\"90000\" initialization=\"$RepresentationID$/init.mp4\" \
+        let timeline = "      <SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"0\" initialization=\"$RepresentationID$/init.mp4\" \
 media=\"$RepresentationID$/seg$Number$.m4s\" startNumber=\"100\" availabilityTimeOffset=\"0.733\" availabilityTimeComplete=\"false\">
         <SegmentTimeline>
           <S t=\"180000\" d=\"90000\" r=\"2\"/>
@@ -362,6 +386,9 @@ minBufferTime=\"PT0.500S\" timeShiftBufferDepth=\"PT6.000S\" maxSegmentDuration=
             max_segment_duration_ms: 1000,
             target_latency_ms: 3000,
             availability_time_offset_ms: None,
+            period_id: "p&1",
+            period_start_ms: 2500,
+            presentation_time_offset: 270_000,
             utc_timing_url: "t?a=1&b=\"2\"",
             timescale: 90_000,
             initialization: "i",
@@ -372,6 +399,10 @@ minBufferTime=\"PT0.500S\" timeShiftBufferDepth=\"PT6.000S\" maxSegmentDuration=
         };
         let text = mpd.render();
         assert!(!text.contains("availabilityTimeOffset"), "{text}");
+        assert!(
+            text.contains(" presentationTimeOffset=\"270000\" "),
+            "{text}"
+        );
         assert!(!text.contains("contentType=\"audio\""), "{text}");
         assert!(
             text.contains("<S t=\"0\" d=\"90000\"/>\n          <S t=\"270000\" d=\"90000\"/>"),
@@ -389,7 +420,7 @@ minBufferTime=\"PT0.500S\" timeShiftBufferDepth=\"PT6.000S\" maxSegmentDuration=
         };
         let text = empty.render();
         assert!(
-            text.contains("<Period id=\"0\" start=\"PT0S\">\n  </Period>"),
+            text.contains("<Period id=\"p&amp;1\" start=\"PT2.500S\">\n  </Period>"),
             "{text}"
         );
     }

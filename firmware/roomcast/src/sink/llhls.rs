@@ -25,6 +25,7 @@ use crate::base::lock;
 use crate::base::stats::quantiles_ms;
 use crate::sink::keys::{Encryption, KeyRing};
 use roomcast_media::aac::AudioSpecificConfig;
+use roomcast_media::dash::TimelineSegment;
 use roomcast_media::fmp4::{self, AudioSample, AudioTimeline, Sample};
 use roomcast_media::h264::ParameterSets;
 use roomcast_media::hls::{measured_bandwidth, Cut, Segmenter};
@@ -99,6 +100,15 @@ pub enum Want {
     File(String),
 }
 
+/// What a DASH MPD lists of one store: its init segment and the segments
+/// that use it, on the 90 kHz clock.
+pub struct Timeline {
+    pub init: String,
+    pub segments: Vec<TimelineSegment>,
+    /// Wall-clock time (Unix ms) of the first listed segment's start.
+    pub first_wall_ms: Option<u64>,
+}
+
 /// A parked request whose answer is ready, on its way to a reply thread.
 pub struct Ready {
     pub to: Box<dyn Responder>,
@@ -132,6 +142,9 @@ struct State {
     by_segment: BTreeMap<u64, Vec<String>>,
     /// Init segments by epoch URI, kept while a listed segment uses them.
     inits: VecDeque<String>,
+    /// Decode time of each kept segment's first picture, by msn (for a
+    /// DASH `SegmentTimeline`).
+    starts: BTreeMap<u64, Ticks90k>,
     waiters: Vec<Waiter>,
     /// Publication minus capture time of the part's last frame, newest last.
     part_latency_ns: VecDeque<u64>,
@@ -212,6 +225,7 @@ impl LlStore {
                 files: HashMap::new(),
                 by_segment: BTreeMap::new(),
                 inits: VecDeque::new(),
+                starts: BTreeMap::new(),
                 waiters: Vec::new(),
                 part_latency_ns: VecDeque::new(),
                 parts_published: 0,
@@ -336,6 +350,44 @@ impl LlStore {
         }))
     }
 
+    /// A published file (part, segment or init segment), if still kept.
+    pub fn file(&self, name: &str) -> Option<Arc<[u8]>> {
+        lock(&self.state).files.get(name).cloned()
+    }
+
+    /// The complete segments of the current init segment (since the last
+    /// encoder restart), oldest first, for a DASH `SegmentTimeline`; `None`
+    /// before the first.
+    pub fn timeline(&self) -> Option<Timeline> {
+        let st = lock(&self.state);
+        let pl = st.playlist.as_ref()?;
+        let init = pl.segments().last()?.map_uri.clone();
+        let listed = || pl.segments().filter(|seg| seg.map_uri == init);
+        let first_wall_ms = listed().next().and_then(|seg| seg.program_date_time_ms);
+        let mut segments: Vec<TimelineSegment> = listed()
+            .filter_map(|seg| {
+                Some(TimelineSegment {
+                    number: seg.msn,
+                    start: st.starts.get(&seg.msn)?.0,
+                    duration: seg.duration.0,
+                })
+            })
+            .collect();
+        // A segment lasts until the next starts: its frames' durations may
+        // fall a few ticks short, and a player must see no gap.
+        for i in 1..segments.len() {
+            let (prev, next) = (segments[i - 1], segments[i]);
+            if next.number == prev.number + 1 && next.start > prev.start {
+                segments[i - 1].duration = next.start - prev.start;
+            }
+        }
+        Some(Timeline {
+            init,
+            segments,
+            first_wall_ms,
+        })
+    }
+
     /// Applies `change` to the state, then wakes every parked request that
     /// can now be answered.
     fn publish(&self, change: impl FnOnce(&mut State)) {
@@ -416,9 +468,22 @@ impl State {
     }
 }
 
+/// Which tracks a packager writes. LL-HLS muxes both (one request per
+/// part); DASH players (dash.js) want each track in its own adaptation set,
+/// so its packagers write one each, cut at the same pictures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracks {
+    Both,
+    /// The pictures alone.
+    Video,
+    /// The sound alone; pictures still decide where segments and parts end.
+    Audio,
+}
+
 /// Turns frames into parts and segments.
 pub struct LlPackager {
     store: Arc<LlStore>,
+    tracks: Tracks,
     settings: LlSettings,
     segmenter: Segmenter,
     epoch: Option<u32>,
@@ -517,8 +582,14 @@ impl LlPackager {
     /// `first_sequence` numbers the first segment (and, times eight, the
     /// first part) so names never repeat across daemon restarts.
     pub fn new(store: Arc<LlStore>, first_sequence: u64) -> Self {
+        Self::with_tracks(store, first_sequence, Tracks::Both)
+    }
+
+    /// [`LlPackager::new`] writing only `tracks`.
+    pub fn with_tracks(store: Arc<LlStore>, first_sequence: u64, tracks: Tracks) -> Self {
         let settings = store.settings();
         LlPackager {
+            tracks,
             segmenter: Segmenter::new(segment_target(settings)),
             settings,
             store,
@@ -531,9 +602,16 @@ impl LlPackager {
             fragment_sequence: 1,
             pending: Vec::new(),
             boot: first_sequence,
-            audio: settings.audio.and_then(AudioTrack::new),
+            audio: Self::audio_track(tracks, settings),
             encryption: None,
         }
+    }
+
+    fn audio_track(tracks: Tracks, settings: LlSettings) -> Option<AudioTrack> {
+        settings
+            .audio
+            .filter(|_| tracks != Tracks::Video)
+            .and_then(AudioTrack::new)
     }
 
     pub fn push(&mut self, f: SharedFrame) {
@@ -555,7 +633,7 @@ impl LlPackager {
             match &mut self.audio {
                 // Keep what waits: it may be this epoch's first audio.
                 Some(a) if Some(a.format) == self.settings.audio => a.reset(),
-                _ => self.audio = self.settings.audio.and_then(AudioTrack::new),
+                _ => self.audio = Self::audio_track(self.tracks, self.settings),
             }
             self.segmenter = Segmenter::new(segment_target(self.settings));
             self.init_uri = None;
@@ -570,6 +648,14 @@ impl LlPackager {
             let uri = format!("init-{}-{}.mp4", self.boot, f.epoch);
             let mut codecs = ps.info.codecs_string();
             let init: Arc<[u8]> = match &mut self.audio {
+                Some(a) if self.tracks == Tracks::Audio => {
+                    a.start_at(f.pts);
+                    codecs = format!("mp4a.40.{}", a.config.object_type());
+                    let bitrate = a.format.bitrate_kbps.saturating_mul(1000);
+                    fmp4::init_segment_audio(&a.config, bitrate).into()
+                }
+                // Sound alone, and the stream has none: nothing to write.
+                None if self.tracks == Tracks::Audio => return,
                 Some(a) => {
                     // Audio from this keyframe's time on goes with it.
                     a.start_at(f.pts);
@@ -634,12 +720,14 @@ impl LlPackager {
             .as_ref()
             .map(|(e, _)| e.segment_key("../keys/"));
         let (wall_ms, disc) = (f.wall_ms, std::mem::take(&mut self.discontinuity));
+        let start = f.dts;
         self.store.publish(move |st| {
             if let Some(pl) = &mut st.playlist {
                 pl.set_key(key);
                 pl.start_segment(msn, Some(wall_ms), disc);
             }
             st.by_segment.insert(msn, Vec::new());
+            st.starts.insert(msn, start);
         });
     }
 
@@ -674,6 +762,7 @@ impl LlPackager {
             .collect();
         let samples: Vec<Sample<'_>> = frames
             .iter()
+            .filter(|_| self.tracks != Tracks::Audio)
             .map(|f| Sample {
                 dts: f.dts,
                 pts: f.pts,
@@ -765,6 +854,7 @@ impl State {
     /// Drops the files of segments before `msn`, and init segments no kept
     /// segment needs (all but the newest two).
     fn evict_before(&mut self, msn: u64) {
+        self.starts = self.starts.split_off(&msn);
         let kept = self.by_segment.split_off(&msn);
         for files in std::mem::replace(&mut self.by_segment, kept).into_values() {
             for f in files {
@@ -784,8 +874,8 @@ fn segment_target(s: LlSettings) -> Ticks90k {
 }
 
 /// The LL-HLS sink thread: runs until its queue is closed.
-pub fn run_sink(queue: Arc<SinkQueue>, store: Arc<LlStore>, first_sequence: u64) {
-    let mut packager = LlPackager::new(store.clone(), first_sequence);
+pub fn run_sink(queue: Arc<SinkQueue>, store: Arc<LlStore>, first_sequence: u64, tracks: Tracks) {
+    let mut packager = LlPackager::with_tracks(store.clone(), first_sequence, tracks);
     queue.run_until_closed(|f| packager.push(f));
     store.close();
 }
@@ -1409,6 +1499,58 @@ mod tests {
             .flat_map(|(_, b)| b.iter().copied())
             .collect();
         assert_eq!(&seg[..], &joined[..]);
+    }
+
+    #[test]
+    fn dash_packagers_split_the_tracks_at_the_same_cuts() {
+        let video = shifted(&frames(100), 1_000_000_000, 0);
+        let audio = tagged_aac(0..220, 500_000_000);
+        let stores: Vec<Arc<LlStore>> = [Tracks::Both, Tracks::Video, Tracks::Audio]
+            .into_iter()
+            .map(|tracks| {
+                let (store, _rx) = LlStore::new(Arc::new(SimClock::new(0)), av_settings());
+                let mut p = LlPackager::with_tracks(store.clone(), 100, tracks);
+                for f in interleave(&video, &audio, |_| -50_000_000) {
+                    p.push(f);
+                }
+                store
+            })
+            .collect();
+        let [both, pictures, sound] = &stores[..] else {
+            unreachable!()
+        };
+        let (b, v, a) = (parts(both), parts(pictures), parts(sound));
+        assert_eq!(b.len(), v.len());
+        assert_eq!(b.len(), a.len());
+        for ((b, v), a) in b.iter().zip(&v).zip(&a) {
+            assert_eq!((b.0, v.0), (a.0, a.0), "the same segment numbers");
+            let (rb, rv, ra) = (runs(&b.1), runs(&v.1), runs(&a.1));
+            assert_eq!(rv.len(), 1);
+            assert_eq!(ra.len(), 1);
+            // The muxed part's two tracks, each alone.
+            assert_eq!((rv[0].track, rv[0].tfdt), (1, rb[0].tfdt));
+            assert_eq!((ra[0].track, ra[0].tfdt), (2, rb[1].tfdt));
+            assert_eq!(ra[0].samples, rb[1].samples);
+        }
+        // Codecs and init segments say one track each.
+        assert_eq!(sound.codecs().as_deref(), Some("mp4a.40.2"));
+        assert!(pictures.codecs().unwrap().starts_with("avc1."));
+        assert!(!pictures.codecs().unwrap().contains("mp4a"));
+        let init = file(sound, "init-100-0.mp4");
+        assert_eq!(init.windows(4).filter(|w| *w == b"trak").count(), 1);
+        assert!(init.windows(4).any(|w| w == b"mp4a"));
+        // The timeline: consecutive numbers, each segment lasting until the
+        // next starts, the same for both tracks.
+        let (tv, ta) = (pictures.timeline().unwrap(), sound.timeline().unwrap());
+        assert_eq!(tv.init, "init-100-0.mp4");
+        assert_eq!(tv.segments, ta.segments);
+        assert_eq!(tv.segments.len(), 3);
+        for w in tv.segments.windows(2) {
+            assert_eq!(w[1].number, w[0].number + 1);
+            assert_eq!(w[0].start + w[0].duration, w[1].start);
+        }
+        assert_eq!(tv.segments[0].start, Ticks90k::from_nanos(1_000_000_000).0);
+        assert!(tv.first_wall_ms.is_some());
     }
 
     #[test]

@@ -16,9 +16,11 @@ use crate::base::lock;
 use crate::config::{Rendition, ValidConfig};
 use crate::sink::hls::{self, HlsSettings, HlsStore};
 use crate::sink::keys::KeyRing;
-use crate::sink::llhls::{self, LadderEdges, LlSettings, LlStore, Ready};
+use crate::sink::llhls::{self, LadderEdges, LlSettings, LlStore, Ready, Tracks};
 use roomcast_media::aes128::Key;
+use roomcast_media::dash::{AudioRepresentation, Mpd, TimelineSegment, VideoRepresentation};
 use roomcast_media::hls::{render_multivariant, Variant};
+use roomcast_media::time::Ticks90k;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -42,6 +44,9 @@ pub struct Served {
     pub hls: Arc<HlsStore>,
     /// Low-latency HLS (CMAF parts, blocking reloads).
     pub ll: Arc<LlStore>,
+    /// MPEG-DASH: the pictures alone (`/dash/rN/…`); `None` while HLS is
+    /// encrypted (DASH would serve the same pictures in the clear).
+    pub dash: Option<Arc<LlStore>>,
 }
 
 /// Every rendition's packagers.
@@ -59,6 +64,10 @@ struct Running {
     keys: Option<Arc<KeyRing>>,
     /// `hls.encryption` and `hls.key_rotation_segments` the set runs with.
     encryption: (String, u32),
+    /// MPEG-DASH's audio (`/dash/a/…`), cut where the top rendition is.
+    dash_audio: Option<Arc<LlStore>>,
+    /// Where the MPD's clock and current period are, once it has segments.
+    dash_periods: Option<DashPeriod>,
     queues: Vec<Arc<SinkQueue>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -95,14 +104,23 @@ impl Renditions {
                     .iter()
                     .zip(cfg.renditions())
                     .all(|(s, r)| s.spec == *r)
+                && running.dash_audio.is_some()
+                    == (running.keys.is_none() && cfg.audio_format().is_some())
         };
         if !same_ladder {
             self.rebuild(cfg);
             return;
         }
-        for s in &lock(&self.running).served {
+        let running = lock(&self.running);
+        for s in &running.served {
             s.hls.set_settings(hls_settings(cfg));
             s.ll.set_settings(ll_settings(cfg));
+            if let Some(d) = &s.dash {
+                d.set_settings(ll_settings(cfg));
+            }
+        }
+        if let Some(a) = &running.dash_audio {
+            a.set_settings(ll_settings(cfg));
         }
     }
 
@@ -122,6 +140,27 @@ impl Renditions {
         running.keys = (h.encryption == "aes-128")
             .then(|| Arc::new(KeyRing::new(h.key_rotation_segments, h.window)));
         let edges = LadderEdges::new(cfg.renditions().len());
+        let dash = running.keys.is_none();
+        let dash_queue = |name: String, r: u8, tracks: Tracks, running: &mut Running| {
+            let store =
+                LlStore::with_replies(self.clock.clone(), ll_settings(cfg), self.replies.clone());
+            let q = self.bus.subscribe_rendition(&name, QUEUE_FRAMES, r);
+            let thread = spawn(name, {
+                let (q, store) = (q.clone(), store.clone());
+                move || llhls::run_sink(q, store, first_sequence, tracks)
+            });
+            running.threads.extend(thread);
+            running.queues.push(q);
+            store
+        };
+        if dash && cfg.audio_format().is_some() {
+            running.dash_audio = Some(dash_queue(
+                "dash-audio".into(),
+                0,
+                Tracks::Audio,
+                &mut running,
+            ));
+        }
         for (i, spec) in cfg.renditions().iter().enumerate() {
             let r = i as u8;
             let hls = HlsStore::with_keys(hls_settings(cfg), running.keys.clone());
@@ -145,7 +184,7 @@ impl Renditions {
                 }),
                 spawn(format!("llhls{i}"), {
                     let (q, ll) = (lq.clone(), ll.clone());
-                    move || llhls::run_sink(q, ll, first_sequence)
+                    move || llhls::run_sink(q, ll, first_sequence, Tracks::Both)
                 }),
                 spawn(format!("llhls-timer{i}"), {
                     let ll = ll.clone();
@@ -154,11 +193,13 @@ impl Renditions {
             ];
             running.threads.extend(threads.into_iter().flatten());
             running.queues.extend([hq, lq]);
+            let dash = dash.then(|| dash_queue(format!("dash{i}"), r, Tracks::Video, &mut running));
             running.served.push(Arc::new(Served {
                 spec: *spec,
                 fps: cfg.get().video.fps,
                 hls,
                 ll,
+                dash,
             }));
         }
         let old = std::mem::replace(&mut *lock(&self.running), running);
@@ -219,6 +260,191 @@ impl Renditions {
         };
         Some(render_multivariant(version, &variants?))
     }
+}
+
+/// The MPD's clock: `availabilityStartTime`, and the period the segments
+/// listed now belong to (a new one whenever the init segments change, after
+/// an encoder restart). Both stay fixed while they last: players anchor on
+/// them.
+#[derive(Debug, Clone)]
+struct DashPeriod {
+    availability_start_ms: u64,
+    /// The init segment's name, which is also the period's id.
+    init: String,
+    start_ms: u64,
+    /// Decode time (90 kHz) at the period's start.
+    presentation_time_offset: u64,
+}
+
+impl Renditions {
+    /// The live MPD (`/dash/index.mpd`) over the renditions' DASH stores,
+    /// listing the segments every representation already has; `None` while
+    /// DASH is off (HLS encrypted) or before the first segment.
+    pub fn mpd(&self, cfg: &ValidConfig) -> Option<String> {
+        let mut running = lock(&self.running);
+        let video: Vec<(Arc<Served>, Arc<LlStore>)> = running
+            .served
+            .iter()
+            .map(|s| Some((s.clone(), s.dash.clone()?)))
+            .collect::<Option<_>>()?;
+        let audio = running.dash_audio.clone();
+        let top = video.first()?.1.timeline()?;
+        let first = top.segments.first()?;
+        // Only what every representation has: the stores publish one
+        // after the other.
+        let stores = video.iter().map(|(_, d)| d).chain(audio.as_ref());
+        let mut newest = u64::MAX;
+        for store in stores {
+            let t = store.timeline()?;
+            if t.init != top.init {
+                return None; // one store is mid-restart: wait for it
+            }
+            newest = newest.min(t.segments.last()?.number);
+        }
+        // `$Number$` counts from the run's first segment, under a folder
+        // named after the run: players read it as a 32-bit integer (ffmpeg
+        // does), too small for the wall-clock-based msn, yet no URL may
+        // ever name two different segments.
+        let boot = run_of(&top.init)?;
+        let segments: Vec<_> = top
+            .segments
+            .iter()
+            .filter(|s| s.number <= newest)
+            .map(|s| TimelineSegment {
+                number: s.number.saturating_sub(boot),
+                ..*s
+            })
+            .collect();
+        let wall = top.first_wall_ms?;
+        let start_ms = |t: u64| t / (Ticks90k::HZ / 1000);
+        let period = match &running.dash_periods {
+            Some(p) if p.init == top.init => p.clone(),
+            // A new period starts at the wall time of its first segment.
+            Some(p) => DashPeriod {
+                availability_start_ms: p.availability_start_ms,
+                init: top.init.clone(),
+                start_ms: wall.saturating_sub(p.availability_start_ms),
+                presentation_time_offset: first.start,
+            },
+            // The first: the clock starts at the first listed segment.
+            None => DashPeriod {
+                availability_start_ms: wall,
+                init: top.init.clone(),
+                start_ms: 0,
+                presentation_time_offset: first.start,
+            },
+        };
+        running.dash_periods = Some(period.clone());
+        drop(running);
+
+        let h = &cfg.get().hls;
+        let reps: Vec<VideoRepresentation> = video
+            .iter()
+            .enumerate()
+            .map(|(i, (s, d))| {
+                Some(VideoRepresentation {
+                    id: format!("r{i}"),
+                    bandwidth: d
+                        .bandwidth()
+                        .map_or(u64::from(s.spec.bitrate_kbps) * 1000, |b| b.0),
+                    codecs: d.codecs()?,
+                    width: s.spec.width,
+                    height: s.spec.height,
+                    frame_rate: s.fps,
+                })
+            })
+            .collect::<Option<_>>()?;
+        let format = cfg.audio_format();
+        let sound = match (&audio, format) {
+            (Some(a), Some(f)) => Some(AudioRepresentation {
+                id: "a".into(),
+                bandwidth: a
+                    .bandwidth()
+                    .map_or(u64::from(f.bitrate_kbps) * 1000, |b| b.0),
+                codecs: a.codecs()?,
+                sample_rate: f.sample_rate,
+                channels: f.channels.into(),
+            }),
+            _ => None,
+        };
+        let longest = segments.iter().map(|s| s.duration).max().unwrap_or(0);
+        let init = format!("$RepresentationID$/{}", top.init);
+        let media = format!("$RepresentationID$/{boot}/seg$Number$.m4s");
+        let mpd = Mpd {
+            availability_start_ms: period.availability_start_ms,
+            publish_ms: self.clock.wall_unix_ms(),
+            // New segments appear only in a new MPD (SegmentTimeline):
+            // reloaded twice a segment, a segment is listed at most half a
+            // segment after it is complete.
+            minimum_update_period_ms: h.segment_ms / 2,
+            min_buffer_time_ms: h.segment_ms,
+            time_shift_buffer_depth_ms: h.segment_ms.saturating_mul(h.window),
+            max_segment_duration_ms: u32::try_from(start_ms(longest)).unwrap_or(u32::MAX),
+            // A whole segment must exist and be listed before it is
+            // fetched: a segment and a half behind the camera, plus half
+            // a second to fetch it.
+            target_latency_ms: h.segment_ms.saturating_mul(3) / 2 + 500,
+            availability_time_offset_ms: None,
+            period_id: period_id(&period.init),
+            period_start_ms: period.start_ms,
+            presentation_time_offset: period.presentation_time_offset,
+            utc_timing_url: "time",
+            timescale: Ticks90k::HZ as u32,
+            initialization: &init,
+            media: &media,
+            video: &reps,
+            audio: sound.as_ref(),
+            segments: &segments,
+        };
+        Some(mpd.render())
+    }
+
+    /// A DASH file: `rep` is `rN` (rendition N's pictures) or `a` (the
+    /// sound); `name` an init segment or `RUN/segN.m4s` (see [`Self::mpd`]).
+    pub fn dash_file(&self, rep: &str, name: &str) -> Option<Arc<[u8]>> {
+        let name = match name.split_once('/') {
+            Some((run, seg)) => {
+                let number = seg.strip_prefix("seg")?.strip_suffix(".m4s")?;
+                format!("seg{}.m4s", digits(run)?.checked_add(digits(number)?)?)
+            }
+            None => name.to_string(),
+        };
+        let store = if rep == "a" {
+            lock(&self.running).dash_audio.clone()?
+        } else {
+            let i = rep.strip_prefix('r')?;
+            if i.is_empty() || i.len() > 2 || !i.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            self.get(i.parse().ok()?)?.dash.clone()?
+        };
+        store.file(&name)
+    }
+
+    /// Whether DASH is served (it is unless HLS is encrypted).
+    pub fn dash_on(&self) -> bool {
+        lock(&self.running).keys.is_none()
+    }
+}
+
+/// A decimal number of at most 19 digits (no sign, no spaces).
+fn digits(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// The run an init segment belongs to: `init-RUN-EPOCH.mp4` → RUN (the
+/// first segment number of the packagers that made it).
+fn run_of(init: &str) -> Option<u64> {
+    digits(period_id(init).split_once('-')?.0)
+}
+
+/// A period's id: its init segment's name without `init-` and `.mp4`.
+fn period_id(init: &str) -> &str {
+    init.strip_prefix("init-")
+        .and_then(|s| s.strip_suffix(".mp4"))
+        .unwrap_or(init)
 }
 
 impl Served {
@@ -290,4 +516,34 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Option<JoinHandle<(
         .spawn(f)
         .map_err(|e| eprintln!("roomcast: cannot start the {name} thread: {e}"))
         .ok()
+}
+
+#[cfg(test)]
+mod dash_names {
+    use super::*;
+
+    #[test]
+    fn dash_names_parse_strictly() {
+        assert_eq!(period_id("init-3593360472-0.mp4"), "3593360472-0");
+        assert_eq!(run_of("init-3593360472-0.mp4"), Some(3_593_360_472));
+        assert_eq!(run_of("init--0.mp4"), None);
+        assert_eq!(run_of("seg1.m4s"), None);
+        assert_eq!(digits("0"), Some(0));
+        assert_eq!(
+            digits("9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "1e3",
+            "99999999999999999999",
+            "١",
+        ] {
+            assert_eq!(digits(bad), None, "{bad:?}");
+        }
+    }
 }

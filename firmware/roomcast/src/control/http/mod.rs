@@ -14,6 +14,7 @@
 //! * [`page`]: the web page's files.
 
 mod api;
+mod dash;
 mod page;
 pub mod server;
 mod session;
@@ -273,6 +274,9 @@ pub fn handle(app: &App, req: &Req) -> Routed {
     }
     if let Some(routed) = stream::route(app, req) {
         return routed;
+    }
+    if let Some(reply) = dash::route(app, req) {
+        return reply.into();
     }
     let path = req.path();
     if path.starts_with("/api/") || path == "/metrics" {

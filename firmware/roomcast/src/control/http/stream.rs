@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 /// How long a playlist request waits for the first segment at start-up.
 const PLAYLIST_WAIT: Duration = Duration::from_secs(10);
 
-/// The stream (`/hls/…`, both flavours, every file) while a viewer password
-/// is set: 401 unless the request brings the admin (session or token) or a
+/// The stream (`/hls/…`, both flavours, every file, and `/dash/…`) while a
+/// viewer password is set: 401 unless the request brings the admin (session or token) or a
 /// viewer session. `None` lets the request through.
 pub(super) fn viewer_gate(app: &App, req: &Req) -> Option<Reply> {
-    if !req.url.starts_with("/hls/") || !app.auth.viewer_password_set() {
+    let stream = req.url.starts_with("/hls/") || req.url.starts_with("/dash/");
+    if !stream || !app.auth.viewer_password_set() {
         return None;
     }
     let viewer = req.cookie(crate::control::auth::VIEWER_COOKIE);
