@@ -1,6 +1,6 @@
 //! The daemon's memory with the default rendition ladder (1280x720 and the
-//! automatic 640x360 below it), LL-HLS and MPEG-TS packagers for both, and
-//! 20 LL-HLS clients following the live edge for `BENCH_SECONDS` (60):
+//! automatic 640x360 below it), LL-HLS, MPEG-TS and MPEG-DASH packagers for
+//! both (and DASH's audio), and 20 LL-HLS clients following the live edge for `BENCH_SECONDS` (60):
 //! resident set at the end (VmRSS) and its peak (VmHWM), from /proc.
 //!
 //! ```sh
