@@ -153,14 +153,6 @@ impl Renditions {
             running.queues.push(q);
             store
         };
-        if dash && cfg.audio_format().is_some() {
-            running.dash_audio = Some(dash_queue(
-                "dash-audio".into(),
-                0,
-                Tracks::Audio,
-                &mut running,
-            ));
-        }
         for (i, spec) in cfg.renditions().iter().enumerate() {
             let r = i as u8;
             let hls = HlsStore::with_keys(hls_settings(cfg), running.keys.clone());
@@ -201,6 +193,15 @@ impl Renditions {
                 ll,
                 dash,
             }));
+        }
+        // After the renditions' queues, so status lists "hls" first.
+        if dash && cfg.audio_format().is_some() {
+            running.dash_audio = Some(dash_queue(
+                "dash-audio".into(),
+                0,
+                Tracks::Audio,
+                &mut running,
+            ));
         }
         let old = std::mem::replace(&mut *lock(&self.running), running);
         self.retire(old);
