@@ -11,7 +11,7 @@
 // {dashjs:{p50,max}, clock:{p50,max}}}. With MAX_LATENCY_S, exits 1 if a
 // latency sample after the first 4 s of playback exceeds it, if playback
 // stalls or the picture stops moving.
-import { launchChromium, sleep } from './player.mjs';
+import { launchChromium, sleep, summary } from './player.mjs';
 import { fileURLToPath } from 'node:url';
 
 const [base, secondsArg, maxArg] = process.argv.slice(2);
@@ -75,15 +75,10 @@ try {
     if (frozen >= 4) throw new Error(`picture frozen at ${s.t.toFixed(2)} s`);
     last = s.t;
   }
-  const stats = (xs) => {
-    if (!xs.length) return null;
-    const sorted = [...xs].sort((a, b) => a - b);
-    return { p50: Number(sorted[Math.floor(sorted.length / 2)].toFixed(3)), max: Number(sorted[sorted.length - 1].toFixed(3)) };
-  };
   const result = {
     seconds, advanced: Number((s.t - first.t).toFixed(2)), stalls: s.stalls - first.stalls,
     errors: s.errors, width: s.width, height: s.height,
-    latency: { dashjs: stats(dashLat), clock: stats(clockLat) },
+    latency: { dashjs: summary(dashLat), clock: summary(clockLat) },
   };
   console.log(JSON.stringify(result));
   if (maxLatency !== null) {

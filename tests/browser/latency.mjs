@@ -8,7 +8,7 @@
 // Prints one JSON line {playlist, seconds, advanced, stalls, latency:{p50,max}}.
 // With MAX_LATENCY_S, exits 1 if any latency sample after the first 4 s of
 // playback exceeds it, if playback stalls, or if the picture stops moving.
-import { launchChromium, sleep } from './player.mjs';
+import { launchChromium, sleep, summary } from './player.mjs';
 
 const [base, playlist, secondsArg, maxArg] = process.argv.slice(2);
 const seconds = Number(secondsArg);
@@ -50,16 +50,12 @@ try {
     if (frozen >= 4) throw new Error(`picture frozen at ${s.t.toFixed(2)} s`);
     last = s.t;
   }
-  latencies.sort((a, b) => a - b);
   const result = {
     playlist, seconds,
     advanced: Number((s.t - first.t).toFixed(2)),
     stalls: s.stalls - first.stalls,
     restarts: s.starts - first.starts,
-    latency: latencies.length ? {
-      p50: Number(latencies[Math.floor(latencies.length / 2)].toFixed(3)),
-      max: Number(latencies[latencies.length - 1].toFixed(3)),
-    } : null,
+    latency: summary(latencies),
   };
   console.log(JSON.stringify(result));
   if (maxLatency !== null) {

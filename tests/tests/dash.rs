@@ -27,6 +27,14 @@ bitrate_kbps = 300
 source = "tone"
 "#;
 
+/// The value of the first ` NAME="…"` attribute in an XML text.
+fn xml_attr<'a>(text: &'a str, name: &str) -> &'a str {
+    text.split(&format!(" {name}=\""))
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 fn mpd_url(d: &Daemon) -> String {
     format!("{}/dash/index.mpd", d.base_url())
 }
@@ -144,25 +152,9 @@ fn dash_routes_refuse_garbage_follow_the_viewer_gate_and_close_under_encryption(
 
     // Every listed segment is there, for every representation.
     let text = http(d.port, "GET", "/dash/index.mpd", None).unwrap().text();
-    let init = text
-        .split("initialization=\"$RepresentationID$/")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
-    let media = text
-        .split("media=\"$RepresentationID$/")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
-    let start: u64 = text
-        .split("startNumber=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let init = xml_attr(&text, "initialization").replace("$RepresentationID$/", "");
+    let media = xml_attr(&text, "media").replace("$RepresentationID$/", "");
+    let start: u64 = xml_attr(&text, "startNumber").parse().unwrap();
     for rep in ["r0", "r1", "a"] {
         let r = http(d.port, "GET", &format!("/dash/{rep}/{init}"), None).unwrap();
         assert_eq!(r.status, 200, "{rep} init");

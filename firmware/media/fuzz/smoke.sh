@@ -13,7 +13,7 @@ RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
   -Cllvm-args=-sanitizer-coverage-trace-compares \
   --cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
   cargo build --quiet --locked --release --target "$host"
-for t in sps annexb playlist fmp4 llhls amf0 rtmp_client aac blocking_query rtmp_mux aes_decrypt; do
+for t in sps annexb playlist fmp4 llhls amf0 rtmp_client aac blocking_query rtmp_mux aes_decrypt dash_path; do
     mkdir -p "corpus/$t" artifacts
     echo "fuzz $t for ${secs}s"
     "./target/$host/release/$t" "corpus/$t" -max_total_time="$secs" \

@@ -260,6 +260,88 @@ impl Mpd<'_> {
     }
 }
 
+/// The longest path under `/dash/` [`DashPath::parse`] looks at.
+pub const MAX_PATH_LEN: usize = 96;
+
+/// Whose segments a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// `rN` (N < 100): rendition N's pictures.
+    Video(usize),
+    /// `a`: the sound.
+    Audio,
+}
+
+/// A request path under `/dash/`, parsed strictly: what the box serves and
+/// nothing else (no `..`, signs, spaces or numbers past `u64`).
+///
+/// ```text
+/// index.mpd                 the MPD
+/// time                      the UTCTiming clock
+/// TRACK/init-RUN-EPOCH.mp4  an init segment
+/// TRACK/RUN/segN.m4s        segment N (counted from the run's first)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DashPath<'a> {
+    Mpd,
+    Time,
+    Init { track: Track, name: &'a str },
+    Segment { track: Track, run: u64, number: u64 },
+}
+
+impl<'a> DashPath<'a> {
+    /// `path` without the `/dash/` prefix; `None` for anything else.
+    pub fn parse(path: &'a str) -> Option<Self> {
+        if path.len() > MAX_PATH_LEN {
+            return None;
+        }
+        match path {
+            "index.mpd" => return Some(DashPath::Mpd),
+            "time" => return Some(DashPath::Time),
+            _ => {}
+        }
+        let (track, rest) = path.split_once('/')?;
+        let track = match track {
+            "a" => Track::Audio,
+            _ => {
+                let n = track.strip_prefix('r')?;
+                if n.len() > 2 {
+                    return None;
+                }
+                Track::Video(usize::try_from(decimal(n)?).ok()?)
+            }
+        };
+        if let Some((run, seg)) = rest.split_once('/') {
+            let number = seg.strip_prefix("seg")?.strip_suffix(".m4s")?;
+            return Some(DashPath::Segment {
+                track,
+                run: decimal(run)?,
+                number: decimal(number)?,
+            });
+        }
+        init_run(rest)?;
+        Some(DashPath::Init { track, name: rest })
+    }
+}
+
+/// The run of an init segment's name, `init-RUN-EPOCH.mp4` → RUN.
+pub fn init_run(name: &str) -> Option<u64> {
+    let (run, epoch) = name
+        .strip_prefix("init-")?
+        .strip_suffix(".mp4")?
+        .split_once('-')?;
+    decimal(epoch)?;
+    decimal(run)
+}
+
+/// A decimal `u64`: digits only, no sign, no spaces.
+fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +505,67 @@ minBufferTime=\"PT0.500S\" timeShiftBufferDepth=\"PT6.000S\" maxSegmentDuration=
             text.contains("<Period id=\"p&amp;1\" start=\"PT2.500S\">\n  </Period>"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn paths_parse_strictly() {
+        use DashPath::*;
+        assert_eq!(DashPath::parse("index.mpd"), Some(Mpd));
+        assert_eq!(DashPath::parse("time"), Some(Time));
+        assert_eq!(
+            DashPath::parse("r1/init-3593360472-0.mp4"),
+            Some(Init {
+                track: Track::Video(1),
+                name: "init-3593360472-0.mp4"
+            })
+        );
+        assert_eq!(
+            DashPath::parse("a/3593360472/seg17.m4s"),
+            Some(Segment {
+                track: Track::Audio,
+                run: 3_593_360_472,
+                number: 17
+            })
+        );
+        assert_eq!(
+            DashPath::parse("r99/0/seg18446744073709551615.m4s"),
+            Some(Segment {
+                track: Track::Video(99),
+                run: 0,
+                number: u64::MAX
+            })
+        );
+        for bad in [
+            "",
+            "/",
+            "index.mpd/",
+            "time/x",
+            "r0",
+            "r0/",
+            "r/init-1-0.mp4",
+            "r100/init-1-0.mp4",
+            "r-1/init-1-0.mp4",
+            "x/init-1-0.mp4",
+            "r0/../../etc/passwd",
+            "r0/init-1-0.mp4/x",
+            "r0/init--0.mp4",
+            "r0/init-1-.mp4",
+            "r0/init-+1-0.mp4",
+            "r0/seg1.m4s",
+            "r0/1/seg18446744073709551616.m4s",
+            "r0/-1/seg1.m4s",
+            "r0/1/seg+1.m4s",
+            "r0/1/seg 1.m4s",
+            "r0/1/seg1.m4s/",
+            "r0/1/2/seg1.m4s",
+            "r0/1/seg\u{661}.m4s",
+        ] {
+            assert_eq!(DashPath::parse(bad), None, "{bad:?}");
+        }
+        let long = alloc::format!("r0/1/seg{}.m4s", "1".repeat(MAX_PATH_LEN));
+        assert_eq!(DashPath::parse(&long), None);
+        assert_eq!(init_run("init-7-0.mp4"), Some(7));
+        assert_eq!(init_run("seg1.m4s"), None);
     }
 
     #[test]

@@ -16,9 +16,12 @@ use crate::base::lock;
 use crate::config::{Rendition, ValidConfig};
 use crate::sink::hls::{self, HlsSettings, HlsStore};
 use crate::sink::keys::KeyRing;
-use crate::sink::llhls::{self, LadderEdges, LlSettings, LlStore, Ready, Tracks};
+use crate::sink::llhls::{self, LadderEdges, LlSettings, LlStore, Ready, Timeline, Tracks};
 use roomcast_media::aes128::Key;
-use roomcast_media::dash::{AudioRepresentation, Mpd, TimelineSegment, VideoRepresentation};
+use roomcast_media::dash::{
+    init_run, AudioRepresentation, DashPath, Mpd, TimelineSegment, Track as DashTrack,
+    VideoRepresentation,
+};
 use roomcast_media::hls::{render_multivariant, Variant};
 use roomcast_media::time::Ticks90k;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -289,14 +292,18 @@ impl Renditions {
             .map(|s| Some((s.clone(), s.dash.clone()?)))
             .collect::<Option<_>>()?;
         let audio = running.dash_audio.clone();
-        let top = video.first()?.1.timeline()?;
-        let first = top.segments.first()?;
         // Only what every representation has: the stores publish one
         // after the other.
-        let stores = video.iter().map(|(_, d)| d).chain(audio.as_ref());
+        let timelines: Vec<Timeline> = video
+            .iter()
+            .map(|(_, d)| d)
+            .chain(audio.as_ref())
+            .map(|store| store.timeline())
+            .collect::<Option<_>>()?;
+        let top = timelines.first()?;
+        let first = top.segments.first()?;
         let mut newest = u64::MAX;
-        for store in stores {
-            let t = store.timeline()?;
+        for t in &timelines {
             if t.init != top.init {
                 return None; // one store is mid-restart: wait for it
             }
@@ -306,7 +313,7 @@ impl Renditions {
         // named after the run: players read it as a 32-bit integer (ffmpeg
         // does), too small for the wall-clock-based msn, yet no URL may
         // ever name two different segments.
-        let boot = run_of(&top.init)?;
+        let boot = init_run(&top.init)?;
         let segments: Vec<_> = top
             .segments
             .iter()
@@ -400,24 +407,19 @@ impl Renditions {
         Some(mpd.render())
     }
 
-    /// A DASH file: `rep` is `rN` (rendition N's pictures) or `a` (the
-    /// sound); `name` an init segment or `RUN/segN.m4s` (see [`Self::mpd`]).
-    pub fn dash_file(&self, rep: &str, name: &str) -> Option<Arc<[u8]>> {
-        let name = match name.split_once('/') {
-            Some((run, seg)) => {
-                let number = seg.strip_prefix("seg")?.strip_suffix(".m4s")?;
-                format!("seg{}.m4s", digits(run)?.checked_add(digits(number)?)?)
+    /// The bytes of a DASH init segment or segment (see [`Self::mpd`] for
+    /// the names); `None` for the MPD and the clock, which are not files.
+    pub fn dash_file(&self, path: &DashPath<'_>) -> Option<Arc<[u8]>> {
+        let (track, name) = match *path {
+            DashPath::Init { track, name } => (track, name.to_string()),
+            DashPath::Segment { track, run, number } => {
+                (track, format!("seg{}.m4s", run.checked_add(number)?))
             }
-            None => name.to_string(),
+            DashPath::Mpd | DashPath::Time => return None,
         };
-        let store = if rep == "a" {
-            lock(&self.running).dash_audio.clone()?
-        } else {
-            let i = rep.strip_prefix('r')?;
-            if i.is_empty() || i.len() > 2 || !i.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            self.get(i.parse().ok()?)?.dash.clone()?
+        let store = match track {
+            DashTrack::Audio => lock(&self.running).dash_audio.clone()?,
+            DashTrack::Video(i) => self.get(i)?.dash.clone()?,
         };
         store.file(&name)
     }
@@ -426,19 +428,6 @@ impl Renditions {
     pub fn dash_on(&self) -> bool {
         lock(&self.running).keys.is_none()
     }
-}
-
-/// A decimal number of at most 19 digits (no sign, no spaces).
-fn digits(s: &str) -> Option<u64> {
-    (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
-}
-
-/// The run an init segment belongs to: `init-RUN-EPOCH.mp4` → RUN (the
-/// first segment number of the packagers that made it).
-fn run_of(init: &str) -> Option<u64> {
-    digits(period_id(init).split_once('-')?.0)
 }
 
 /// A period's id: its init segment's name without `init-` and `.mp4`.
@@ -524,27 +513,8 @@ mod dash_names {
     use super::*;
 
     #[test]
-    fn dash_names_parse_strictly() {
+    fn a_period_is_named_after_its_init_segment() {
         assert_eq!(period_id("init-3593360472-0.mp4"), "3593360472-0");
-        assert_eq!(run_of("init-3593360472-0.mp4"), Some(3_593_360_472));
-        assert_eq!(run_of("init--0.mp4"), None);
-        assert_eq!(run_of("seg1.m4s"), None);
-        assert_eq!(digits("0"), Some(0));
-        assert_eq!(
-            digits("9999999999999999999"),
-            Some(9_999_999_999_999_999_999)
-        );
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            " 1",
-            "1 ",
-            "1e3",
-            "99999999999999999999",
-            "١",
-        ] {
-            assert_eq!(digits(bad), None, "{bad:?}");
-        }
+        assert_eq!(period_id("other"), "other");
     }
 }

@@ -14,6 +14,7 @@
 use super::{Reply, Req};
 use crate::base::lock;
 use crate::control::app::App;
+use roomcast_media::dash::{DashPath, Track};
 use roomcast_media::hls::format_program_date_time;
 use std::sync::Arc;
 
@@ -32,16 +33,22 @@ pub(super) fn route(app: &App, req: &Req) -> Option<Reply> {
             .header("Cache-Control", "no-store"),
         );
     }
-    let reply = match name {
-        "index.mpd" => mpd(app),
+    let reply = match DashPath::parse(name) {
+        Some(DashPath::Mpd) => mpd(app),
         // Clients sync to this clock; never from a cache.
-        "time" => Reply::new(
+        Some(DashPath::Time) => Reply::new(
             200,
             "text/plain; charset=utf-8",
             Arc::<[u8]>::from(format_program_date_time(app.clock.wall_unix_ms()).as_bytes()),
         )
         .header("Cache-Control", "no-store"),
-        _ => file(app, name),
+        Some(file) => match app.renditions.dash_file(&file) {
+            // Names never repeat (counters start from the wall clock).
+            Some(bytes) => Reply::new(200, content_type(&file), bytes)
+                .header("Cache-Control", "public, max-age=31536000, immutable"),
+            None => not_found(),
+        },
+        None => not_found(),
     };
     Some(reply.header("Access-Control-Allow-Origin", "*"))
 }
@@ -62,30 +69,18 @@ fn mpd(app: &App) -> Reply {
     }
 }
 
-/// `REP/NAME`: an init segment or a segment of one representation.
-fn file(app: &App, name: &str) -> Reply {
-    let found = name.split_once('/').and_then(|(rep, file)| {
-        let content_type = if file.ends_with(".m4s") {
-            "video/iso.segment"
-        } else if file.starts_with("init-") && file.ends_with(".mp4") {
-            if rep == "a" {
-                "audio/mp4"
-            } else {
-                "video/mp4"
-            }
-        } else {
-            return None;
-        };
-        if file.len() > 64 {
-            return None;
-        }
-        Some((content_type, app.renditions.dash_file(rep, file)?))
-    });
-    match found {
-        // Names never repeat (counters start from the wall clock).
-        Some((content_type, bytes)) => Reply::new(200, content_type, bytes)
-            .header("Cache-Control", "public, max-age=31536000, immutable"),
-        None => Reply::error(404, "no such DASH file (it may have left the live window)")
-            .header("Cache-Control", "no-store"),
+fn content_type(file: &DashPath<'_>) -> &'static str {
+    match file {
+        DashPath::Segment { .. } => "video/iso.segment",
+        DashPath::Init {
+            track: Track::Audio,
+            ..
+        } => "audio/mp4",
+        _ => "video/mp4",
     }
+}
+
+fn not_found() -> Reply {
+    Reply::error(404, "no such DASH file (it may have left the live window)")
+        .header("Cache-Control", "no-store")
 }
