@@ -6,6 +6,8 @@
 
 use roomcast_e2e::{browser_dir, http, http_with, run_with_timeout, Daemon};
 use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -144,6 +146,38 @@ fn dash_routes_refuse_garbage_follow_the_viewer_gate_and_close_under_encryption(
             r.status
         );
     }
+    // A declared body of a petabyte, a request dripped and dropped, a
+    // reset in the middle of a segment's answer: refused or forgotten.
+    let raw = |bytes: &[u8], read: bool| {
+        let mut c = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = c.write_all(bytes);
+        let mut head = [0u8; 12];
+        let n = if read {
+            c.read(&mut head).unwrap_or(0)
+        } else {
+            0
+        };
+        String::from_utf8_lossy(&head[..n]).into_owned()
+    };
+    let huge = raw(
+        b"GET /dash/index.mpd HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000\r\n\r\n",
+        true,
+    );
+    assert!(
+        huge.starts_with("HTTP/1.1 413") || huge.starts_with("HTTP/1.1 400") || huge.is_empty(),
+        "{huge:?}"
+    );
+    raw(b"GET /dash/ind", false);
+    for _ in 0..20 {
+        let c = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+        let s2 = socket2::SockRef::from(&c);
+        s2.set_linger(Some(Duration::ZERO)).unwrap();
+        (&c).write_all(b"GET /dash/index.mpd HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        drop(c); // RST, whatever was on its way
+    }
+
     // Writes are not for the stream.
     let r = http(d.port, "POST", "/dash/index.mpd", Some("x")).unwrap();
     assert_ne!(r.status, 200);
