@@ -47,7 +47,7 @@ fn main() {
     let parts: u32 = clients.into_iter().map(|c| c.join().unwrap().1).sum();
     let (rss, peak) = (proc_kb(pid, "VmRSS:"), proc_kb(pid, "VmHWM:"));
     println!(
-        "roomcast memory: {renditions} renditions (LL-HLS + TS each), 20 LL-HLS clients ({parts} parts) for {seconds} s: RSS {:.1} MB, peak {:.1} MB (goal < 50 MB)",
+        "roomcast memory: {renditions} renditions (LL-HLS + TS + DASH each), 20 LL-HLS clients ({parts} parts) for {seconds} s: RSS {:.1} MB, peak {:.1} MB (goal < 50 MB)",
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
